@@ -1,0 +1,3 @@
+from aiguilleur.cli import main
+
+raise SystemExit(main())

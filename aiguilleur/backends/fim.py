@@ -1,0 +1,206 @@
+"""Fill-in-the-middle prompts built as token lists from the model's own FIM tokens.
+
+llama-cpp-python's `create_completion(suffix=...)` puts token 0 where the FIM tokens
+belong, so the prompt is assembled here, token by token, in the order llama-server's
+/infill uses: [BOS] extra-context [PRE] prefix [SUF] suffix [MID]. The extra context and
+the start of the prefix come first and change rarely, so consecutive keystrokes share a
+long token prefix that the engine does not evaluate again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import msgspec
+
+from aiguilleur.types import FimContext
+
+Tokenize = Callable[[str], list[int]]
+
+# The prefix window starts on a line whose absolute number is a multiple of this, so that
+# the start does not move (and invalidate the whole KV cache) at every new line typed.
+ANCHOR_LINES = 16
+
+# Separator between extra-context chunks for models without a file-separator token
+# (the one llama-server uses).
+SNIPPET_SEPARATOR = "\n\n--- snippet ---\n\n"
+
+
+class FimTemplateSpec(msgspec.Struct, frozen=True):
+    """Token texts of a known model family, used when the GGUF lacks fim_* metadata."""
+
+    family: str
+    pre: str
+    suf: str
+    mid: str
+    pad: str | None = None
+    rep: str | None = None
+    sep: str | None = None
+    # Extra end-of-generation tokens beyond the vocabulary's EOS/EOT.
+    stops: tuple[str, ...] = ()
+
+
+KNOWN_TEMPLATES: tuple[FimTemplateSpec, ...] = (
+    FimTemplateSpec(
+        "qwen2.5-coder",
+        "<|fim_prefix|>",
+        "<|fim_suffix|>",
+        "<|fim_middle|>",
+        pad="<|fim_pad|>",
+        rep="<|repo_name|>",
+        sep="<|file_sep|>",
+        stops=("<|endoftext|>",),
+    ),
+    FimTemplateSpec("codegemma", "<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>",
+                    sep="<|file_separator|>"),
+    FimTemplateSpec(
+        "starcoder2",
+        "<fim_prefix>",
+        "<fim_suffix>",
+        "<fim_middle>",
+        pad="<fim_pad>",
+        rep="<repo_name>",
+        sep="<file_sep>",
+    ),
+    FimTemplateSpec("deepseek-coder", "<｜fim▁begin｜>", "<｜fim▁hole｜>", "<｜fim▁end｜>"),
+    FimTemplateSpec("codellama", "▁<PRE>", "▁<SUF>", "▁<MID>", stops=("▁<EOT>",)),
+    FimTemplateSpec("codestral", "[PREFIX]", "[SUFFIX]", "[MIDDLE]"),
+)
+
+
+class FimTokens(msgspec.Struct, frozen=True):
+    """The FIM token ids of one loaded model (-1: the model has no such token)."""
+
+    source: str  # "gguf" (the model's own metadata) or the family name of a known template
+    pre: int
+    suf: int
+    mid: int
+    pad: int = -1
+    rep: int = -1
+    sep: int = -1
+    bos: int = -1
+    stops: frozenset[int] = frozenset()
+
+
+class FimPrompt(msgspec.Struct, frozen=True):
+    tokens: list[int]
+    # Tokens before the cursor-dependent part: the stable part of the prompt.
+    stable_tokens: int
+
+
+class TokenCounter:
+    """Counts tokens per line, memoised: most lines are the same from keystroke to keystroke."""
+
+    def __init__(self, tokenize: Tokenize, capacity: int = 50_000) -> None:
+        self._tokenize = tokenize
+        self._capacity = capacity
+        self._cache: dict[str, int] = {}
+
+    def __call__(self, line: str) -> int:
+        n = self._cache.get(line)
+        if n is None:
+            if len(self._cache) >= self._capacity:
+                self._cache.clear()
+            n = len(self._tokenize(line))
+            self._cache[line] = n
+        return n
+
+
+def trim_prefix(
+    prefix: str, first_line: int, budget: int, count: TokenCounter, tokenize: Tokenize
+) -> list[int]:
+    """Tokens of the end of `prefix` that fit `budget`, starting at an anchored line."""
+    if budget <= 0 or not prefix:
+        return []
+    lines = prefix.splitlines(keepends=True)
+    total = 0
+    start: int | None = None
+    # Walk backwards, remembering the earliest anchor line that still fits.
+    for i in range(len(lines) - 1, -1, -1):
+        total += count(lines[i])
+        if total > budget:
+            break
+        if (first_line + i) % ANCHOR_LINES == 0 or (i == 0 and first_line == 0):
+            start = i
+    if start is not None:
+        return tokenize("".join(lines[start:]))
+    # Lines too long to anchor (minified code, one huge line): keep the last tokens.
+    return tokenize(prefix)[-budget:]
+
+
+def trim_suffix(suffix: str, budget: int, count: TokenCounter, tokenize: Tokenize) -> list[int]:
+    if budget <= 0 or not suffix:
+        return []
+    lines = suffix.splitlines(keepends=True)
+    total = 0
+    end = 0
+    for line in lines:
+        n = count(line)
+        if total + n > budget:
+            break
+        total += n
+        end += 1
+    if end == 0:
+        return tokenize(suffix)[:budget]
+    return tokenize("".join(lines[:end]))
+
+
+def build_prompt(
+    ctx: FimContext,
+    fim: FimTokens,
+    tokenize: Tokenize,
+    count: TokenCounter,
+    *,
+    prefix_tokens: int,
+    suffix_tokens: int,
+    extra_tokens: int,
+) -> FimPrompt:
+    head: list[int] = [fim.bos] if fim.bos >= 0 else []
+    extra: list[int] = []
+    if ctx.extra:
+        if fim.rep >= 0:
+            extra += [fim.rep, *tokenize("project\n")]
+        for chunk in ctx.extra:
+            if fim.sep >= 0:
+                piece = [fim.sep, *tokenize(f"{chunk.path}\n{chunk.text}")]
+            else:
+                piece = tokenize(f"{SNIPPET_SEPARATOR}{chunk.text}")
+            if len(extra) + len(piece) > extra_tokens:
+                break
+            extra += piece
+        if fim.sep >= 0:
+            extra += [fim.sep, *tokenize(f"{ctx.path}\n")]
+    prefix = trim_prefix(ctx.prefix, ctx.prefix_first_line, prefix_tokens, count, tokenize)
+    suffix = trim_suffix(ctx.suffix, suffix_tokens, count, tokenize)
+    stable = len(head) + len(extra) + 1
+    tokens = [*head, *extra, fim.pre, *prefix, fim.suf, *suffix, fim.mid]
+    return FimPrompt(tokens, stable)
+
+
+def resolve_fim_tokens(
+    gguf_ids: Sequence[int],
+    bos: int,
+    end_ids: Sequence[int],
+    single_token: Callable[[str], int | None],
+) -> FimTokens | None:
+    """FIM tokens from the GGUF's metadata, else from the first known template whose
+    token texts are all single tokens of this vocabulary; None if neither works.
+
+    `gguf_ids` are (pre, suf, mid, pad, rep, sep) as llama_vocab_fim_* report them.
+    """
+    pre, suf, mid, pad, rep, sep = gguf_ids
+    stops = {t for t in (*end_ids, pad, rep, sep) if t >= 0}
+    if min(pre, suf, mid) >= 0:
+        return FimTokens("gguf", pre, suf, mid, pad, rep, sep, bos, frozenset(stops | {pre, suf}))
+    for spec in KNOWN_TEMPLATES:
+        ids = [single_token(t) for t in (spec.pre, spec.suf, spec.mid)]
+        if any(i is None for i in ids):
+            continue
+        p, s, m = (i for i in ids if i is not None)
+        opt = [single_token(t) if t else None for t in (spec.pad, spec.rep, spec.sep)]
+        pad_, rep_, sep_ = (-1 if i is None else i for i in opt)
+        extra_stops = {single_token(t) for t in spec.stops}
+        all_stops = stops | {i for i in (*extra_stops, pad_, rep_, sep_, p, s) if i is not None}
+        all_stops.discard(-1)
+        return FimTokens(spec.family, p, s, m, pad_, rep_, sep_, bos, frozenset(all_stops))
+    return None

@@ -1,0 +1,51 @@
+"""Shaping generated code: where to stop, and what not to repeat."""
+
+from __future__ import annotations
+
+
+def indent_of(line: str) -> int:
+    return len(line) - len(line.lstrip(" \t"))
+
+
+def stop_point(text: str, *, single_line: bool, min_indent: int | None) -> int | None:
+    """Index at which generated `text` should be cut, or None to keep generating.
+
+    Single-line requests end at the first newline. Otherwise a complete line indented
+    less than the cursor's block ends the block the user is writing.
+    """
+    first_nl = text.find("\n")
+    if first_nl < 0:
+        return None
+    if single_line:
+        return first_nl
+    if min_indent is None:
+        return None
+    start = first_nl + 1
+    while True:
+        end = text.find("\n", start)
+        if end < 0:
+            return None
+        line = text[start:end]
+        if line.strip() and indent_of(line) < min_indent:
+            return start - 1
+        start = end + 1
+
+
+def trim_overlap(text: str, suffix: str) -> str:
+    """Drop the end of `text` that repeats what already follows the cursor."""
+    rest_of_line = suffix.split("\n", 1)[0]
+    if "\n" not in text:
+        stripped = rest_of_line.strip()
+        if stripped and text.rstrip().endswith(stripped):
+            return text.rstrip()[: -len(stripped)]
+        return text
+    # Multi-line: trailing generated lines identical to the next lines of the file.
+    gen_lines = text.split("\n")
+    suf_lines = [line for line in suffix.split("\n")[1:] if line.strip()]
+    if not suf_lines:
+        return text
+    for n in range(min(len(gen_lines) - 1, len(suf_lines)), 0, -1):
+        tail = [line for line in gen_lines[-n:] if line.strip()]
+        if tail and tail == suf_lines[: len(tail)]:
+            return "\n".join(gen_lines[:-n]).rstrip(" \t")
+    return text

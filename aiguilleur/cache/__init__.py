@@ -1,0 +1,1 @@
+"""Everything persistent. Knows nothing of LSP or of backends."""

@@ -1,0 +1,230 @@
+"""Settings as msgspec Structs, and their loading from layered sources.
+
+Precedence (later wins): built-in defaults < user file < workspace file
+< editor initializationOptions < workspace/didChangeConfiguration.
+
+A bad key never stops the server: the key is dropped from its layer (so the value
+from the layer below, or the default, stays) and a ConfigProblem names the file, the
+key and what was expected.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+WORKSPACE_FILE = ".aiguilleur.toml"
+
+
+class LocalConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    model: str | None = None
+    """Path to a GGUF file, or an alias known to `aiguilleur pull`."""
+    models_dir: str | None = None
+    """Where `aiguilleur pull` stores models; searched first. Default: <data dir>/models."""
+    search_common_places: bool = True
+    """Also look in the llama.cpp cache, LM Studio's models and the Hugging Face cache."""
+    n_ctx: int = 4096
+    n_batch: int = 128
+    """Prompt tokens evaluated per slice: cancellation is checked between slices."""
+    n_threads: int | None = None
+
+
+class CompletionConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    prefix_tokens: int = 1024
+    suffix_tokens: int = 128
+    max_tokens: int = 64
+    extra_tokens: int = 1024
+    """Budget for chunks of other open and recently edited files."""
+    extra_chunks: int = 8
+    """Size of the ring of chunks from other files."""
+    extra_chunk_lines: int = 64
+    time_budget_ms: int = 1500
+    """Generation stops after this long, whatever it has by then."""
+    temperature: float = 0.0
+
+
+class CacheConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    dir: str | None = None
+    """Default: $XDG_CACHE_HOME/aiguilleur (~/.cache/aiguilleur)."""
+
+
+class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    local: LocalConfig = LocalConfig()
+    completion: CompletionConfig = CompletionConfig()
+    cache: CacheConfig = CacheConfig()
+
+
+# Sections a cloned repository's .aiguilleur.toml may not set: they decide where we write.
+_WORKSPACE_FORBIDDEN = {("cache",), ("local", "models_dir")}
+
+
+class ConfigProblem(msgspec.Struct, frozen=True):
+    source: str
+    key: str
+    message: str
+
+    def describe(self) -> str:
+        where = f" key `{self.key}`" if self.key else ""
+        return f"{self.source}:{where} {self.message}"
+
+
+class LoadedConfig(msgspec.Struct, frozen=True):
+    config: Config
+    sources: tuple[str, ...]
+    problems: tuple[ConfigProblem, ...]
+
+
+def user_config_path() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "aiguilleur" / "config.toml"
+
+
+def cache_dir(config: Config) -> Path:
+    if config.cache.dir:
+        return Path(config.cache.dir).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "aiguilleur"
+
+
+def data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "aiguilleur"
+
+
+def models_dir(config: Config) -> Path:
+    if config.local.models_dir:
+        return Path(config.local.models_dir).expanduser()
+    return data_dir() / "models"
+
+
+def _deep_merge(base: dict[str, Any], layer: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in layer.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+_AT = re.compile(r" - at `\$(?P<path>[^`]*)`$")
+_UNKNOWN = re.compile(r"unknown field `(?P<field>[^`]+)`")
+
+
+def _error_path(error: msgspec.ValidationError) -> list[str]:
+    text = str(error)
+    path: list[str] = []
+    if m := _AT.search(text):
+        path = [p for p in re.split(r"[.\[\]]", m["path"]) if p]
+    if m := _UNKNOWN.search(text):
+        path.append(m["field"])
+    return path
+
+
+def _drop(tree: dict[str, Any], path: list[str]) -> bool:
+    node: Any = tree
+    for key in path[:-1]:
+        if not isinstance(node, dict) or key not in node:
+            return False
+        node = node[key]
+    if isinstance(node, dict) and path and path[-1] in node:
+        del node[path[-1]]
+        return True
+    return False
+
+
+def _strip_forbidden(layer: dict[str, Any], source: str, problems: list[ConfigProblem]) -> None:
+    for path in sorted(_WORKSPACE_FORBIDDEN):
+        if _drop(layer, list(path)):
+            problems.append(
+                ConfigProblem(
+                    source,
+                    ".".join(path),
+                    "may only be set in your user config "
+                    f"({user_config_path()}), not in a workspace file; ignored",
+                )
+            )
+
+
+def _apply_layer(
+    base: dict[str, Any], layer: dict[str, Any], source: str, problems: list[ConfigProblem]
+) -> dict[str, Any]:
+    layer = copy.deepcopy(layer)
+    # Each round drops one bad key; a layer cannot have more bad keys than keys.
+    for _ in range(1000):
+        merged = _deep_merge(base, layer)
+        try:
+            msgspec.convert(merged, Config)
+            return merged
+        except msgspec.ValidationError as error:
+            path = _error_path(error)
+            message = _AT.sub("", str(error))
+            if _UNKNOWN.search(message):
+                message = "is not a known setting (a typo?); ignored"
+            else:
+                message = f"{message}; using the default"
+            problems.append(ConfigProblem(source, ".".join(path), message))
+            if not _drop(layer, path):
+                problems.append(ConfigProblem(source, "", "ignored as a whole"))
+                return base
+    return base
+
+
+def _read_toml(path: Path, problems: list[ConfigProblem]) -> dict[str, Any] | None:
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        return None
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        problems.append(ConfigProblem(str(path), "", f"cannot be read ({error}); ignored"))
+        return None
+
+
+class ConfigLayers:
+    """The raw layers, kept so a later layer (didChangeConfiguration) can be re-merged."""
+
+    def __init__(self, workspace_root: Path | None = None, user_file: Path | None = None) -> None:
+        self.workspace_root = workspace_root
+        self.user_file = user_file or user_config_path()
+        self.init_options: dict[str, Any] = {}
+        self.client_settings: dict[str, Any] = {}
+
+    def load(self) -> LoadedConfig:
+        problems: list[ConfigProblem] = []
+        sources: list[str] = []
+        merged: dict[str, Any] = {}
+        user = _read_toml(self.user_file, problems)
+        if user is not None:
+            sources.append(str(self.user_file))
+            merged = _apply_layer(merged, user, str(self.user_file), problems)
+        if self.workspace_root is not None:
+            ws_path = self.workspace_root / WORKSPACE_FILE
+            ws = _read_toml(ws_path, problems)
+            if ws is not None:
+                sources.append(str(ws_path))
+                _strip_forbidden(ws, str(ws_path), problems)
+                merged = _apply_layer(merged, ws, str(ws_path), problems)
+        for name, layer in (
+            ("initializationOptions", self.init_options),
+            ("workspace/didChangeConfiguration", self.client_settings),
+        ):
+            if layer:
+                sources.append(name)
+                merged = _apply_layer(merged, layer, name, problems)
+        return LoadedConfig(msgspec.convert(merged, Config), tuple(sources), tuple(problems))
+
+
+def as_settings(value: object) -> dict[str, Any]:
+    """Editor settings arrive as JSON of any shape; keep only a table of tables."""
+    if isinstance(value, dict):
+        inner = value.get("aiguilleur", value)
+        if isinstance(inner, dict):
+            return {str(k): v for k, v in inner.items()}
+    return {}

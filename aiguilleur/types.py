@@ -1,0 +1,84 @@
+"""Shapes that cross module boundaries (lsp/ <-> router <-> backends/ <-> cache/)."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+import msgspec
+
+
+class RequestKind(str, Enum):
+    COMPLETION = "completion"
+    CODE_ACTION = "code_action"
+    CHAT = "chat"
+
+
+class ContextChunk(msgspec.Struct, frozen=True):
+    """A piece of another file, placed before the cursor context as a stable prefix."""
+
+    path: str
+    text: str
+
+
+class FimContext(msgspec.Struct, frozen=True):
+    """Text around the cursor, cut at line boundaries; the backend trims it in tokens."""
+
+    path: str
+    prefix: str
+    suffix: str
+    # Absolute line number of the first line of `prefix`: lets the backend keep the
+    # window start stable while the user types, so the prompt keeps a reusable prefix.
+    prefix_first_line: int = 0
+    extra: tuple[ContextChunk, ...] = ()
+    language: str = ""
+
+
+class GenerationParams(msgspec.Struct, frozen=True):
+    max_tokens: int = 64
+    temperature: float = 0.0
+    # Stop at the end of the current line (the cursor sits in the middle of code).
+    single_line: bool = False
+    time_budget_ms: int = 2000
+    # Indentation (in columns) of the cursor line: a generated line indented less than
+    # this ends the block the user is writing, so generation stops there.
+    min_indent: int | None = None
+
+
+class Request(msgspec.Struct, frozen=True):
+    kind: RequestKind
+    # Requests with the same key supersede each other ("latest wins"): the document URI.
+    key: str
+    context: FimContext
+    params: GenerationParams = GenerationParams()
+    # Trim windows, in tokens (the backend owns the tokenizer).
+    prefix_tokens: int = 1024
+    suffix_tokens: int = 128
+    extra_tokens: int = 1024
+
+
+class Usage(msgspec.Struct, frozen=True):
+    prompt_tokens: int = 0
+    # Tokens the engine actually ran through the model for this request: the rest of the
+    # prompt came from the live KV cache.
+    evaluated_tokens: int = 0
+    reused_tokens: int = 0
+    completion_tokens: int = 0
+    prompt_ms: float = 0.0
+    generation_ms: float = 0.0
+    queue_ms: float = 0.0
+    cost_usd: float = 0.0
+    cached: bool = False
+
+
+class Completion(msgspec.Struct, frozen=True):
+    text: str
+    usage: Usage
+    route: str
+    model: str
+    stop_reason: str = ""
+
+
+class Route(msgspec.Struct, frozen=True):
+    name: str
+    backend: str
+    model: str = ""
