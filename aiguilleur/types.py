@@ -46,7 +46,8 @@ class GenerationParams(msgspec.Struct, frozen=True):
 
 class Request(msgspec.Struct, frozen=True):
     kind: RequestKind
-    # Requests with the same key supersede each other ("latest wins"): the document URI.
+    # Requests with the same key supersede each other ("latest wins"); completions use
+    # one key per editor session.
     key: str
     context: FimContext
     params: GenerationParams = GenerationParams()

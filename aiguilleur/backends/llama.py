@@ -52,6 +52,16 @@ class EngineSettings(msgspec.Struct, frozen=True):
     reuse_prefix: bool = True
 
 
+class EngineStats(msgspec.Struct, frozen=True):
+    busy: bool
+    queued: int
+    completed: int
+    cancelled: int
+    superseded: int
+    generated_tokens: int
+    evaluated_tokens: int
+
+
 class _Job:
     __slots__ = ("cancel", "future", "reason", "request", "submitted")
 
@@ -90,9 +100,11 @@ class LlamaEngine:
         self._pending: OrderedDict[str, _Job] = OrderedDict()
         self._running: _Job | None = None
         self._closed = False
+        self._counts = {"completed": 0, "cancelled": 0, "superseded": 0, "generated": 0,
+                        "evaluated": 0}
         self._llm: Any = None
         self._fim: FimTokens | None = None
-        self._count: TokenCounter | None = None
+        self._tokens: TokenCounter | None = None
         self._thread = threading.Thread(target=self._run, name="llama-engine", daemon=True)
         self._thread.start()
 
@@ -106,6 +118,7 @@ class LlamaEngine:
                 return job.future
             old = self._pending.pop(request.key, None)
             if old is not None:
+                self._counts["superseded"] += 1
                 old.future.set_exception(Superseded("superseded"))
             if self._running is not None and self._running.request.key == request.key:
                 self._running.abort("superseded")
@@ -126,15 +139,24 @@ class LlamaEngine:
             for key, job in list(self._pending.items()):
                 if job.future is future:
                     del self._pending[key]
+                    self._counts["cancelled"] += 1
                     job.future.set_exception(Cancelled("cancelled"))
                     return
             if self._running is not None and self._running.future is future:
                 self._running.abort("cancelled")
 
-    @property
-    def busy(self) -> bool:
+    def stats(self) -> EngineStats:
         with self._lock:
-            return self._running is not None or bool(self._pending)
+            c = self._counts
+            return EngineStats(
+                busy=self._running is not None,
+                queued=len(self._pending),
+                completed=c["completed"],
+                cancelled=c["cancelled"],
+                superseded=c["superseded"],
+                generated_tokens=c["generated"],
+                evaluated_tokens=c["evaluated"],
+            )
 
     def close(self) -> None:
         with self._lock:
@@ -175,8 +197,11 @@ class LlamaEngine:
                 self._running = job
             try:
                 if job.future.set_running_or_notify_cancel():
-                    job.future.set_result(self._complete(job))
+                    result = self._complete(job)
+                    self._count("completed")
+                    job.future.set_result(result)
             except Cancelled as error:
+                self._count("superseded" if isinstance(error, Superseded) else "cancelled")
                 job.future.set_exception(error)
             except Exception as error:
                 log.exception("engine.request_failed")
@@ -185,6 +210,10 @@ class LlamaEngine:
                 with self._lock:
                     self._running = None
         self._llm = None
+
+    def _count(self, name: str, n: int = 1) -> None:
+        with self._lock:
+            self._counts[name] += n
 
     def _fail_all(self, error: Exception) -> None:
         with self._lock:
@@ -218,7 +247,7 @@ class LlamaEngine:
         bos = llama_cpp.llama_vocab_bos(vocab) if llama_cpp.llama_vocab_get_add_bos(vocab) else -1
         ends = [llama_cpp.llama_vocab_eos(vocab), llama_cpp.llama_vocab_eot(vocab)]
         self._fim = resolve_fim_tokens(gguf_ids, bos, ends, self._single_token)
-        self._count = TokenCounter(self._tokenize)
+        self._tokens = TokenCounter(self._tokenize)
         name = llm.metadata.get("general.name", self.model_path.stem)
         return ModelInfo(
             path=str(self.model_path),
@@ -243,7 +272,7 @@ class LlamaEngine:
         llm = self._llm
         req = job.request
         fim = self._fim
-        if fim is None or self._count is None:
+        if fim is None or self._tokens is None:
             raise BackendUnavailable(
                 f"{self.model_path.name} has no fill-in-the-middle tokens: use a code model "
                 "(e.g. Qwen2.5-Coder; `aiguilleur pull`)"
@@ -258,7 +287,7 @@ class LlamaEngine:
             req.context,
             fim,
             self._tokenize,
-            self._count,
+            self._tokens,
             prefix_tokens=budget,
             suffix_tokens=req.suffix_tokens,
             extra_tokens=extra,
@@ -275,6 +304,7 @@ class LlamaEngine:
         for i in range(n_past, len(tokens), batch):
             job.check()
             llm.eval(tokens[i : i + batch])
+            self._count("evaluated", min(batch, len(tokens) - i))
         prompt_done = time.perf_counter()
 
         text, n_gen, reason = self._generate(job, prompt_done)
@@ -353,6 +383,10 @@ class LlamaEngine:
             cut = stop_point(text, single_line=gen.single_line, min_indent=gen.min_indent)
             if cut is not None:
                 return text[:cut], n, "boundary"
+            self._count("generated")
             if n < gen.max_tokens:
+                if llm.n_tokens >= self.settings.n_ctx - 1:
+                    reason = "context"
+                    break
                 llm.eval([token])
         return text, n, reason

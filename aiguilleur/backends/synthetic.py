@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -38,6 +39,9 @@ class ModelShape(msgspec.Struct, frozen=True):
 
 TINY = ModelShape("aiguilleur-tiny", n_vocab=512, n_embd=64, n_layer=2, n_head=4, n_head_kv=2,
                   n_ff=128)
+# Slow enough per token (a few ms) that a test can cancel a generation in flight.
+SMALL = ModelShape("aiguilleur-small", n_vocab=32_000, n_embd=512, n_layer=4, n_head=8,
+                   n_head_kv=2, n_ff=1024)
 QWEN25_CODER_05B = ModelShape(
     "qwen2.5-coder-0.5b-shaped",
     n_vocab=151_936,
@@ -109,11 +113,13 @@ def write_model(path: Path, shape: ModelShape, seed: int = 0) -> Path:
     writer.add_uint32("tokenizer.ggml.fim_sep_token_id", fim["<|file_sep|>"])
     writer.add_eot_token_id(fim["<|endoftext|>"])
 
-    def tensor(name: str, *shape_: int, norm: bool = False) -> None:
+    def tensor(name: str, *shape_: int, norm: bool = False, rows: Any = None) -> None:
         if norm:
             writer.add_tensor(name, np.ones(shape_, dtype=np.float32))
             return
         data = rng.standard_normal(shape_, dtype=np.float32) * 0.02
+        if rows is not None:
+            data *= rows[:, None]
         if shape.quantized:
             q = quantize(data, GGMLQuantizationType.Q8_0)
             writer.add_tensor(name, q, raw_shape=q.shape, raw_dtype=GGMLQuantizationType.Q8_0)
@@ -125,7 +131,13 @@ def write_model(path: Path, shape: ModelShape, seed: int = 0) -> Path:
     # numpy shapes are (rows, cols) = GGUF's (ne1, ne0) reversed.
     tensor("token_embd.weight", v, e)
     tensor("output_norm.weight", e, norm=True)
-    tensor("output.weight", v, e)
+    # Output rows weighted so that the random model writes printable ASCII and never
+    # ends early: its suggestions are visible, and every request costs the same tokens.
+    rows = np.zeros(v, dtype=np.float32)
+    rows[3:259] = 0.25
+    rows[3 + 0x20 : 3 + 0x7F] = 4.0
+    rows[3 + 0x0A] = 2.0
+    tensor("output.weight", v, e, rows=rows)
     for i in range(shape.n_layer):
         tensor(f"blk.{i}.attn_norm.weight", e, norm=True)
         tensor(f"blk.{i}.attn_q.weight", e, e)

@@ -1,0 +1,153 @@
+"""Command line: `aiguilleur serve|complete|doctor|demo|pull`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import BinaryIO
+
+from aiguilleur import __version__
+
+log = logging.getLogger("aiguilleur")
+
+
+def _setup_logging(verbose: int, log_file: str | None) -> None:
+    level = logging.DEBUG if verbose >= 1 else logging.INFO
+    handler: logging.Handler = (
+        logging.FileHandler(log_file, encoding="utf-8") if log_file else logging.StreamHandler(
+            sys.stderr
+        )
+    )
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
+    logging.getLogger("aiguilleur").setLevel(level)
+    if verbose >= 2:
+        root.setLevel(logging.DEBUG)
+
+
+def protect_stdout() -> BinaryIO:
+    """Keep fd 1 for protocol frames only: anything else that writes to stdout (a stray
+    print, a C library) lands on stderr instead of corrupting the stream."""
+    protocol_fd = os.dup(1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return os.fdopen(protocol_fd, "wb", buffering=0)
+
+
+def _parse_host_port(value: str, allow_remote: bool) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    if not allow_remote:
+        try:
+            loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback:
+            raise SystemExit(
+                f"aiguilleur: refusing to listen on {host}: it is not a loopback address and "
+                "anyone who can reach it could use your models and keys. "
+                "Pass --allow-remote if you mean it."
+            )
+    return host, int(port)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from aiguilleur.lsp.server import build_server
+
+    stdout = protect_stdout() if not args.tcp else None
+    _setup_logging(args.verbose, args.log_file)
+    server = build_server()
+    if args.tcp:
+        host, port = _parse_host_port(args.tcp, args.allow_remote)
+        log.info("serve.tcp host=%s port=%d", host, port)
+        server.start_tcp(host, port)
+    else:
+        log.info("serve.stdio version=%s", __version__)
+        server.start_io(sys.stdin.buffer, stdout)
+    return 0
+
+
+def cmd_complete(args: argparse.Namespace) -> int:
+    from aiguilleur.oneshot import complete_once
+
+    _setup_logging(args.verbose, None)
+    return asyncio.run(complete_once(args.location, args.timeout))
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from aiguilleur.doctor import run_doctor
+
+    _setup_logging(args.verbose, None)
+    return run_doctor()
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from aiguilleur.demo import run_demo
+
+    _setup_logging(args.verbose, None)
+    return run_demo(args.file, args.model)
+
+
+def cmd_pull(args: argparse.Namespace) -> int:
+    from aiguilleur.pull import pull
+
+    _setup_logging(args.verbose, None)
+    return pull(args.model)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="aiguilleur", description="An AI language server: local and routed completions."
+    )
+    parser.add_argument("--version", action="version", version=f"aiguilleur {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("-v", "--verbose", action="count", default=0,
+                       help="more logs (-vv: also the libraries')")
+
+    p = sub.add_parser("serve", help="run the language server (stdio by default)")
+    p.add_argument("--tcp", metavar="HOST:PORT", help="listen on TCP instead of stdio")
+    p.add_argument("--allow-remote", action="store_true",
+                   help="allow --tcp on a non-loopback address")
+    p.add_argument("--log-file", help="write logs there instead of stderr")
+    p.add_argument("--stdio", action="store_true", help="accepted for editors that pass it")
+    common(p)
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("complete", help="one completion at FILE:LINE:COL (1-based), printed")
+    p.add_argument("location", metavar="FILE:LINE:COL")
+    p.add_argument("--timeout", type=float, default=120.0,
+                   help="seconds to wait for the model to load and answer")
+    common(p)
+    p.set_defaults(func=cmd_complete)
+
+    p = sub.add_parser("doctor", help="check config, model, FIM tokens and cache; say how to fix")
+    common(p)
+    p.set_defaults(func=cmd_doctor)
+
+    p = sub.add_parser("demo", help="drive `aiguilleur serve` like an editor and show suggestions")
+    p.add_argument("--file", help="source file to type into (default: one of the stdlib)")
+    p.add_argument("--model", help="GGUF model to use (default: configured or discovered)")
+    common(p)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("pull", help="download a recommended GGUF code model")
+    p.add_argument("model", nargs="?", default=None,
+                   help="alias (0.5b, 1.5b, 3b, 7b or full alias); default qwen2.5-coder-1.5b")
+    common(p)
+    p.set_defaults(func=cmd_pull)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result: int = args.func(args)
+    return result

@@ -1,0 +1,219 @@
+"""Completions at the cursor: one pipeline for inline (ghost text) and menu items."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+
+import msgspec
+
+from aiguilleur.backends.base import Superseded
+from aiguilleur.config import Config
+from aiguilleur.lsp.context import ContextRing, fim_context
+from aiguilleur.lsp.positions import chars_to_units, line_bounds, offset_at
+from aiguilleur.types import Completion, GenerationParams, Request, RequestKind, Usage
+
+log = logging.getLogger(__name__)
+
+# Text after the cursor compared to decide that the user is typing through a suggestion.
+_AFTER_CHARS = 256
+# Files bigger than this get no suggestions: a minified bundle or a data dump.
+MAX_DOCUMENT_CHARS = 4_000_000
+
+
+class Suggestion(msgspec.Struct, frozen=True):
+    """What the editor shows, with where it applies, in the client's encoding."""
+
+    text: str
+    line: int
+    character: int  # the cursor
+    word_start: int  # start of the word before the cursor (for menu items' textEdit)
+    word: str
+    usage: Usage
+    route: str
+    model: str
+    typed_through: bool = False
+    server_ms: float = 0.0
+
+
+class _Shown(msgspec.Struct, frozen=True):
+    before: str
+    after: str
+    text: str
+    route: str
+    model: str
+
+
+class CompletionFeature:
+    """Builds a Request from a document and a position, and remembers what it showed."""
+
+    def __init__(
+        self,
+        complete: Callable[[Request], Awaitable[Completion | None]],
+        config: Callable[[], Config],
+    ) -> None:
+        self._complete = complete
+        self._config = config
+        cfg = config().completion
+        self.ring = ContextRing(cfg.extra_chunks, cfg.extra_chunk_lines)
+        self._shown: OrderedDict[str, _Shown] = OrderedDict()
+        self._last_uri: str | None = None
+        self._last_line: dict[str, int] = {}
+        self.last: dict[str, Suggestion] = {}
+        self._slot = f"completion:{id(self):x}"
+
+    def note_open(self, uri: str, text: str) -> None:
+        if len(text) <= MAX_DOCUMENT_CHARS:
+            self.ring.add(_path(uri), text.splitlines(keepends=True), 0)
+
+    def forget(self, uri: str) -> None:
+        self._shown.pop(uri, None)
+        self.last.pop(uri, None)
+
+    def _switch(self, uri: str, texts: Callable[[str], str | None]) -> None:
+        """Moving to another file: a chunk around where the user was joins the ring."""
+        prev = self._last_uri
+        self._last_uri = uri
+        if prev is None or prev == uri:
+            return
+        text = texts(prev)
+        if text is not None and len(text) <= MAX_DOCUMENT_CHARS:
+            self.ring.add(_path(prev), text.splitlines(keepends=True), self._last_line.get(prev, 0))
+
+    async def suggest(
+        self,
+        uri: str,
+        text: str,
+        version: int | None,
+        line: int,
+        character: int,
+        encoding: str,
+        current_version: Callable[[], int | None],
+        texts: Callable[[str], str | None],
+    ) -> Suggestion | None:
+        t0 = time.perf_counter()
+        if len(text) > MAX_DOCUMENT_CHARS:
+            return None
+        offset = offset_at(text, line, character, encoding)
+        if offset is None:
+            return None  # a position past the end: the request is stale
+        bounds = line_bounds(text, line)
+        assert bounds is not None
+        line_start, line_end = bounds
+        before_cursor = text[line_start:offset]
+        word = _word_before(before_cursor)
+        char_units = chars_to_units(before_cursor, encoding)
+        word_units = chars_to_units(word, encoding)
+        self._switch(uri, texts)
+        self._last_line[uri] = line
+
+        def make(completion: Completion, typed: bool, usage: Usage) -> Suggestion:
+            return Suggestion(
+                text=completion.text,
+                line=line,
+                character=char_units,
+                word_start=char_units - word_units,
+                word=word,
+                usage=usage,
+                route=completion.route,
+                model=completion.model,
+                typed_through=typed,
+            )
+
+        after = text[offset : offset + _AFTER_CHARS]
+        through = self._type_through(uri, text, offset, after)
+        if through is not None:
+            s = make(through, True, through.usage)
+            return self._remember(uri, s, text[:offset], after, t0)
+
+        window = text[max(0, offset - 64_000) : offset + 16_000]
+        if "\x00" in window:
+            return None  # binary data: nothing sensible to suggest
+        cfg = self._config().completion
+        rest_of_line = text[offset:line_end]
+        ctx = fim_context(
+            text,
+            offset,
+            _path(uri),
+            prefix_tokens=cfg.prefix_tokens,
+            suffix_tokens=cfg.suffix_tokens,
+            extra=self.ring.chunks(_path(uri)),
+        )
+        current = text[line_start:line_end]
+        request = Request(
+            kind=RequestKind.COMPLETION,
+            # One slot per session, not per document: the user types in one place at a
+            # time, so a suggestion for the file they just left is worthless too.
+            key=self._slot,
+            context=ctx,
+            params=GenerationParams(
+                max_tokens=cfg.max_tokens,
+                temperature=cfg.temperature,
+                # In the middle of code, complete the line only.
+                single_line=bool(rest_of_line.strip()),
+                time_budget_ms=cfg.time_budget_ms,
+                min_indent=len(current) - len(current.lstrip(" \t")),
+            ),
+            prefix_tokens=cfg.prefix_tokens,
+            suffix_tokens=cfg.suffix_tokens,
+            extra_tokens=cfg.extra_tokens,
+        )
+        build_ms = (time.perf_counter() - t0) * 1000
+        try:
+            completion = await self._complete(request)
+        except Superseded:
+            return None
+        if completion is None:
+            return None
+        if current_version() != version:
+            return None  # the user typed meanwhile: this answer is for an old text
+        s = make(completion, False, completion.usage)
+        s = self._remember(uri, s, text[:offset], after, t0)
+        log.debug("completion.done uri=%s build_ms=%.2f", uri, build_ms)
+        return s
+
+    def _remember(self, uri: str, s: Suggestion, before: str, after: str, t0: float) -> Suggestion:
+        u = s.usage
+        engine_ms = u.queue_ms + u.prompt_ms + u.generation_ms
+        s = msgspec.structs.replace(
+            s, server_ms=max(0.0, (time.perf_counter() - t0) * 1000 - engine_ms)
+        )
+        self.last[uri] = s
+        if s.text:
+            self._shown[uri] = _Shown(before, after, s.text, s.route, s.model)
+            self._shown.move_to_end(uri)
+            while len(self._shown) > 64:
+                self._shown.popitem(last=False)
+        return s
+
+    def _type_through(self, uri: str, text: str, offset: int, after: str) -> Completion | None:
+        shown = self._shown.get(uri)
+        if shown is None:
+            return None
+        n = len(shown.before)
+        if offset < n or after != shown.after:
+            return None
+        typed = text[n:offset]
+        if not shown.text.startswith(typed) or len(typed) >= len(shown.text):
+            return None
+        if not text.startswith(shown.before):
+            return None
+        rest = shown.text[len(typed) :]
+        return Completion(rest, Usage(cached=True), route=shown.route, model=shown.model,
+                          stop_reason="typed-through")
+
+
+def _word_before(line_before_cursor: str) -> str:
+    i = len(line_before_cursor)
+    while i > 0 and (line_before_cursor[i - 1].isalnum() or line_before_cursor[i - 1] == "_"):
+        i -= 1
+    return line_before_cursor[i:]
+
+
+def _path(uri: str) -> str:
+    from urllib.parse import unquote, urlparse
+
+    parsed = urlparse(uri)
+    return unquote(parsed.path) if parsed.scheme == "file" else uri

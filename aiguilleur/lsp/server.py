@@ -1,0 +1,254 @@
+"""Wiring: LSP methods to features. Handlers translate LSP to aiguilleur types and back."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+import msgspec
+from lsprotocol import types as lsp
+from pygls.lsp.server import LanguageServer
+
+from aiguilleur import __version__
+from aiguilleur.backends.llama import ModelInfo
+from aiguilleur.config import ConfigLayers, LoadedConfig, as_settings
+from aiguilleur.lsp.completion import CompletionFeature, Suggestion
+from aiguilleur.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+LAST_COMPLETION = "aiguilleur/lastCompletion"
+STATUS = "aiguilleur/status"
+
+
+class LastCompletionParams(msgspec.Struct):
+    uri: str
+
+
+class Session:
+    """State of one editor connection. The runtime (engine, stores) outlives it."""
+
+    def __init__(self, server: LanguageServer, user_config: Path | None = None) -> None:
+        self.server = server
+        self.layers = ConfigLayers(user_file=user_config)
+        self.loaded: LoadedConfig = self.layers.load()
+        self.runtime = Runtime(self.loaded.config)
+        self.completion = CompletionFeature(self.runtime.complete, lambda: self.runtime.config)
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._told_no_model = False
+        self._progress_token: str | None = None
+
+    # -- messages -------------------------------------------------------------------
+
+    def show(self, message: str, kind: lsp.MessageType = lsp.MessageType.Warning) -> None:
+        self.server.window_show_message(lsp.ShowMessageParams(type=kind, message=message))
+
+    def show_config_problems(self) -> None:
+        problems = self.loaded.problems
+        if problems:
+            lines = "\n".join(p.describe() for p in problems)
+            self.show(f"aiguilleur: configuration problems (defaults used):\n{lines}")
+            for p in problems:
+                log.warning("config.problem %s", p.describe())
+
+    # -- model loading ----------------------------------------------------------------
+
+    def _supports_progress(self) -> bool:
+        window = self.server.client_capabilities.window
+        return bool(window and window.work_done_progress)
+
+    async def start_runtime(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        choice = await asyncio.to_thread(self.runtime.start, self._loaded_from_thread)
+        if choice.path is not None and self._supports_progress():
+            token = f"aiguilleur-load-{uuid.uuid4().hex[:8]}"
+            try:
+                await self.server.work_done_progress.create_async(token)
+            except Exception as error:  # a client may refuse: loading goes on without a bar
+                log.debug("progress.create_failed error=%s", error)
+                return
+            self._progress_token = token
+            self.server.work_done_progress.begin(
+                token,
+                lsp.WorkDoneProgressBegin(
+                    title="aiguilleur", message=f"loading {Path(choice.path).name}",
+                    cancellable=False,
+                ),
+            )
+            if self.runtime.engine is None or self.runtime.engine.loaded.done():
+                self._end_progress()
+
+    def _loaded_from_thread(self, info: ModelInfo | None, error: str | None) -> None:
+        if self.loop is not None:
+            self.loop.call_soon_threadsafe(self._on_loaded, info, error)
+
+    def _end_progress(self) -> None:
+        if self._progress_token is None:
+            return
+        token, self._progress_token = self._progress_token, None
+        info = self.runtime.model_info
+        message = f"{info.name} ready" if info else "no local model"
+        self.server.work_done_progress.end(token, lsp.WorkDoneProgressEnd(message=message))
+
+    def _on_loaded(self, info: ModelInfo | None, error: str | None) -> None:
+        self._end_progress()
+        if info is not None:
+            log.info("model.loaded name=%s ms=%.0f fim=%s", info.name, info.load_ms,
+                     info.fim.source if info.fim else None)
+            if info.fim is None:
+                self.show(
+                    f"aiguilleur: {info.name} has no fill-in-the-middle tokens, so it cannot "
+                    "complete code. Use a code model such as Qwen2.5-Coder (`aiguilleur pull`)."
+                )
+        elif error and not self._told_no_model:
+            self._told_no_model = True
+            self.show(f"aiguilleur: no local completions: {error}")
+
+    # -- config -----------------------------------------------------------------------
+
+    def reload_config(self) -> None:
+        self.loaded = self.layers.load()
+        self.show_config_problems()
+
+
+def _doc_path(uri: str | None) -> Path | None:
+    if not uri:
+        return None
+    parsed = urlparse(uri)
+    return Path(unquote(parsed.path)) if parsed.scheme == "file" else None
+
+
+def build_server(user_config: Path | None = None) -> LanguageServer:
+    server = LanguageServer("aiguilleur", __version__)
+    session = Session(server, user_config)
+
+    @server.feature(lsp.INITIALIZE)
+    def initialize(ls: LanguageServer, params: lsp.InitializeParams) -> None:
+        root = _doc_path(params.root_uri)
+        if root is None and params.workspace_folders:
+            root = _doc_path(params.workspace_folders[0].uri)
+        session.layers.workspace_root = root
+        session.layers.init_options = as_settings(params.initialization_options)
+        session.loaded = session.layers.load()
+        session.runtime.config = session.loaded.config
+
+    @server.feature(lsp.INITIALIZED)
+    async def initialized(ls: LanguageServer, params: lsp.InitializedParams) -> None:
+        session.show_config_problems()
+        await session.start_runtime()
+
+    @server.feature(lsp.WORKSPACE_DID_CHANGE_CONFIGURATION)
+    async def did_change_configuration(
+        ls: LanguageServer, params: lsp.DidChangeConfigurationParams
+    ) -> None:
+        session.layers.client_settings = as_settings(params.settings)
+        session.reload_config()
+        await asyncio.to_thread(
+            session.runtime.reconfigure, session.loaded.config, session._loaded_from_thread
+        )
+
+    @server.feature(lsp.TEXT_DOCUMENT_DID_OPEN)
+    def did_open(ls: LanguageServer, params: lsp.DidOpenTextDocumentParams) -> None:
+        session.completion.note_open(params.text_document.uri, params.text_document.text)
+
+    @server.feature(lsp.TEXT_DOCUMENT_DID_CLOSE)
+    def did_close(ls: LanguageServer, params: lsp.DidCloseTextDocumentParams) -> None:
+        session.completion.forget(params.text_document.uri)
+
+    async def suggest(uri: str, position: lsp.Position) -> Suggestion | None:
+        docs = ls_docs()
+        doc = docs.get(uri)
+        if doc is None:
+            return None  # never opened: we only complete what the editor shows
+
+        def current_version() -> int | None:
+            d = ls_docs().get(uri)
+            return None if d is None else d.version
+
+        def texts(other: str) -> str | None:
+            d = ls_docs().get(other)
+            return None if d is None else d.source
+
+        negotiated = server.workspace.position_encoding
+        encoding = getattr(negotiated, "value", negotiated) or "utf-16"
+        return await session.completion.suggest(
+            uri, doc.source, doc.version, position.line, position.character,
+            encoding, current_version, texts,
+        )
+
+    def ls_docs() -> dict[str, Any]:
+        docs: dict[str, Any] = server.workspace.text_documents
+        return docs
+
+    @server.feature(lsp.TEXT_DOCUMENT_INLINE_COMPLETION, lsp.InlineCompletionOptions())
+    async def inline_completion(
+        ls: LanguageServer, params: lsp.InlineCompletionParams
+    ) -> lsp.InlineCompletionList:
+        s = await suggest(params.text_document.uri, params.position)
+        if s is None or not s.text:
+            return lsp.InlineCompletionList(items=[])
+        pos = lsp.Position(s.line, s.character)
+        return lsp.InlineCompletionList(
+            items=[lsp.InlineCompletionItem(insert_text=s.text, range=lsp.Range(pos, pos))]
+        )
+
+    @server.feature(lsp.TEXT_DOCUMENT_COMPLETION, lsp.CompletionOptions(resolve_provider=False))
+    async def completion(ls: LanguageServer, params: lsp.CompletionParams) -> lsp.CompletionList:
+        s = await suggest(params.text_document.uri, params.position)
+        items = [] if s is None or not s.text else [completion_item(s)]
+        # Incomplete: the client asks again as the user types, and typing through the
+        # suggestion is answered without the model.
+        return lsp.CompletionList(is_incomplete=True, items=items)
+
+    @server.feature(LAST_COMPLETION)
+    def last_completion(ls: LanguageServer, params: Any) -> Any:
+        uri = getattr(params, "uri", None) or ""
+        s = session.completion.last.get(uri)
+        return None if s is None else msgspec.to_builtins(s)
+
+    @server.feature(STATUS)
+    def status(ls: LanguageServer, params: Any) -> Any:
+        rt = session.runtime
+        return {
+            "model": msgspec.to_builtins(rt.model_info) if rt.model_info else None,
+            "model_problem": rt.load_error,
+            "engine": msgspec.to_builtins(rt.engine.stats()) if rt.engine else None,
+            "config_sources": list(session.loaded.sources),
+            "config_problems": [p.describe() for p in session.loaded.problems],
+        }
+
+    @server.feature(lsp.SHUTDOWN)
+    def shutdown(ls: LanguageServer, params: Any) -> None:
+        session.runtime.close()
+
+    server.aiguilleur_session = session  # type: ignore[attr-defined]
+    return server
+
+
+def completion_item(s: Suggestion) -> lsp.CompletionItem:
+    full = s.word + s.text
+    first = full.split("\n", 1)[0]
+    multi = "\n" in s.text
+    label = first.strip() or full.strip().split("\n", 1)[0]
+    if len(label) > 60:
+        label = label[:57] + "..."
+    if multi:
+        label += " …"
+    start = lsp.Position(s.line, s.word_start)
+    end = lsp.Position(s.line, s.character)
+    return lsp.CompletionItem(
+        label=label,
+        kind=lsp.CompletionItemKind.Text,
+        detail=f"aiguilleur · {s.model}",
+        documentation=lsp.MarkupContent(kind=lsp.MarkupKind.Markdown,
+                                        value=f"```\n{full}\n```"),
+        filter_text=first,
+        sort_text="0",
+        preselect=True,
+        insert_text_format=lsp.InsertTextFormat.PlainText,
+        text_edit=lsp.TextEdit(range=lsp.Range(start, end), new_text=full),
+    )

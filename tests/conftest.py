@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from aiguilleur.backends.synthetic import TINY, ensure_model
+from tests.support.home import TestHome
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random-weight GGUF written by the test suite, loaded by the real llama.cpp."""
+    return ensure_model(tmp_path_factory.mktemp("models"), TINY)
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> TestHome:
+    return TestHome(tmp_path)
+
+
+@pytest.fixture
+def model_home(home: TestHome, tiny_model: Path) -> TestHome:
+    """A user whose config points at the tiny model."""
+    home.write_config(
+        f'[local]\nmodel = "{tiny_model}"\nn_ctx = 2048\n'
+        "[completion]\nmax_tokens = 8\nprefix_tokens = 512\nsuffix_tokens = 64\n"
+        "extra_tokens = 256\n"
+    )
+    return home
+
+
+@pytest.fixture(scope="session")
+def small_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Slower per token than the tiny one: long enough generations to cancel in flight."""
+    from aiguilleur.backends.synthetic import SMALL
+
+    return ensure_model(tmp_path_factory.mktemp("models-small"), SMALL)
+
+
+@pytest.fixture
+def slow_home(home: TestHome, small_model: Path) -> TestHome:
+    """A user whose suggestions take many seconds unless cancelled."""
+    home.write_config(
+        f'[local]\nmodel = "{small_model}"\nn_ctx = 4096\n'
+        "[completion]\nmax_tokens = 3000\ntime_budget_ms = 600000\nprefix_tokens = 256\n"
+        "suffix_tokens = 64\nextra_tokens = 0\n"
+    )
+    return home

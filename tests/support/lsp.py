@@ -1,0 +1,89 @@
+"""Start the real `aiguilleur serve` over stdio and drive it with pytest-lsp's client."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from lsprotocol import types as lsp
+from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
+
+from tests.support.home import TestHome
+
+SERVER = [sys.executable, "-m", "aiguilleur", "serve"]
+
+
+@contextlib.asynccontextmanager
+async def lsp_session(
+    home: TestHome,
+    preset: str = "neovim",
+    init_options: Any = None,
+    env: dict[str, str] | None = None,
+) -> AsyncIterator[LanguageClient]:
+    config = ClientServerConfig(server_command=SERVER, server_env=home.env(**(env or {})))
+    client = await config.start()
+    assert isinstance(client, LanguageClient)
+    params = lsp.InitializeParams(
+        capabilities=client_capabilities(preset),
+        root_uri=home.workspace.as_uri(),
+        initialization_options=init_options,
+    )
+    await client.initialize_session(params)
+    try:
+        yield client
+    finally:
+        with contextlib.suppress(Exception):
+            await client.shutdown_session()
+        await client.stop()
+
+
+def open_doc(client: LanguageClient, path: Path, text: str, language: str = "python") -> str:
+    uri = path.as_uri()
+    client.text_document_did_open(
+        lsp.DidOpenTextDocumentParams(lsp.TextDocumentItem(uri, language, 1, text))
+    )
+    return uri
+
+
+def change_doc(
+    client: LanguageClient, uri: str, version: int, line: int, char: int, text: str
+) -> None:
+    """Insert `text` at (line, char), as an editor sends a keystroke."""
+    pos = lsp.Position(line, char)
+    client.text_document_did_change(
+        lsp.DidChangeTextDocumentParams(
+            lsp.VersionedTextDocumentIdentifier(version=version, uri=uri),
+            [lsp.TextDocumentContentChangePartial(range=lsp.Range(pos, pos), text=text)],
+        )
+    )
+
+
+async def inline(client: LanguageClient, uri: str, line: int, char: int) -> list[str]:
+    result = await client.text_document_inline_completion_async(
+        lsp.InlineCompletionParams(
+            context=lsp.InlineCompletionContext(lsp.InlineCompletionTriggerKind.Automatic),
+            text_document=lsp.TextDocumentIdentifier(uri),
+            position=lsp.Position(line, char),
+        )
+    )
+    if result is None:
+        return []
+    items = result.items if isinstance(result, lsp.InlineCompletionList) else result
+    return [i.insert_text if isinstance(i.insert_text, str) else i.insert_text.value for i in items]
+
+
+async def last_completion(client: LanguageClient, uri: str) -> dict[str, Any] | None:
+    result = await client.protocol.send_request_async("aiguilleur/lastCompletion", {"uri": uri})
+    return None if result is None else _plain(result)
+
+
+def _plain(obj: Any) -> Any:
+    """pygls hands back custom results as namedtuple-like objects: make them dicts."""
+    if hasattr(obj, "_asdict"):
+        return {k: _plain(v) for k, v in obj._asdict().items()}
+    if isinstance(obj, list):
+        return [_plain(v) for v in obj]
+    return obj
