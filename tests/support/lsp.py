@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import sys
 from collections.abc import AsyncIterator
@@ -35,8 +36,9 @@ async def lsp_session(
     try:
         yield client
     finally:
-        with contextlib.suppress(Exception):
-            await client.shutdown_session()
+        if not getattr(client, "shut_down", False):
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(client.shutdown_session(), 30)
         await client.stop()
 
 
