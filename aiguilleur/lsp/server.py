@@ -17,6 +17,7 @@ from aiguilleur import __version__
 from aiguilleur.backends.llama import ModelInfo
 from aiguilleur.config import ConfigLayers, LoadedConfig, as_settings
 from aiguilleur.lsp.completion import CompletionFeature, Suggestion
+from aiguilleur.lsp.protocol import AiguilleurProtocol, AiguilleurServer
 from aiguilleur.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -123,7 +124,7 @@ def _doc_path(uri: str | None) -> Path | None:
 
 
 def build_server(user_config: Path | None = None) -> LanguageServer:
-    server = LanguageServer("aiguilleur", __version__)
+    server = AiguilleurServer("aiguilleur", __version__, protocol_cls=AiguilleurProtocol)
     session = Session(server, user_config)
 
     @server.feature(lsp.INITIALIZE)

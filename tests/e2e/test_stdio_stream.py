@@ -1,0 +1,114 @@
+"""The raw byte stream on stdout: only protocol frames, whatever the server code prints,
+and one answer per request however malformed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from tests.support.home import TestHome
+
+# Runs the real server after planting a stray print() and a raw write to fd 1 (as a C
+# library would do) on a path every session takes.
+STRAY = """
+import os, sys
+import aiguilleur.lsp.server as server
+original = server.Session.show_config_problems
+def noisy(self):
+    print("stray print from server code")
+    os.write(1, b"stray bytes on fd 1\\n")
+    original(self)
+server.Session.show_config_problems = noisy
+from aiguilleur.cli import main
+sys.exit(main(["serve"]))
+"""
+
+
+def frame(payload: dict[str, Any] | bytes) -> bytes:
+    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    return b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+
+
+def parse_frames(data: bytes) -> list[dict[str, Any]]:
+    """Every byte must belong to a well-formed frame."""
+    frames = []
+    while data:
+        header, sep, rest = data.partition(b"\r\n\r\n")
+        assert sep, f"bytes outside a frame: {data[:80]!r}"
+        fields = dict(line.split(b": ", 1) for line in header.split(b"\r\n"))
+        assert set(fields) <= {b"Content-Length", b"Content-Type"}, header
+        n = int(fields[b"Content-Length"])
+        frames.append(json.loads(rest[:n]))
+        data = rest[n:]
+    return frames
+
+
+def test_stdout_carries_only_frames_and_every_request_is_answered(
+    model_home: TestHome, tmp_path: Path
+) -> None:
+    uri = (model_home.workspace / "a.py").as_uri()
+    pos = {"line": 0, "character": 4}
+    messages = [
+        frame({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+               "params": {"capabilities": {}, "rootUri": model_home.workspace.as_uri()}}),
+        frame({"jsonrpc": "2.0", "method": "initialized", "params": {}}),
+        frame({"jsonrpc": "2.0", "method": "textDocument/didOpen", "params": {"textDocument": {
+            "uri": uri, "languageId": "python", "version": 1, "text": "def f():\n    pass\n"}}}),
+        frame(b"{this is not json"),
+        # Missing position, wrong types, unknown method, null params.
+        frame({"jsonrpc": "2.0", "id": 2, "method": "textDocument/inlineCompletion",
+               "params": {"textDocument": {"uri": uri}}}),
+        frame({"jsonrpc": "2.0", "id": 3, "method": "textDocument/completion",
+               "params": {"textDocument": {"uri": 5}, "position": {"line": "x"}}}),
+        frame({"jsonrpc": "2.0", "id": 4, "method": "aiguilleur/noSuchMethod", "params": {}}),
+        frame({"jsonrpc": "2.0", "id": 5, "method": "textDocument/completion", "params": None}),
+        frame({"jsonrpc": "2.0", "id": 6, "method": "textDocument/inlineCompletion",
+               "params": {"textDocument": {"uri": uri}, "position": pos,
+                          "context": {"triggerKind": 2}}}),
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", STRAY],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=model_home.env(),
+        cwd=Path(__file__).parents[2],
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(b"".join(messages))
+    proc.stdin.flush()
+    seen = b""
+    # Wait for the answer to the valid request before shutting down.
+    while b'"id": 6' not in seen:
+        header = proc.stdout.readline()
+        assert header.startswith(b"Content-Length: "), (header, seen[-200:])
+        n = int(header.split(b":")[1])
+        rest = b""
+        while not rest.endswith(b"\r\n\r\n"):
+            rest += proc.stdout.readline()
+        seen += header + rest + proc.stdout.read(n)
+    shutdown = frame({"jsonrpc": "2.0", "id": 7, "method": "shutdown"})
+    after = frame({"jsonrpc": "2.0", "id": 8, "method": "textDocument/completion",
+                   "params": {"textDocument": {"uri": uri}, "position": pos}})
+    out, err = proc.communicate(
+        shutdown + after + frame({"jsonrpc": "2.0", "method": "exit"}), timeout=120
+    )
+    stdout = seen + out
+    frames = parse_frames(stdout)
+    assert b"stray" not in stdout
+    assert b"stray print from server code" in err
+    assert b"stray bytes on fd 1" in err
+    answers: dict[int, list[dict[str, Any]]] = {}
+    for f in frames:
+        if "id" in f and "method" not in f and isinstance(f["id"], int):
+            answers.setdefault(f["id"], []).append(f)
+    assert sorted(answers) == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert all(len(a) == 1 for a in answers.values()), answers
+    for bad in (2, 3, 4, 5, 8):  # 8 came after shutdown
+        assert "error" in answers[bad][0], answers[bad]
+    assert "result" in answers[6][0]
+    assert answers[6][0]["result"]["items"][0]["insertText"]
+    assert proc.returncode == 0
