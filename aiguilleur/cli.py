@@ -8,7 +8,6 @@ import ipaddress
 import logging
 import os
 import sys
-from pathlib import Path
 from typing import BinaryIO
 
 from aiguilleur import __version__
@@ -19,9 +18,9 @@ log = logging.getLogger("aiguilleur")
 def _setup_logging(verbose: int, log_file: str | None) -> None:
     level = logging.DEBUG if verbose >= 1 else logging.INFO
     handler: logging.Handler = (
-        logging.FileHandler(log_file, encoding="utf-8") if log_file else logging.StreamHandler(
-            sys.stderr
-        )
+        logging.FileHandler(log_file, encoding="utf-8")
+        if log_file
+        else logging.StreamHandler(sys.stderr)
     )
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     root = logging.getLogger()
@@ -110,13 +109,19 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("-v", "--verbose", action="count", default=0,
-                       help="more logs (-vv: also the libraries')")
+        p.add_argument(
+            "-v",
+            "--verbose",
+            action="count",
+            default=0,
+            help="more logs (-vv: also the libraries')",
+        )
 
     p = sub.add_parser("serve", help="run the language server (stdio by default)")
     p.add_argument("--tcp", metavar="HOST:PORT", help="listen on TCP instead of stdio")
-    p.add_argument("--allow-remote", action="store_true",
-                   help="allow --tcp on a non-loopback address")
+    p.add_argument(
+        "--allow-remote", action="store_true", help="allow --tcp on a non-loopback address"
+    )
     p.add_argument("--log-file", help="write logs there instead of stderr")
     p.add_argument("--stdio", action="store_true", help="accepted for editors that pass it")
     common(p)
@@ -124,8 +129,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("complete", help="one completion at FILE:LINE:COL (1-based), printed")
     p.add_argument("location", metavar="FILE:LINE:COL")
-    p.add_argument("--timeout", type=float, default=120.0,
-                   help="seconds to wait for the model to load and answer")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=120.0,
+        help="seconds to wait for the model to load and answer",
+    )
     common(p)
     p.set_defaults(func=cmd_complete)
 
@@ -140,8 +149,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("pull", help="download a recommended GGUF code model")
-    p.add_argument("model", nargs="?", default=None,
-                   help="alias (0.5b, 1.5b, 3b, 7b or full alias); default qwen2.5-coder-1.5b")
+    p.add_argument(
+        "model",
+        nargs="?",
+        default=None,
+        help="alias (0.5b, 1.5b, 3b, 7b or full alias); default qwen2.5-coder-1.5b",
+    )
     common(p)
     p.set_defaults(func=cmd_pull)
     return parser

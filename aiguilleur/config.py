@@ -33,6 +33,8 @@ class LocalConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     n_batch: int = 128
     """Prompt tokens evaluated per slice: cancellation is checked between slices."""
     n_threads: int | None = None
+    reuse_prefix: bool = True
+    """Evaluate only the tokens after the first change. Off only to measure its worth."""
 
 
 class CompletionConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

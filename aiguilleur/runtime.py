@@ -24,7 +24,10 @@ LoadCallback = Callable[[ModelInfo | None, str | None], None]
 
 def engine_settings(config: Config) -> EngineSettings:
     return EngineSettings(
-        n_ctx=config.local.n_ctx, n_batch=config.local.n_batch, n_threads=config.local.n_threads
+        n_ctx=config.local.n_ctx,
+        n_batch=config.local.n_batch,
+        n_threads=config.local.n_threads,
+        reuse_prefix=config.local.reuse_prefix,
     )
 
 

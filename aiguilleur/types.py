@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 import msgspec
 
 
-class RequestKind(str, Enum):
+class RequestKind(StrEnum):
     COMPLETION = "completion"
     CODE_ACTION = "code_action"
     CHAT = "chat"

@@ -51,8 +51,9 @@ KNOWN_TEMPLATES: tuple[FimTemplateSpec, ...] = (
         sep="<|file_sep|>",
         stops=("<|endoftext|>",),
     ),
-    FimTemplateSpec("codegemma", "<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>",
-                    sep="<|file_separator|>"),
+    FimTemplateSpec(
+        "codegemma", "<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>", sep="<|file_separator|>"
+    ),
     FimTemplateSpec(
         "starcoder2",
         "<fim_prefix>",

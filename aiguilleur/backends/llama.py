@@ -100,8 +100,13 @@ class LlamaEngine:
         self._pending: OrderedDict[str, _Job] = OrderedDict()
         self._running: _Job | None = None
         self._closed = False
-        self._counts = {"completed": 0, "cancelled": 0, "superseded": 0, "generated": 0,
-                        "evaluated": 0}
+        self._counts = {
+            "completed": 0,
+            "cancelled": 0,
+            "superseded": 0,
+            "generated": 0,
+            "evaluated": 0,
+        }
         self._llm: Any = None
         self._fim: FimTokens | None = None
         self._tokens: TokenCounter | None = None
@@ -327,8 +332,9 @@ class LlamaEngine:
             usage.prompt_ms,
             usage.generation_ms,
         )
-        return Completion(text, usage, route="local", model=self.model_path.name,
-                          stop_reason=reason)
+        return Completion(
+            text, usage, route="local", model=self.model_path.name, stop_reason=reason
+        )
 
     def _common_prefix(self, tokens: list[int]) -> int:
         import numpy as np

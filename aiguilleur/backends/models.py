@@ -18,14 +18,30 @@ class ModelAlias(msgspec.Struct, frozen=True):
 
 # Base (not instruct) Qwen2.5-Coder models: they are trained for fill-in-the-middle.
 ALIASES: tuple[ModelAlias, ...] = (
-    ModelAlias("qwen2.5-coder-1.5b", "ggml-org/Qwen2.5-Coder-1.5B-Q8_0-GGUF",
-               "qwen2.5-coder-1.5b-q8_0.gguf", "1.6 GB"),
-    ModelAlias("qwen2.5-coder-0.5b", "ggml-org/Qwen2.5-Coder-0.5B-Q8_0-GGUF",
-               "qwen2.5-coder-0.5b-q8_0.gguf", "0.5 GB"),
-    ModelAlias("qwen2.5-coder-3b", "ggml-org/Qwen2.5-Coder-3B-Q8_0-GGUF",
-               "qwen2.5-coder-3b-q8_0.gguf", "3.3 GB"),
-    ModelAlias("qwen2.5-coder-7b", "ggml-org/Qwen2.5-Coder-7B-Q8_0-GGUF",
-               "qwen2.5-coder-7b-q8_0.gguf", "8.1 GB"),
+    ModelAlias(
+        "qwen2.5-coder-1.5b",
+        "ggml-org/Qwen2.5-Coder-1.5B-Q8_0-GGUF",
+        "qwen2.5-coder-1.5b-q8_0.gguf",
+        "1.6 GB",
+    ),
+    ModelAlias(
+        "qwen2.5-coder-0.5b",
+        "ggml-org/Qwen2.5-Coder-0.5B-Q8_0-GGUF",
+        "qwen2.5-coder-0.5b-q8_0.gguf",
+        "0.5 GB",
+    ),
+    ModelAlias(
+        "qwen2.5-coder-3b",
+        "ggml-org/Qwen2.5-Coder-3B-Q8_0-GGUF",
+        "qwen2.5-coder-3b-q8_0.gguf",
+        "3.3 GB",
+    ),
+    ModelAlias(
+        "qwen2.5-coder-7b",
+        "ggml-org/Qwen2.5-Coder-7B-Q8_0-GGUF",
+        "qwen2.5-coder-7b-q8_0.gguf",
+        "8.1 GB",
+    ),
 )
 DEFAULT_ALIAS = ALIASES[0]
 _SHORT = {"0.5b": 1, "1.5b": 0, "3b": 2, "7b": 3}
@@ -56,15 +72,17 @@ _INSTRUCT = re.compile(r"instruct|chat|-it[-.]", re.IGNORECASE)
 
 HOW_TO_GET_ONE = (
     "run `aiguilleur pull` to download Qwen2.5-Coder-1.5B (1.6 GB), or set "
-    "`[local] model = \"/path/to/model.gguf\"` in ~/.config/aiguilleur/config.toml"
+    '`[local] model = "/path/to/model.gguf"` in ~/.config/aiguilleur/config.toml'
 )
 
 
 def common_places(models_dir: Path) -> list[Path]:
     home = Path.home()
     hf = os.environ.get("HF_HUB_CACHE") or os.environ.get("HF_HOME")
-    hf_hub = Path(hf) / ("" if os.environ.get("HF_HUB_CACHE") else "hub") if hf else (
-        home / ".cache" / "huggingface" / "hub"
+    hf_hub = (
+        Path(hf) / ("" if os.environ.get("HF_HUB_CACHE") else "hub")
+        if hf
+        else (home / ".cache" / "huggingface" / "hub")
     )
     llama_cache = os.environ.get("LLAMA_CACHE") or str(home / ".cache" / "llama.cpp")
     return [

@@ -37,11 +37,13 @@ class ModelShape(msgspec.Struct, frozen=True):
     quantized: bool = False
 
 
-TINY = ModelShape("aiguilleur-tiny", n_vocab=512, n_embd=64, n_layer=2, n_head=4, n_head_kv=2,
-                  n_ff=128)
+TINY = ModelShape(
+    "aiguilleur-tiny", n_vocab=512, n_embd=64, n_layer=2, n_head=4, n_head_kv=2, n_ff=128
+)
 # Slow enough per token (a few ms) that a test can cancel a generation in flight.
-SMALL = ModelShape("aiguilleur-small", n_vocab=32_000, n_embd=512, n_layer=4, n_head=8,
-                   n_head_kv=2, n_ff=1024)
+SMALL = ModelShape(
+    "aiguilleur-small", n_vocab=32_000, n_embd=512, n_layer=4, n_head=8, n_head_kv=2, n_ff=1024
+)
 QWEN25_CODER_05B = ModelShape(
     "qwen2.5-coder-0.5b-shaped",
     n_vocab=151_936,

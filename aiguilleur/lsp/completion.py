@@ -201,8 +201,13 @@ class CompletionFeature:
         if not text.startswith(shown.before):
             return None
         rest = shown.text[len(typed) :]
-        return Completion(rest, Usage(cached=True), route=shown.route, model=shown.model,
-                          stop_reason="typed-through")
+        return Completion(
+            rest,
+            Usage(cached=True),
+            route=shown.route,
+            model=shown.model,
+            stop_reason="typed-through",
+        )
 
 
 def _word_before(line_before_cursor: str) -> str:

@@ -76,7 +76,8 @@ class Session:
             self.server.work_done_progress.begin(
                 token,
                 lsp.WorkDoneProgressBegin(
-                    title="aiguilleur", message=f"loading {Path(choice.path).name}",
+                    title="aiguilleur",
+                    message=f"loading {Path(choice.path).name}",
                     cancellable=False,
                 ),
             )
@@ -98,8 +99,12 @@ class Session:
     def _on_loaded(self, info: ModelInfo | None, error: str | None) -> None:
         self._end_progress()
         if info is not None:
-            log.info("model.loaded name=%s ms=%.0f fim=%s", info.name, info.load_ms,
-                     info.fim.source if info.fim else None)
+            log.info(
+                "model.loaded name=%s ms=%.0f fim=%s",
+                info.name,
+                info.load_ms,
+                info.fim.source if info.fim else None,
+            )
             if info.fim is None:
                 self.show(
                     f"aiguilleur: {info.name} has no fill-in-the-middle tokens, so it cannot "
@@ -177,8 +182,14 @@ def build_server(user_config: Path | None = None) -> LanguageServer:
         negotiated = server.workspace.position_encoding
         encoding = getattr(negotiated, "value", negotiated) or "utf-16"
         return await session.completion.suggest(
-            uri, doc.source, doc.version, position.line, position.character,
-            encoding, current_version, texts,
+            uri,
+            doc.source,
+            doc.version,
+            position.line,
+            position.character,
+            encoding,
+            current_version,
+            texts,
         )
 
     def ls_docs() -> dict[str, Any]:
@@ -245,8 +256,7 @@ def completion_item(s: Suggestion) -> lsp.CompletionItem:
         label=label,
         kind=lsp.CompletionItemKind.Text,
         detail=f"aiguilleur · {s.model}",
-        documentation=lsp.MarkupContent(kind=lsp.MarkupKind.Markdown,
-                                        value=f"```\n{full}\n```"),
+        documentation=lsp.MarkupContent(kind=lsp.MarkupKind.Markdown, value=f"```\n{full}\n```"),
         filter_text=first,
         sort_text="0",
         preselect=True,

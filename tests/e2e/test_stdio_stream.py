@@ -52,22 +52,61 @@ def test_stdout_carries_only_frames_and_every_request_is_answered(
     uri = (model_home.workspace / "a.py").as_uri()
     pos = {"line": 0, "character": 4}
     messages = [
-        frame({"jsonrpc": "2.0", "id": 1, "method": "initialize",
-               "params": {"capabilities": {}, "rootUri": model_home.workspace.as_uri()}}),
+        frame(
+            {
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "initialize",
+                "params": {"capabilities": {}, "rootUri": model_home.workspace.as_uri()},
+            }
+        ),
         frame({"jsonrpc": "2.0", "method": "initialized", "params": {}}),
-        frame({"jsonrpc": "2.0", "method": "textDocument/didOpen", "params": {"textDocument": {
-            "uri": uri, "languageId": "python", "version": 1, "text": "def f():\n    pass\n"}}}),
+        frame(
+            {
+                "jsonrpc": "2.0",
+                "method": "textDocument/didOpen",
+                "params": {
+                    "textDocument": {
+                        "uri": uri,
+                        "languageId": "python",
+                        "version": 1,
+                        "text": "def f():\n    pass\n",
+                    }
+                },
+            }
+        ),
         frame(b"{this is not json"),
         # Missing position, wrong types, unknown method, null params.
-        frame({"jsonrpc": "2.0", "id": 2, "method": "textDocument/inlineCompletion",
-               "params": {"textDocument": {"uri": uri}}}),
-        frame({"jsonrpc": "2.0", "id": 3, "method": "textDocument/completion",
-               "params": {"textDocument": {"uri": 5}, "position": {"line": "x"}}}),
+        frame(
+            {
+                "jsonrpc": "2.0",
+                "id": 2,
+                "method": "textDocument/inlineCompletion",
+                "params": {"textDocument": {"uri": uri}},
+            }
+        ),
+        frame(
+            {
+                "jsonrpc": "2.0",
+                "id": 3,
+                "method": "textDocument/completion",
+                "params": {"textDocument": {"uri": 5}, "position": {"line": "x"}},
+            }
+        ),
         frame({"jsonrpc": "2.0", "id": 4, "method": "aiguilleur/noSuchMethod", "params": {}}),
         frame({"jsonrpc": "2.0", "id": 5, "method": "textDocument/completion", "params": None}),
-        frame({"jsonrpc": "2.0", "id": 6, "method": "textDocument/inlineCompletion",
-               "params": {"textDocument": {"uri": uri}, "position": pos,
-                          "context": {"triggerKind": 2}}}),
+        frame(
+            {
+                "jsonrpc": "2.0",
+                "id": 6,
+                "method": "textDocument/inlineCompletion",
+                "params": {
+                    "textDocument": {"uri": uri},
+                    "position": pos,
+                    "context": {"triggerKind": 2},
+                },
+            }
+        ),
     ]
     proc = subprocess.Popen(
         [sys.executable, "-c", STRAY],
@@ -91,8 +130,14 @@ def test_stdout_carries_only_frames_and_every_request_is_answered(
             rest += proc.stdout.readline()
         seen += header + rest + proc.stdout.read(n)
     shutdown = frame({"jsonrpc": "2.0", "id": 7, "method": "shutdown"})
-    after = frame({"jsonrpc": "2.0", "id": 8, "method": "textDocument/completion",
-                   "params": {"textDocument": {"uri": uri}, "position": pos}})
+    after = frame(
+        {
+            "jsonrpc": "2.0",
+            "id": 8,
+            "method": "textDocument/completion",
+            "params": {"textDocument": {"uri": uri}, "position": pos},
+        }
+    )
     out, err = proc.communicate(
         shutdown + after + frame({"jsonrpc": "2.0", "method": "exit"}), timeout=120
     )

@@ -1,0 +1,92 @@
+"""`aiguilleur doctor`: what the server would use, whether it works, and how to fix it."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from aiguilleur.backends.models import discover
+from aiguilleur.config import ConfigLayers, cache_dir, models_dir
+
+
+def _line(ok: bool | None, text: str) -> None:
+    mark = {True: "ok  ", False: "FAIL", None: "--  "}[ok]
+    print(f"[{mark}] {text}", flush=True)
+
+
+def run_doctor(timeout: float = 300.0) -> int:
+    problems = 0
+    layers = ConfigLayers(Path.cwd())
+    loaded = layers.load()
+    print("configuration (later overrides earlier):")
+    _line(
+        None,
+        f"user file: {layers.user_file}"
+        + ("" if layers.user_file.exists() else " (absent: defaults)"),
+    )
+    ws = Path.cwd() / ".aiguilleur.toml"
+    _line(None, f"workspace file: {ws}" + ("" if ws.exists() else " (absent)"))
+    for p in loaded.problems:
+        problems += 1
+        _line(False, p.describe())
+    config = loaded.config
+
+    print("\nlocal model:")
+    choice = discover(config.local.model, models_dir(config), config.local.search_common_places)
+    if choice.path is None:
+        problems += 1
+        _line(False, choice.problem or "no model")
+    else:
+        _line(True, f"{choice.path} ({choice.how})")
+        from aiguilleur.backends.llama import LlamaEngine
+        from aiguilleur.runtime import engine_settings
+
+        try:
+            engine = LlamaEngine(Path(choice.path), engine_settings(config))
+        except ImportError:
+            problems += 1
+            _line(False, "llama-cpp-python is not installed: pip install 'aiguilleur[local]'")
+        else:
+            try:
+                info = engine.loaded.result(timeout)
+                _line(
+                    True,
+                    f"loads in {info.load_ms:.0f} ms: {info.name}, context {info.n_ctx}"
+                    f" (trained {info.n_ctx_train}), vocabulary {info.n_vocab}",
+                )
+                if info.fim is None:
+                    problems += 1
+                    _line(
+                        False,
+                        "no fill-in-the-middle tokens: this is not a code completion "
+                        "model; use Qwen2.5-Coder (`aiguilleur pull`)",
+                    )
+                else:
+                    f = info.fim
+                    _line(
+                        True,
+                        f"FIM tokens from {f.source}: pre={f.pre} suf={f.suf} mid={f.mid}"
+                        f" pad={f.pad} rep={f.rep} sep={f.sep}",
+                    )
+            except Exception as error:
+                problems += 1
+                _line(False, f"does not load: {error}")
+            finally:
+                engine.close()
+
+    print("\ncache:")
+    cdir = cache_dir(config)
+    try:
+        cdir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=cdir):
+            pass
+        _line(True, f"{cdir} is writable")
+    except OSError as error:
+        problems += 1
+        _line(False, f"{cdir} is not writable ({error}); set `[cache] dir` in {layers.user_file}")
+    _line(None, f"models dir: {models_dir(config)}")
+    if os.environ.get("HF_ENDPOINT"):
+        _line(None, f"downloads from HF_ENDPOINT={os.environ['HF_ENDPOINT']}")
+    print(f"\n{problems} problem(s)" if problems else "\nall good")
+    return 1 if problems else 0

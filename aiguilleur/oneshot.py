@@ -1,0 +1,67 @@
+"""`aiguilleur complete FILE:LINE:COL`: one completion through the server's pipeline."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+from aiguilleur.config import ConfigLayers
+from aiguilleur.lsp.completion import CompletionFeature
+from aiguilleur.runtime import Runtime
+
+
+def parse_location(location: str) -> tuple[Path, int, int]:
+    try:
+        file, line, col = location.rsplit(":", 2)
+        return Path(file), int(line), int(col)
+    except ValueError:
+        raise SystemExit(
+            f"aiguilleur complete: expected FILE:LINE:COL (1-based), got {location!r}"
+        ) from None
+
+
+async def complete_once(location: str, timeout: float) -> int:
+    path, line, col = parse_location(location)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        print(f"aiguilleur complete: cannot read {path}: {error}", file=sys.stderr)
+        return 2
+    runtime = Runtime(ConfigLayers(path.resolve().parent).load().config)
+    choice = await asyncio.to_thread(runtime.start)
+    if choice.path is None or runtime.engine is None:
+        print(f"aiguilleur complete: {choice.problem}", file=sys.stderr)
+        return 1
+    try:
+        await asyncio.wait_for(asyncio.wrap_future(runtime.engine.loaded), timeout)
+        feature = CompletionFeature(runtime.complete, lambda: runtime.config)
+        s = await asyncio.wait_for(
+            feature.suggest(
+                path.resolve().as_uri(),
+                text,
+                0,
+                line - 1,
+                col - 1,
+                "utf-32",
+                lambda: 0,
+                lambda _uri: None,
+            ),
+            timeout,
+        )
+    except Exception as error:
+        print(f"aiguilleur complete: {error}", file=sys.stderr)
+        return 1
+    finally:
+        runtime.close()
+    if s is None:
+        print("aiguilleur complete: no suggestion at that position", file=sys.stderr)
+        return 1
+    sys.stdout.write(s.text + "\n")
+    u = s.usage
+    print(
+        f"[{s.model} via {s.route}: {u.prompt_tokens} prompt tokens, {u.completion_tokens} "
+        f"generated, prompt {u.prompt_ms:.0f} ms, generation {u.generation_ms:.0f} ms]",
+        file=sys.stderr,
+    )
+    return 0

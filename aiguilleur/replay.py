@@ -1,0 +1,218 @@
+"""Keystroke replay: drive `aiguilleur serve` over stdio exactly as an editor does.
+
+Used by `aiguilleur demo` (a few keystrokes, printed) and by the bench (a whole function
+retyped, measured). The client is pygls' own; the server is a real subprocess.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from lsprotocol import types as lsp
+from pygls.lsp.client import LanguageClient
+
+
+class Keystroke(msgspec.Struct, frozen=True):
+    index: int
+    line: int
+    character: int
+    typed: str
+    suggestion: str
+    latency_ms: float
+    prompt_tokens: int
+    evaluated_tokens: int
+    reused_tokens: int
+    completion_tokens: int
+    prompt_ms: float
+    generation_ms: float
+    queue_ms: float
+    server_ms: float
+    typed_through: bool
+    answered: bool
+
+
+class ServerProcess:
+    """A real `aiguilleur serve` and a pygls client connected to it over stdio."""
+
+    def __init__(
+        self,
+        workspace: Path,
+        env: dict[str, str] | None = None,
+        init_options: dict[str, Any] | None = None,
+        log_file: Path | None = None,
+    ) -> None:
+        self.workspace = workspace
+        self.env = env
+        self.init_options = init_options
+        self.log_file = log_file or Path(tempfile.mkstemp(prefix="aiguilleur-", suffix=".log")[1])
+        self.client = LanguageClient("aiguilleur-replay", "1")
+        self.version = 0
+        self.messages: list[str] = []
+
+        @self.client.feature(lsp.WINDOW_WORK_DONE_PROGRESS_CREATE)  # type: ignore[untyped-decorator]
+        def _create(params: lsp.WorkDoneProgressCreateParams) -> None:
+            return None
+
+        @self.client.feature(lsp.PROGRESS)  # type: ignore[untyped-decorator]
+        def _progress(params: lsp.ProgressParams) -> None:
+            return None
+
+        @self.client.feature(lsp.WINDOW_SHOW_MESSAGE)  # type: ignore[untyped-decorator]
+        def _message(params: lsp.ShowMessageParams) -> None:
+            self.messages.append(params.message)
+
+    async def __aenter__(self) -> ServerProcess:
+        cmd = [sys.executable, "-m", "aiguilleur", "serve", "--log-file", str(self.log_file)]
+        await self.client.start_io(*cmd, env=self.env or dict(os.environ))
+        caps = lsp.ClientCapabilities(
+            general=lsp.GeneralClientCapabilities(position_encodings=["utf-8", "utf-16"]),
+            window=lsp.WindowClientCapabilities(work_done_progress=True),
+        )
+        await self.client.initialize_async(
+            lsp.InitializeParams(
+                capabilities=caps,
+                root_uri=self.workspace.as_uri(),
+                initialization_options=self.init_options,
+                process_id=os.getpid(),
+            )
+        )
+        self.client.initialized(lsp.InitializedParams())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        try:
+            await asyncio.wait_for(self.client.shutdown_async(None), 30)
+            self.client.exit(None)
+        except Exception:
+            pass
+        await self.client.stop()  # type: ignore[no-untyped-call]
+
+    def open(self, path: Path, text: str, language: str = "python") -> str:
+        uri = path.as_uri()
+        self.version = 1
+        self.client.text_document_did_open(
+            lsp.DidOpenTextDocumentParams(lsp.TextDocumentItem(uri, language, 1, text))
+        )
+        return uri
+
+    def insert(self, uri: str, line: int, character: int, text: str) -> None:
+        self.version += 1
+        pos = lsp.Position(line, character)
+        self.client.text_document_did_change(
+            lsp.DidChangeTextDocumentParams(
+                lsp.VersionedTextDocumentIdentifier(version=self.version, uri=uri),
+                [lsp.TextDocumentContentChangePartial(range=lsp.Range(pos, pos), text=text)],
+            )
+        )
+
+    async def inline(self, uri: str, line: int, character: int) -> str:
+        result = await self.client.text_document_inline_completion_async(
+            lsp.InlineCompletionParams(
+                context=lsp.InlineCompletionContext(lsp.InlineCompletionTriggerKind.Automatic),
+                text_document=lsp.TextDocumentIdentifier(uri),
+                position=lsp.Position(line, character),
+            )
+        )
+        if not result:
+            return ""
+        items = result.items if isinstance(result, lsp.InlineCompletionList) else result
+        if not items:
+            return ""
+        text = items[0].insert_text
+        return text if isinstance(text, str) else text.value
+
+    async def last(self, uri: str) -> Any:
+        return await self.client.protocol.send_request_async(
+            "aiguilleur/lastCompletion", {"uri": uri}
+        )
+
+    async def status(self) -> Any:
+        return await self.client.protocol.send_request_async("aiguilleur/status", {})
+
+    async def wait_ready(self, timeout: float = 600) -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            s = await self.status()
+            if s.model is not None or s.model_problem:
+                return s
+            await asyncio.sleep(0.1)
+        raise TimeoutError("the model did not load in time")
+
+
+def split_at_function(source: str, name: str) -> tuple[str, str, str]:
+    """(before, body, after): `body` is the function `name` after its `def` line."""
+    start = source.index(f"def {name}(")
+    body_start = source.index(":\n", start) + 2
+    # The body ends at the next line indented no deeper than the def.
+    def_indent = start - source.rfind("\n", 0, start) - 1
+    pos = body_start
+    while pos < len(source):
+        end = source.find("\n", pos)
+        end = len(source) if end < 0 else end + 1
+        line = source[pos:end]
+        if line.strip() and len(line) - len(line.lstrip()) <= def_indent:
+            break
+        pos = end
+    return source[:body_start], source[body_start:pos], source[pos:]
+
+
+async def replay(
+    server: ServerProcess,
+    path: Path,
+    source: str,
+    function: str,
+    keystrokes: int | None = None,
+    every: int = 1,
+) -> list[Keystroke]:
+    """Open `source` without the body of `function`, then retype it keystroke by keystroke,
+    asking for an inline completion after every `every` keystrokes."""
+    before, body, after = split_at_function(source, function)
+    uri = server.open(path, before + after)
+    line = before.count("\n")
+    character = 0
+    results: list[Keystroke] = []
+    typed = ""
+    n = len(body) if keystrokes is None else min(keystrokes, len(body))
+    for i, ch in enumerate(body[:n]):
+        server.insert(uri, line, character, ch)
+        typed += ch
+        if ch == "\n":
+            line += 1
+            character = 0
+        else:
+            character += len(ch.encode("utf-16-le")) // 2
+        if (i + 1) % every:
+            continue
+        t0 = time.perf_counter()
+        suggestion = await server.inline(uri, line, character)
+        latency = (time.perf_counter() - t0) * 1000
+        last = await server.last(uri)
+        u = last.usage if last is not None else None
+        results.append(
+            Keystroke(
+                index=i,
+                line=line,
+                character=character,
+                typed=ch,
+                suggestion=suggestion,
+                latency_ms=latency,
+                prompt_tokens=u.prompt_tokens if u else 0,
+                evaluated_tokens=u.evaluated_tokens if u else 0,
+                reused_tokens=u.reused_tokens if u else 0,
+                completion_tokens=u.completion_tokens if u else 0,
+                prompt_ms=u.prompt_ms if u else 0.0,
+                generation_ms=u.generation_ms if u else 0.0,
+                queue_ms=u.queue_ms if u else 0.0,
+                server_ms=last.server_ms if last is not None else 0.0,
+                typed_through=bool(last.typed_through) if last is not None else False,
+                answered=last is not None,
+            )
+        )
+    return results
