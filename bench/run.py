@@ -94,7 +94,7 @@ def main() -> int:
     parser.add_argument("--keystrokes", type=int, default=80)
     parser.add_argument("--baseline-samples", type=int, default=3)
     parser.add_argument("--max-tokens", type=int, default=8)
-    parser.add_argument("--prefix-tokens", type=int, default=1536)
+    parser.add_argument("--prefix-tokens", type=int, default=2048)
     parser.add_argument("--suffix-tokens", type=int, default=128)
     parser.add_argument("--function", default="dedent")
     args = parser.parse_args()
