@@ -47,5 +47,5 @@ def trim_overlap(text: str, suffix: str) -> str:
     for n in range(min(len(gen_lines) - 1, len(suf_lines)), 0, -1):
         tail = [line for line in gen_lines[-n:] if line.strip()]
         if tail and tail == suf_lines[: len(tail)]:
-            return "\n".join(gen_lines[:-n]).rstrip(" \t")
+            return "\n".join(gen_lines[:-n]).rstrip()
     return text

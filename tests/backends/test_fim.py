@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+from aiguilleur.backends.fim import (
+    FimTokens,
+    TokenCounter,
+    build_prompt,
+    resolve_fim_tokens,
+    trim_prefix,
+)
+from aiguilleur.types import ContextChunk, FimContext
+
+
+def byte_tokens(text: str) -> list[int]:
+    return list(text.encode())
+
+
+COUNT = TokenCounter(byte_tokens)
+
+
+def test_prefix_window_start_does_not_move_while_typing_a_new_line() -> None:
+    lines = [f"line {i:03d}\n" for i in range(100)]
+    prefix = "".join(lines)
+    first = trim_prefix(prefix, 0, 300, COUNT, byte_tokens)
+    second = trim_prefix(prefix + "x = 1\n", 0, 300, COUNT, byte_tokens)
+    assert len(first) <= 300 and len(second) <= 300
+    # Same start: the second prompt extends the first, so the KV cache is reused.
+    assert second[: len(first)] == first
+    assert bytes(first).decode().startswith("line ")
+    assert int(bytes(first).decode()[5:8]) % 16 == 0
+
+
+def test_prompt_order_puts_stable_context_first() -> None:
+    fim = FimTokens("gguf", pre=1000, suf=1001, mid=1002, rep=1003, sep=1004)
+    ctx = FimContext("a.py", "def f():\n    ", "\n", extra=(ContextChunk("b.py", "B = 1\n"),))
+    prompt = build_prompt(
+        ctx, fim, byte_tokens, COUNT, prefix_tokens=100, suffix_tokens=10, extra_tokens=100
+    )
+    t = prompt.tokens
+    assert t[0] == 1003 and t.count(1004) == 2
+    assert t.index(1000) < t.index(1001) < t.index(1002) == len(t) - 1
+    assert t[: prompt.stable_tokens][-1] == 1000
+
+
+def test_known_template_is_used_when_the_gguf_has_no_fim_metadata() -> None:
+    vocab = {"<fim_prefix>": 5, "<fim_suffix>": 6, "<fim_middle>": 7, "<file_sep>": 8}
+    fim = resolve_fim_tokens([-1] * 6, -1, [2], vocab.get)
+    assert fim is not None and fim.source == "starcoder2"
+    assert (fim.pre, fim.suf, fim.mid, fim.sep) == (5, 6, 7, 8)
+    assert 8 in fim.stops and 2 in fim.stops
+    assert resolve_fim_tokens([-1] * 6, -1, [2], {}.get) is None

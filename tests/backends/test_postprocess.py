@@ -1,0 +1,20 @@
+from __future__ import annotations
+
+from aiguilleur.backends.postprocess import stop_point, trim_overlap
+
+
+def test_single_line_stops_at_newline() -> None:
+    assert stop_point("abc\ndef", single_line=True, min_indent=None) == 3
+    assert stop_point("abc", single_line=True, min_indent=None) is None
+
+
+def test_indentation_drop_ends_the_block() -> None:
+    text = "x = 1\n    y = 2\nz = 3\n"
+    assert stop_point(text, single_line=False, min_indent=4) == len("x = 1\n    y = 2")
+
+
+def test_text_already_after_the_cursor_is_not_repeated() -> None:
+    assert trim_overlap("name)", ")\n") == "name"
+    gen = "    return x\n\nprint(1)"
+    assert trim_overlap(gen, "\nprint(1)\n") == "    return x"
+    assert trim_overlap("abc", "xyz") == "abc"

@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.support.home import TestHome
+
+
+def aiguilleur(home: TestHome, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "aiguilleur", *args],
+        capture_output=True,
+        text=True,
+        env=home.env(),
+        cwd=home.workspace,
+        timeout=300,
+    )
+
+
+def test_complete_prints_a_suggestion(model_home: TestHome) -> None:
+    src = model_home.workspace / "a.py"
+    src.write_text("def f(x):\n    return x\n")
+    result = aiguilleur(model_home, "complete", f"{src}:2:12")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip()
+    assert "prompt tokens" in result.stderr
+
+
+def test_doctor_reports_model_and_fim_tokens(model_home: TestHome) -> None:
+    result = aiguilleur(model_home, "doctor")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "FIM tokens from gguf" in result.stdout and "all good" in result.stdout
+
+
+def test_doctor_names_each_problem_with_its_fix(home: TestHome) -> None:
+    home.write_config('[local]\nmodel = "/nowhere.gguf"\n[completion]\nprefix_token = 5\n')
+    result = aiguilleur(home, "doctor")
+    assert result.returncode == 1
+    assert "completion.prefix_token" in result.stdout
+    assert "/nowhere.gguf" in result.stdout and "aiguilleur pull" in result.stdout
+
+
+def test_tcp_refuses_non_loopback_without_allow_remote(home: TestHome) -> None:
+    result = aiguilleur(home, "serve", "--tcp", "0.0.0.0:9999")
+    assert result.returncode != 0
+    assert "--allow-remote" in result.stderr
+
+
+def test_pull_rejects_unknown_models(home: TestHome, tmp_path: Path) -> None:
+    result = aiguilleur(home, "pull", "gpt-17")
+    assert result.returncode == 1 and "known:" in result.stdout
