@@ -10,7 +10,7 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from aiguilleur.backends.base import Backend, BackendError, BackendUnavailable
+from aiguilleur.backends.base import Backend, BackendUnavailable
 from aiguilleur.backends.llama import EngineSettings, LlamaEngine, ModelInfo
 from aiguilleur.backends.models import ModelChoice, discover
 from aiguilleur.config import Config, models_dir
@@ -89,8 +89,6 @@ class Runtime:
                 return await backend.complete(request)
             except BackendUnavailable as error:
                 log.warning("route.unavailable route=%s error=%s", route.name, error)
-            except BackendError:
-                raise
         return None
 
     def close(self) -> None:
