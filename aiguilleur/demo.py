@@ -33,7 +33,7 @@ def _model_for_demo(requested: str | None) -> tuple[str, bool]:
     from aiguilleur.pull import PullError, download
 
     try:
-        return str(download(None, models_dir(config), quiet_fail=True)), False
+        return str(download(None, models_dir(config))), False
     except (PullError, KeyboardInterrupt) as error:
         _say(f"download not possible here ({error}).")
     from aiguilleur.backends.synthetic import TINY, ensure_model
