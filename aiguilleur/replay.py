@@ -163,6 +163,35 @@ def split_at_function(source: str, name: str) -> tuple[str, str, str]:
     return source[:body_start], source[body_start:pos], source[pos:]
 
 
+class TypingState(msgspec.Struct, frozen=True):
+    """The document after one keystroke of a retyped function."""
+
+    index: int
+    typed: str
+    text: str
+    offset: int  # the cursor, a str index
+    line: int
+    character: int  # the cursor, in UTF-16 units
+
+
+def typing_states(source: str, function: str, keystrokes: int | None = None) -> list[TypingState]:
+    """Retyping the body of `function` in `source`, one character at a time."""
+    before, body, after = split_at_function(source, function)
+    line = before.count("\n")
+    character = 0
+    n = len(body) if keystrokes is None else min(keystrokes, len(body))
+    states = []
+    for i, ch in enumerate(body[:n]):
+        if ch == "\n":
+            line += 1
+            character = 0
+        else:
+            character += len(ch.encode("utf-16-le")) // 2
+        typed = before + body[: i + 1]
+        states.append(TypingState(i, ch, typed + after, len(typed), line, character))
+    return states
+
+
 async def replay(
     server: ServerProcess,
     path: Path,
@@ -173,23 +202,16 @@ async def replay(
 ) -> list[Keystroke]:
     """Open `source` without the body of `function`, then retype it keystroke by keystroke,
     asking for an inline completion after every `every` keystrokes."""
-    before, body, after = split_at_function(source, function)
+    before, _, after = split_at_function(source, function)
     uri = server.open(path, before + after)
-    line = before.count("\n")
-    character = 0
     results: list[Keystroke] = []
-    typed = ""
-    n = len(body) if keystrokes is None else min(keystrokes, len(body))
-    for i, ch in enumerate(body[:n]):
-        server.insert(uri, line, character, ch)
-        typed += ch
-        if ch == "\n":
-            line += 1
-            character = 0
-        else:
-            character += len(ch.encode("utf-16-le")) // 2
-        if (i + 1) % every:
+    prev_line, prev_char = before.count("\n"), 0
+    for state in typing_states(source, function, keystrokes):
+        server.insert(uri, prev_line, prev_char, state.typed)
+        prev_line, prev_char = state.line, state.character
+        if (state.index + 1) % every:
             continue
+        line, character = state.line, state.character
         t0 = time.perf_counter()
         suggestion = await server.inline(uri, line, character)
         latency = (time.perf_counter() - t0) * 1000
@@ -197,10 +219,10 @@ async def replay(
         u = last.usage if last is not None else None
         results.append(
             Keystroke(
-                index=i,
+                index=state.index,
                 line=line,
                 character=character,
-                typed=ch,
+                typed=state.typed,
                 suggestion=suggestion,
                 latency_ms=latency,
                 prompt_tokens=u.prompt_tokens if u else 0,

@@ -5,7 +5,9 @@ through `aiguilleur serve` over stdio, on a random-weight GGUF shaped like
 Qwen2.5-Coder-0.5B (Q8_0). Arms, side by side in one run:
   (a) aiguilleur as built: prefix reuse + typing-through;
   (b) the same engine with prefix reuse off: a fresh prompt evaluation per request, as
-      servers that create a new context per request do (a few sampled keystrokes).
+      servers that create a new context per request do (a few sampled keystrokes);
+  (c) when LLAMA_SERVER names a llama-server binary: its /infill with cache_prompt on the
+      same model and the same prefix/suffix per keystroke (bench/llama_server.py).
 Prints a table and writes bench/results/replay-<time>.json.
 """
 
@@ -135,8 +137,28 @@ def main() -> int:
         results[name] = summarise(name, ks)
         raw[name] = [msgspec.to_builtins(k) for k in ks]
 
+    binary = os.environ.get("LLAMA_SERVER")
+    if binary:
+        from bench.llama_server import run_llama_server_arm
+
+        print("running c_llama_server ...", flush=True)
+        ks = run_llama_server_arm(
+            binary, model, source, args.function, completion, 4096, 256, args.keystrokes
+        )
+        results["c_llama_server"] = summarise("c_llama_server", ks)
+        raw["c_llama_server"] = [msgspec.to_builtins(k) for k in ks]
+    else:
+        print("(c) skipped: set LLAMA_SERVER=/path/to/llama-server to compare with it")
+
     a, b = results["a_aiguilleur"], results["b_no_prefix_reuse"]
     ratio = b["engine_latency_ms_p50"] / a["latency_ms_p50"] if a["latency_ms_p50"] else None
+    c = results.get("c_llama_server")
+    ratio_c = c["latency_ms_p50"] / a["latency_ms_p50"] if c and a["latency_ms_p50"] else None
+    ratio_c_engine = (
+        c["latency_ms_p50"] / a["engine_latency_ms_p50"]
+        if c and a["engine_latency_ms_p50"]
+        else None
+    )
     cols = [
         "requests",
         "typed_through",
@@ -154,6 +176,9 @@ def main() -> int:
     for c in cols:
         print(f"{c:<24}" + "".join(f"{r[c]:>20.1f}" for r in results.values()))
     print(f"\np50 latency, (b) fresh evaluation / (a) aiguilleur: {ratio:.1f}x")
+    if ratio_c is not None and ratio_c_engine is not None:
+        print(f"p50 latency, (c) llama-server / (a) aiguilleur: {ratio_c:.2f}x")
+        print(f"  same, (a) counting only requests that reached the engine: {ratio_c_engine:.2f}x")
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"replay-{time.strftime('%Y%m%d-%H%M%S')}.json"
@@ -164,6 +189,8 @@ def main() -> int:
                 "model": str(model),
                 "summary": results,
                 "ratio_b_over_a_p50": ratio,
+                "ratio_c_over_a_p50": ratio_c,
+                "ratio_c_over_a_engine_p50": ratio_c_engine,
                 "keystrokes": raw,
             },
             indent=1,

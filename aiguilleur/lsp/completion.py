@@ -72,6 +72,14 @@ class CompletionFeature:
         self._shown.pop(uri, None)
         self.last.pop(uri, None)
 
+    def note_change(self, uri: str, line: int | None, texts: Callable[[str], str | None]) -> None:
+        """An edit is where the user is: editing another file than the last one moves the
+        chunk around the last place in the file they left into the ring, and a later request
+        elsewhere brings this file's edited chunk along."""
+        if line is not None:
+            self._last_line[uri] = line
+        self._switch(uri, texts)
+
     def _switch(self, uri: str, texts: Callable[[str], str | None]) -> None:
         """Moving to another file: a chunk around where the user was joins the ring."""
         prev = self._last_uri

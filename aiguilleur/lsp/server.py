@@ -22,6 +22,8 @@ from aiguilleur.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
+STARTUP_WAIT_S = 30.0
+
 LAST_COMPLETION = "aiguilleur/lastCompletion"
 STATUS = "aiguilleur/status"
 
@@ -42,6 +44,10 @@ class Session:
         self.loop: asyncio.AbstractEventLoop | None = None
         self._told_no_model = False
         self._progress_token: str | None = None
+        # Set once discovery has run and the engine (if any) exists: a request that arrives
+        # earlier, as the first one after `initialized` often does, waits instead of
+        # being answered empty for want of a backend.
+        self.runtime_started = asyncio.Event()
 
     # -- messages -------------------------------------------------------------------
 
@@ -64,7 +70,10 @@ class Session:
 
     async def start_runtime(self) -> None:
         self.loop = asyncio.get_running_loop()
-        choice = await asyncio.to_thread(self.runtime.start, self._loaded_from_thread)
+        try:
+            choice = await asyncio.to_thread(self.runtime.start, self._loaded_from_thread)
+        finally:
+            self.runtime_started.set()
         if choice.path is not None and self._supports_progress():
             token = f"aiguilleur-load-{uuid.uuid4().hex[:8]}"
             try:
@@ -161,6 +170,15 @@ def build_server(user_config: Path | None = None) -> LanguageServer:
     def did_open(ls: LanguageServer, params: lsp.DidOpenTextDocumentParams) -> None:
         session.completion.note_open(params.text_document.uri, params.text_document.text)
 
+    @server.feature(lsp.TEXT_DOCUMENT_DID_CHANGE)
+    def did_change(ls: LanguageServer, params: lsp.DidChangeTextDocumentParams) -> None:
+        # pygls has already applied the change to its copy of the document.
+        line = None
+        for change in params.content_changes:
+            if isinstance(change, lsp.TextDocumentContentChangePartial):
+                line = change.range.start.line
+        session.completion.note_change(params.text_document.uri, line, texts)
+
     @server.feature(lsp.TEXT_DOCUMENT_DID_CLOSE)
     def did_close(ls: LanguageServer, params: lsp.DidCloseTextDocumentParams) -> None:
         session.completion.forget(params.text_document.uri)
@@ -170,14 +188,15 @@ def build_server(user_config: Path | None = None) -> LanguageServer:
         doc = docs.get(uri)
         if doc is None:
             return None  # never opened: we only complete what the editor shows
+        if not session.runtime_started.is_set():
+            try:
+                await asyncio.wait_for(session.runtime_started.wait(), STARTUP_WAIT_S)
+            except TimeoutError:
+                return None  # the client never sent `initialized`
 
         def current_version() -> int | None:
             d = ls_docs().get(uri)
             return None if d is None else d.version
-
-        def texts(other: str) -> str | None:
-            d = ls_docs().get(other)
-            return None if d is None else d.source
 
         negotiated = server.workspace.position_encoding
         encoding = getattr(negotiated, "value", negotiated) or "utf-16"
@@ -191,6 +210,10 @@ def build_server(user_config: Path | None = None) -> LanguageServer:
             current_version,
             texts,
         )
+
+    def texts(uri: str) -> str | None:
+        d = ls_docs().get(uri)
+        return None if d is None else d.source
 
     def ls_docs() -> dict[str, Any]:
         docs: dict[str, Any] = server.workspace.text_documents

@@ -161,3 +161,20 @@ async def test_no_model_anywhere_is_reported_once(home: TestHome) -> None:
         assert await inline(client, uri, 2, 0) == []
         msgs = [m.message for m in client.messages]
         assert any("no code model found" in m and "aiguilleur pull" in m for m in msgs)
+
+
+async def test_model_load_is_shown_as_work_done_progress(model_home: TestHome) -> None:
+    async with lsp_session(model_home) as client:
+        await wait_engine(client, busy=False)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            reports = list(client.progress_reports.values())
+            if reports and isinstance(reports[0][-1], lsp.WorkDoneProgressEnd):
+                break
+            await asyncio.sleep(0.05)
+        assert len(reports) == 1, client.progress_reports
+        begin, *_, end = reports[0]
+        assert isinstance(begin, lsp.WorkDoneProgressBegin)
+        assert begin.message is not None and "loading aiguilleur-tiny.gguf" in begin.message
+        assert isinstance(end, lsp.WorkDoneProgressEnd)
+        assert end.message is not None and end.message.endswith("ready")

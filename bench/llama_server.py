@@ -1,0 +1,166 @@
+"""Arm (c) of the replay bench: llama-server's `/infill` with `cache_prompt` (as llama.vim
+uses it), on the same model file and the same prefix/suffix text per keystroke.
+
+The prefix and suffix are cut exactly as aiguilleur cuts them (same character windows,
+same token budgets, same line anchoring) and sent as `input_prefix`/`input_suffix`; the
+server is started with a logical batch large enough that its own 3:1 infill trimming keeps
+all of it, and a context too small for its `[FIM_REP]myproject` header, so the token
+sequence it evaluates is the one aiguilleur evaluates.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from aiguilleur.backends.fim import TokenCounter, trim_prefix, trim_suffix
+from aiguilleur.lsp.context import fim_context
+from aiguilleur.replay import Keystroke, typing_states
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class LlamaServer:
+    def __init__(
+        self, binary: str, model: Path, n_ctx: int, n_ubatch: int, threads: tuple[int, int]
+    ) -> None:
+        self.port = _free_port()
+        self.log = Path(os.environ.get("TMPDIR", "/tmp")) / f"llama-server-{self.port}.log"
+        cmd = [
+            binary,
+            "-m",
+            str(model),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "-c",
+            str(n_ctx),
+            "-b",
+            str(n_ctx),
+            "-ub",
+            str(n_ubatch),
+            "-t",
+            str(threads[0]),
+            "-tb",
+            str(threads[1]),
+            "-np",
+            "1",
+        ]
+        with self.log.open("wb") as log:
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def wait_ready(self, timeout: float = 600) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise SystemExit(f"llama-server exited; see {self.log}")
+            try:
+                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise SystemExit(f"llama-server did not start; see {self.log}")
+
+    def close(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def run_llama_server_arm(
+    binary: str,
+    model: Path,
+    source: Path,
+    function: str,
+    completion: dict[str, Any],
+    n_ctx: int,
+    n_ubatch: int,
+    keystrokes: int,
+) -> list[Keystroke]:
+    from llama_cpp import Llama
+
+    vocab = Llama(str(model), vocab_only=True, verbose=False)
+
+    def tokenize(text: str) -> list[int]:
+        return list(vocab.tokenize(text.encode(), add_bos=False, special=False))
+
+    def text_of(tokens: list[int]) -> str:
+        return bytes(vocab.detokenize(tokens)).decode("utf-8", errors="replace")
+
+    count = TokenCounter(tokenize)
+    cpus = os.cpu_count() or 2
+    threads = (max(1, cpus // 2), cpus)  # llama-cpp-python's defaults, as in arm (a)
+    server = LlamaServer(binary, model, n_ctx, n_ubatch, threads)
+    results: list[Keystroke] = []
+    try:
+        server.wait_ready()
+        with httpx.Client(base_url=server.url, timeout=httpx.Timeout(120.0)) as http:
+            for state in typing_states(source.read_text(), function, keystrokes):
+                ctx = fim_context(
+                    state.text,
+                    state.offset,
+                    str(source),
+                    prefix_tokens=completion["prefix_tokens"],
+                    suffix_tokens=completion["suffix_tokens"],
+                )
+                prefix = trim_prefix(
+                    ctx.prefix, ctx.prefix_first_line, completion["prefix_tokens"], count, tokenize
+                )
+                suffix = trim_suffix(ctx.suffix, completion["suffix_tokens"], count, tokenize)
+                body = {
+                    "input_prefix": text_of(prefix),
+                    "input_suffix": text_of(suffix),
+                    "input_extra": [],
+                    "prompt": "",
+                    "n_predict": completion["max_tokens"],
+                    "cache_prompt": True,
+                    "temperature": 0,
+                    "top_k": 1,
+                }
+                t0 = time.perf_counter()
+                r = http.post("/infill", json=body)
+                latency = (time.perf_counter() - t0) * 1000
+                r.raise_for_status()
+                out = r.json()
+                t = out.get("timings", {})
+                evaluated = int(t.get("prompt_n", 0))
+                cached = int(t.get("cache_n", out.get("tokens_cached", 0)))
+                results.append(
+                    Keystroke(
+                        index=state.index,
+                        line=state.line,
+                        character=state.character,
+                        typed=state.typed,
+                        suggestion=str(out.get("content", "")),
+                        latency_ms=latency,
+                        prompt_tokens=evaluated + cached,
+                        evaluated_tokens=evaluated,
+                        reused_tokens=cached,
+                        completion_tokens=int(t.get("predicted_n", 0)),
+                        prompt_ms=float(t.get("prompt_ms", 0.0)),
+                        generation_ms=float(t.get("predicted_ms", 0.0)),
+                        queue_ms=0.0,
+                        server_ms=0.0,
+                        typed_through=False,
+                        answered=True,
+                    )
+                )
+    finally:
+        server.close()
+    return results

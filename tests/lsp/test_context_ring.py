@@ -1,0 +1,62 @@
+"""What reaches the model besides the cursor window: chunks of the other files the user
+opened, left, or edited, oldest first so that the prompt keeps a stable prefix."""
+
+from __future__ import annotations
+
+from aiguilleur.config import Config
+from aiguilleur.lsp.completion import CompletionFeature
+from aiguilleur.types import Completion, Request, Usage
+
+A = "file:///w/a.py"
+B = "file:///w/b.py"
+
+
+def numbered(name: str, n: int) -> str:
+    return "".join(f"{name}_{i} = {i}\n" for i in range(n))
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.requests: list[Request] = []
+
+    async def __call__(self, request: Request) -> Completion | None:
+        self.requests.append(request)
+        return Completion("x", Usage(), route="local", model="m")
+
+
+async def suggest(feature: CompletionFeature, uri: str, docs: dict[str, str], line: int) -> None:
+    await feature.suggest(uri, docs[uri], 1, line, 0, "utf-16", lambda: 1, docs.get)
+
+
+async def test_an_edit_in_another_file_brings_that_place_into_the_prompt() -> None:
+    docs = {A: numbered("a", 300), B: numbered("b", 300)}
+    record = Recorder()
+    feature = CompletionFeature(record, Config)
+    feature.note_open(A, docs[A])
+    feature.note_open(B, docs[B])
+    await suggest(feature, A, docs, 10)
+
+    # The user goes to b.py and edits line 200 without asking for a suggestion there.
+    lines = docs[B].splitlines(keepends=True)
+    lines[200] = "b_200 = compute_the_answer()\n"
+    docs[B] = "".join(lines)
+    feature.note_change(B, 200, docs.get)
+
+    await suggest(feature, A, docs, 12)
+    extra = record.requests[-1].context.extra
+    assert [c.path for c in extra][-1] == "/w/b.py"
+    assert "compute_the_answer" in extra[-1].text
+    assert all(c.path != "/w/a.py" for c in extra)  # the cursor's own file is not repeated
+
+
+async def test_the_ring_keeps_its_order_while_the_user_types_in_one_file() -> None:
+    docs = {A: numbered("a", 50), B: numbered("b", 50)}
+    record = Recorder()
+    feature = CompletionFeature(record, Config)
+    feature.note_open(A, docs[A])
+    feature.note_open(B, docs[B])
+    for line in range(5):
+        feature.note_change(A, line, docs.get)
+        await suggest(feature, A, docs, line)
+    seen = {tuple(c.text for c in r.context.extra) for r in record.requests}
+    assert len(seen) == 1  # a stable prefix: the KV cache of the extra context stays valid
