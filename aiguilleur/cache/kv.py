@@ -1,0 +1,528 @@
+"""KV state store: snapshots of an engine's sequence state, keyed by the tokens they hold.
+
+The store knows nothing of llama.cpp: an entry is a token prefix (int32) and an opaque
+byte string, filed under a namespace that the engine derives from the model file and the
+runtime that produced the bytes. Two tiers:
+
+- RAM: an LRU bounded in bytes (counted exactly: the state bytes plus the token array),
+  for the documents being edited;
+- disk: a diskcache under the user cache dir, bounded in bytes with LRU eviction, for
+  restarts. diskcache writes a value's file before committing its row, so a process
+  killed mid-write leaves no visible entry. Each entry also carries a CRC-32 of its
+  bytes and its namespace, checked before anything is handed back.
+
+Longest-prefix lookup without scanning every entry: each entry is indexed under a hash of
+its first k*BLOCK tokens for every k; a lookup hashes the prompt at the same boundaries
+and walks them from the longest down, so only entries sharing at least one block are
+compared token by token.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import queue
+import sqlite3
+import threading
+import time
+import zlib
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+BLOCK = 64
+_FORMAT = 1
+_STAT_KEYS = ("hits_ram", "hits_disk", "misses", "stores", "discarded")
+
+
+class KVMatch(msgspec.Struct, frozen=True):
+    entry: str
+    matched: int  # tokens the entry shares with the looked-up sequence
+    n_tokens: int  # tokens the entry holds
+    tier: str  # "ram" or "disk"
+
+
+class KVState(msgspec.Struct, frozen=True):
+    tokens: list[int]
+    data: bytes
+
+
+class KVStoreStats(msgspec.Struct, frozen=True):
+    ram_entries: int
+    ram_bytes: int
+    ram_limit: int
+    disk_entries: int
+    disk_bytes: int
+    disk_limit: int
+    hits_ram: int
+    hits_disk: int
+    misses: int
+    stores: int
+    discarded: int
+    disk_problem: str | None = None
+
+
+class _Meta(msgspec.Struct, frozen=True):
+    """What the disk tier keeps beside each state, small enough to read them all at start."""
+
+    format: int
+    namespace: str
+    entry: str
+    tokens: bytes  # int32, native order
+    size: int
+    crc: int
+    created: float
+
+
+class _Entry:
+    __slots__ = ("data", "id", "on_disk", "size", "tokens")
+
+    def __init__(self, entry: str, tokens: np.ndarray, size: int) -> None:
+        self.id = entry
+        self.tokens = tokens
+        self.size = size
+        self.data: bytes | None = None  # present while in the RAM tier
+        self.on_disk = False
+
+
+def _tokens(seq: Sequence[int] | np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(np.asarray(seq, dtype=np.int32))
+
+
+def common_prefix(a: np.ndarray, b: np.ndarray) -> int:
+    n = min(len(a), len(b))
+    if n == 0:
+        return 0
+    diff = np.flatnonzero(a[:n] != b[:n])
+    return int(diff[0]) if diff.size else n
+
+
+class KVStateStore:
+    def __init__(
+        self,
+        namespace: str,
+        directory: Path | None,
+        ram_bytes: int,
+        disk_bytes: int,
+        on_problem: Callable[[str], None] | None = None,
+    ) -> None:
+        if not namespace or "/" in namespace:
+            raise ValueError(f"bad KV namespace {namespace!r}")
+        self.namespace = namespace
+        self.directory = directory
+        self.ram_limit = ram_bytes
+        self.disk_limit = disk_bytes
+        self._on_problem = on_problem
+        self._lock = threading.RLock()
+        self._entries: dict[str, _Entry] = {}
+        self._blocks: dict[bytes, set[str]] = {}
+        self._ram: OrderedDict[str, _Entry] = OrderedDict()
+        self._ram_used = 0
+        self._stats = dict.fromkeys(_STAT_KEYS, 0)
+        self._disk: Any = None
+        self.disk_problem: str | None = None
+        self._writes: queue.Queue[tuple[str, Any] | None] = queue.Queue()
+        self._writer: threading.Thread | None = None
+        if directory is not None and disk_bytes > 0:
+            self._open_disk(directory)
+
+    # -- disk tier set-up ---------------------------------------------------------------
+
+    def _open_disk(self, directory: Path) -> None:
+        try:
+            self._disk = open_disk(directory, self.disk_limit)
+        except (OSError, sqlite3.Error) as error:
+            self._disable_disk(f"cannot open the KV cache in {directory}: {error}")
+            return
+        try:
+            self._scan_disk()
+        except (OSError, sqlite3.Error) as error:
+            self._disable_disk(f"cannot read the KV cache in {directory}: {error}")
+            return
+        self._writer = threading.Thread(target=self._write_loop, name="kv-writer", daemon=True)
+        self._writer.start()
+
+    def _scan_disk(self) -> None:
+        """Index this namespace's entries; drop broken metadata and orphaned states."""
+        prefix = f"{self.namespace}/"
+        metas: set[str] = set()
+        datas: set[str] = set()
+        for key in list(self._disk.iterkeys()):
+            if not isinstance(key, str) or not key.startswith(prefix):
+                continue  # another model or llama.cpp version: never ours to load
+            kind, _, entry = key[len(prefix) :].partition("/")
+            (metas if kind == "meta" else datas).add(entry)
+        for entry in metas:
+            raw = self._disk.get(f"{prefix}meta/{entry}")
+            meta = self._decode_meta(raw)
+            if meta is None or meta.entry != entry or entry not in datas:
+                self._disk.delete(f"{prefix}meta/{entry}")
+                self._disk.delete(f"{prefix}data/{entry}")
+                self._stats["discarded"] += 1
+                continue
+            e = _Entry(entry, np.frombuffer(meta.tokens, dtype=np.int32).copy(), meta.size)
+            e.on_disk = True
+            self._index(e)
+        for entry in datas - metas:
+            self._disk.delete(f"{prefix}data/{entry}")
+
+    def _decode_meta(self, raw: object) -> _Meta | None:
+        if not isinstance(raw, bytes):
+            return None
+        try:
+            meta = msgspec.msgpack.decode(raw, type=_Meta)
+        except msgspec.DecodeError:
+            return None
+        if meta.format != _FORMAT or meta.namespace != self.namespace:
+            return None
+        return meta
+
+    def _disable_disk(self, problem: str) -> None:
+        with self._lock:
+            if self.disk_problem is not None:
+                return
+            self.disk_problem = problem
+            disk, self._disk = self._disk, None
+        log.warning("kv.disk_disabled problem=%s", problem)
+        if disk is not None:
+            with contextlib.suppress(Exception):  # already broken; nothing more to lose
+                disk.close()
+        with self._lock:
+            for e in list(self._entries.values()):
+                e.on_disk = False
+                if e.data is None:
+                    self._unindex(e)
+        if self._on_problem is not None:
+            self._on_problem(f"{problem}. Keeping KV states in memory only until restart.")
+
+    # -- index ----------------------------------------------------------------------------
+
+    def _hashes(self, tokens: np.ndarray) -> list[bytes]:
+        h = hashlib.blake2b(self.namespace.encode(), digest_size=16)
+        out = []
+        for k in range(len(tokens) // BLOCK):
+            h.update(tokens[k * BLOCK : (k + 1) * BLOCK].tobytes())
+            out.append(h.copy().digest())
+        return out
+
+    def _index(self, e: _Entry) -> None:
+        self._entries[e.id] = e
+        for digest in self._hashes(e.tokens):
+            self._blocks.setdefault(digest, set()).add(e.id)
+
+    def _unindex(self, e: _Entry) -> None:
+        self._entries.pop(e.id, None)
+        for digest in self._hashes(e.tokens):
+            ids = self._blocks.get(digest)
+            if ids is not None:
+                ids.discard(e.id)
+                if not ids:
+                    del self._blocks[digest]
+
+    def _entry_id(self, tokens: np.ndarray) -> str:
+        h = hashlib.blake2b(self.namespace.encode(), digest_size=16)
+        h.update(tokens.tobytes())
+        return h.hexdigest()
+
+    # -- public API -----------------------------------------------------------------------
+
+    def lookup(self, tokens: Sequence[int] | np.ndarray) -> KVMatch | None:
+        """The entry sharing the longest prefix with `tokens` (at least one block)."""
+        arr = _tokens(tokens)
+        hashes = self._hashes(arr)
+        with self._lock:
+            for digest in reversed(hashes):
+                ids = self._blocks.get(digest)
+                if not ids:
+                    continue
+                best: tuple[int, _Entry] | None = None
+                for entry in ids:
+                    e = self._entries[entry]
+                    n = common_prefix(e.tokens, arr)
+                    # Prefer RAM on ties: same tokens, no disk read.
+                    if best is None or (n, e.data is not None) > (
+                        best[0],
+                        best[1].data is not None,
+                    ):
+                        best = (n, e)
+                if best is not None:
+                    n, e = best
+                    return KVMatch(e.id, n, len(e.tokens), "ram" if e.data is not None else "disk")
+        return None
+
+    def covered(self, tokens: Sequence[int] | np.ndarray) -> int:
+        """How many leading tokens of `tokens` some entry already holds."""
+        match = self.lookup(tokens)
+        return match.matched if match else 0
+
+    def load(self, match: KVMatch) -> KVState | None:
+        """The entry's state, verified; None (and the entry dropped) if it is gone or bad."""
+        with self._lock:
+            e = self._entries.get(match.entry)
+            if e is None:
+                self._count("misses")
+                return None
+            if e.data is not None:
+                self._ram.move_to_end(e.id)
+                self._count("hits_ram")
+                return KVState(e.tokens.tolist(), e.data)
+            disk = self._disk
+        data = self._read_disk(e, disk) if disk is not None else None
+        with self._lock:
+            if data is None:
+                self._count("misses")
+                if e.data is None:
+                    self._unindex(e)
+                return None
+            self._count("hits_disk")
+            self._to_ram(e, data)
+            return KVState(e.tokens.tolist(), data)
+
+    def _read_disk(self, e: _Entry, disk: Any) -> bytes | None:
+        prefix = f"{self.namespace}/"
+        try:
+            meta = self._decode_meta(disk.get(f"{prefix}meta/{e.id}"))
+            data = disk.get(f"{prefix}data/{e.id}")
+        except (OSError, sqlite3.Error) as error:
+            log.warning("kv.read_failed entry=%s error=%s", e.id, error)
+            return None
+        if data is None:
+            return None  # evicted by the disk tier's LRU since we indexed it: a plain miss
+        ok = (
+            meta is not None
+            and isinstance(data, bytes)
+            and len(data) == meta.size
+            and zlib.crc32(data) == meta.crc
+            and meta.tokens == e.tokens.tobytes()
+        )
+        if not ok:
+            log.warning("kv.discarded entry=%s reason=checksum-or-missing", e.id)
+            self._count("discarded")
+            self._enqueue("delete", e.id)
+            return None
+        assert isinstance(data, bytes)
+        return data
+
+    def put(self, tokens: Sequence[int] | np.ndarray, data: bytes) -> str | None:
+        """Keep a state: in RAM now, on disk soon (a writer thread, off the caller's path)."""
+        arr = _tokens(tokens)
+        if len(arr) < BLOCK or not data:
+            return None
+        entry = self._entry_id(arr)
+        with self._lock:
+            e = self._entries.get(entry)
+            if e is not None and e.size == len(data):
+                if e.data is not None:
+                    self._ram.move_to_end(entry)
+                return entry
+            if e is not None:
+                self._drop(e)
+            e = _Entry(entry, arr, len(data))
+            self._index(e)
+            self._to_ram(e, data)
+            self._count("stores")
+            if self._disk is not None:
+                e.on_disk = True  # from now on, as far as lookups care
+                self._enqueue("put", (e.id, arr.tobytes(), data))
+            elif e.data is None:  # too big for RAM and no disk: nowhere to keep it
+                self._unindex(e)
+                return None
+        return entry
+
+    def discard(self, entry: str) -> None:
+        """The engine could not use this state: never offer it again."""
+        with self._lock:
+            e = self._entries.get(entry)
+            if e is not None:
+                self._count("discarded")
+                self._drop(e)
+
+    def stats(self) -> KVStoreStats:
+        with self._lock:
+            disk_entries = sum(1 for e in self._entries.values() if e.on_disk)
+            disk_bytes = sum(e.size for e in self._entries.values() if e.on_disk)
+            return KVStoreStats(
+                ram_entries=len(self._ram),
+                ram_bytes=self._ram_used,
+                ram_limit=self.ram_limit,
+                disk_entries=disk_entries,
+                disk_bytes=disk_bytes,
+                disk_limit=self.disk_limit if self._disk is not None else 0,
+                disk_problem=self.disk_problem,
+                **self._stats,
+            )
+
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Wait until queued disk writes are done (at shutdown)."""
+        deadline = time.monotonic() + timeout
+        while self._writes.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return not self._writes.unfinished_tasks
+
+    def close(self, timeout: float = 30.0) -> None:
+        if self._writer is not None:
+            self.flush(timeout)
+            self._writes.put(None)
+            self._writer.join(timeout)
+            self._writer = None
+        with self._lock:
+            disk, self._disk = self._disk, None
+        if disk is not None:
+            disk.close()
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _count(self, name: str) -> None:
+        self._stats[name] += 1
+        if self._disk is not None:
+            self._enqueue("incr", name)
+
+    def _to_ram(self, e: _Entry, data: bytes) -> None:
+        cost = len(data) + e.tokens.nbytes
+        if cost > self.ram_limit:
+            return
+        if e.data is None:
+            e.data = data
+            self._ram[e.id] = e
+            self._ram_used += cost
+        self._ram.move_to_end(e.id)
+        while self._ram_used > self.ram_limit:
+            _, old = self._ram.popitem(last=False)
+            self._ram_used -= len(old.data or b"") + old.tokens.nbytes
+            old.data = None
+            if not old.on_disk:
+                self._unindex(old)
+
+    def _drop(self, e: _Entry) -> None:
+        if e.data is not None:
+            self._ram.pop(e.id, None)
+            self._ram_used -= len(e.data) + e.tokens.nbytes
+            e.data = None
+        if e.on_disk:
+            self._enqueue("delete", e.id)
+            e.on_disk = False
+        self._unindex(e)
+
+    def _enqueue(self, op: str, arg: Any) -> None:
+        if self._writer is not None:
+            self._writes.put((op, arg))
+
+    def _write_loop(self) -> None:
+        prefix = f"{self.namespace}/"
+        while True:
+            item = self._writes.get()
+            try:
+                if item is None:
+                    return
+                disk = self._disk
+                if disk is None:
+                    continue
+                op, arg = item
+                try:
+                    if op == "put":
+                        entry, tokens, data = arg
+                        meta = _Meta(
+                            _FORMAT,
+                            self.namespace,
+                            entry,
+                            tokens,
+                            len(data),
+                            zlib.crc32(data),
+                            time.time(),
+                        )
+                        # State first, then the metadata that makes it visible at start.
+                        disk.set(f"{prefix}data/{entry}", data)
+                        disk.set(f"{prefix}meta/{entry}", msgspec.msgpack.encode(meta))
+                    elif op == "delete":
+                        disk.delete(f"{prefix}data/{arg}")
+                        disk.delete(f"{prefix}meta/{arg}")
+                    elif op == "incr":
+                        disk.incr(f"stats/{arg}", default=0)
+                except (OSError, sqlite3.Error) as error:
+                    self._disable_disk(f"cannot write the KV cache in {self.directory}: {error}")
+            finally:
+                self._writes.task_done()
+
+
+def open_disk(directory: Path, size_limit: int) -> Any:
+    """The disk tier; a database that is not one any more is moved aside, not trusted."""
+    import diskcache
+
+    directory.mkdir(parents=True, exist_ok=True)
+    settings = {
+        "size_limit": size_limit,
+        "eviction_policy": "least-recently-used",
+        "cull_limit": 10,
+        "statistics": False,
+    }
+    try:
+        return diskcache.Cache(str(directory), **settings)
+    except sqlite3.DatabaseError as error:
+        if isinstance(error, sqlite3.OperationalError):
+            raise  # locked or unwritable: not ours to move
+        aside = directory.with_name(f"{directory.name}.broken-{int(time.time())}")
+        log.warning("kv.corrupt_db dir=%s moved_to=%s error=%s", directory, aside, error)
+        directory.rename(aside)
+        directory.mkdir(parents=True, exist_ok=True)
+        return diskcache.Cache(str(directory), **settings)
+
+
+class DiskSummary(msgspec.Struct, frozen=True):
+    namespace: str
+    entries: int
+    bytes: int
+    tokens: int
+
+
+def summarize_disk(directory: Path) -> tuple[list[DiskSummary], dict[str, int], int]:
+    """Per-namespace entries and sizes, the persisted hit counters, total bytes on disk."""
+    import diskcache
+
+    if not (directory / "cache.db").exists():
+        return [], dict.fromkeys(_STAT_KEYS, 0), 0
+    with diskcache.Cache(str(directory)) as disk:
+        per: dict[str, list[int]] = {}
+        counters = dict.fromkeys(_STAT_KEYS, 0)
+        for key in disk.iterkeys():
+            if not isinstance(key, str):
+                continue
+            if key.startswith("stats/"):
+                value = disk.get(key)
+                counters[key[len("stats/") :]] = int(value) if isinstance(value, int) else 0
+                continue
+            namespace, _, rest = key.partition("/")
+            if not rest.startswith("meta/"):
+                continue
+            raw = disk.get(key)
+            try:
+                meta = msgspec.msgpack.decode(raw, type=_Meta) if isinstance(raw, bytes) else None
+            except msgspec.DecodeError:
+                meta = None
+            if meta is None:
+                continue
+            row = per.setdefault(namespace, [0, 0, 0])
+            row[0] += 1
+            row[1] += meta.size
+            row[2] += len(meta.tokens) // 4
+        volume = int(disk.volume())
+    summaries = [DiskSummary(ns, *row) for ns, row in sorted(per.items())]
+    return summaries, counters, volume
+
+
+def clear_disk(directory: Path) -> int:
+    """Remove every state of every model; returns the entries removed."""
+    import diskcache
+
+    if not (directory / "cache.db").exists():
+        return 0
+    with diskcache.Cache(str(directory)) as disk:
+        n = sum(1 for k in disk.iterkeys() if isinstance(k, str) and "/meta/" in k)
+        disk.clear()
+    return n
