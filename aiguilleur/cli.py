@@ -70,6 +70,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     else:
         log.info("serve.stdio version=%s", __version__)
         server.start_io(sys.stdin.buffer, stdout)
+    # The editor may exit without `shutdown`: still keep the KV state for the next start.
+    server.aiguilleur_session.runtime.close()  # type: ignore[attr-defined]
     return 0
 
 

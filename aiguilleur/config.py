@@ -54,6 +54,10 @@ class CompletionConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class CacheConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     dir: str | None = None
     """Default: $XDG_CACHE_HOME/aiguilleur (~/.cache/aiguilleur)."""
+    kv_ram_mb: int = 512
+    """KV states kept in memory for the documents being edited (0: none)."""
+    kv_disk_mb: int = 4096
+    """KV states kept on disk for restarts, least recently used evicted (0: none)."""
 
 
 class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

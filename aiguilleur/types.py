@@ -63,8 +63,12 @@ class Usage(msgspec.Struct, frozen=True):
     # prompt came from the live KV cache.
     evaluated_tokens: int = 0
     reused_tokens: int = 0
+    # Of the reused tokens, those that came from a stored KV state rather than the live
+    # context (after a restart, or coming back to a file).
+    restored_tokens: int = 0
     completion_tokens: int = 0
     prompt_ms: float = 0.0
+    restore_ms: float = 0.0  # part of prompt_ms: finding, loading and restoring a state
     generation_ms: float = 0.0
     queue_ms: float = 0.0
     cost_usd: float = 0.0
@@ -83,3 +87,28 @@ class Route(msgspec.Struct, frozen=True):
     name: str
     backend: str
     model: str = ""
+
+
+class FimTokens(msgspec.Struct, frozen=True):
+    """The FIM token ids of one loaded model (-1: the model has no such token)."""
+
+    source: str  # "gguf" (the model's own metadata) or the family name of a known template
+    pre: int
+    suf: int
+    mid: int
+    pad: int = -1
+    rep: int = -1
+    sep: int = -1
+    bos: int = -1
+    stops: frozenset[int] = frozenset()
+
+
+class ModelInfo(msgspec.Struct, frozen=True):
+    path: str
+    name: str
+    size_bytes: int
+    n_ctx: int
+    n_ctx_train: int
+    n_vocab: int
+    fim: FimTokens | None
+    load_ms: float

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 
 import msgspec
 
-from aiguilleur.types import FimContext
+from aiguilleur.types import FimContext, FimTokens
 
 Tokenize = Callable[[str], list[int]]
 
@@ -69,24 +69,13 @@ KNOWN_TEMPLATES: tuple[FimTemplateSpec, ...] = (
 )
 
 
-class FimTokens(msgspec.Struct, frozen=True):
-    """The FIM token ids of one loaded model (-1: the model has no such token)."""
-
-    source: str  # "gguf" (the model's own metadata) or the family name of a known template
-    pre: int
-    suf: int
-    mid: int
-    pad: int = -1
-    rep: int = -1
-    sep: int = -1
-    bos: int = -1
-    stops: frozenset[int] = frozenset()
-
-
 class FimPrompt(msgspec.Struct, frozen=True):
     tokens: list[int]
     # Tokens before the cursor-dependent part: the stable part of the prompt.
     stable_tokens: int
+    # Tokens up to the end of the text before the cursor (before the FIM suffix token):
+    # what an idle prefill evaluates.
+    prefix_end: int
 
 
 class TokenCounter:
@@ -175,7 +164,7 @@ def build_prompt(
     suffix = trim_suffix(ctx.suffix, suffix_tokens, count, tokenize)
     stable = len(head) + len(extra) + 1
     tokens = [*head, *extra, fim.pre, *prefix, fim.suf, *suffix, fim.mid]
-    return FimPrompt(tokens, stable)
+    return FimPrompt(tokens, stable, stable + len(prefix))
 
 
 def resolve_fim_tokens(

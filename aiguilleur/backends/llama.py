@@ -4,14 +4,15 @@ Requests reach the worker through a queue where the latest request per document 
 a newer one supersedes the queued one and aborts the running one. The worker keeps the
 token sequence held by the KV cache and, for each request, evaluates only the tokens
 after the first one that differs; cancellation is checked between evaluation slices and
-between generated tokens.
+between generated tokens. With a KV state store, a stored state that shares more of the
+prompt than the live context is restored first, and the live state is saved when the
+user pauses, before it is overwritten, and at shutdown (see llama_state.StateKeeper).
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import ctypes
 import logging
 import threading
 import time
@@ -23,33 +24,25 @@ from typing import Any
 import msgspec
 
 from aiguilleur.backends.base import BackendUnavailable, Cancelled, Superseded
-from aiguilleur.backends.fim import FimTokens, TokenCounter, build_prompt, resolve_fim_tokens
+from aiguilleur.backends.fim import FimPrompt, TokenCounter, build_prompt
+from aiguilleur.backends.llama_model import (
+    EngineSettings,
+    load_model,
+    next_token,
+    tokenize,
+)
+from aiguilleur.backends.llama_state import StateKeeper
 from aiguilleur.backends.postprocess import stop_point, trim_overlap
-from aiguilleur.types import Completion, Request, Usage
+from aiguilleur.cache.kv import KVStateStore
+from aiguilleur.types import Completion, FimTokens, ModelInfo, Request, Usage
 
 log = logging.getLogger(__name__)
 
 # Tokens kept free at the end of the context for generation, beyond max_tokens.
 _CTX_MARGIN = 8
-
-
-class ModelInfo(msgspec.Struct, frozen=True):
-    path: str
-    name: str
-    size_bytes: int
-    n_ctx: int
-    n_ctx_train: int
-    n_vocab: int
-    fim: FimTokens | None
-    load_ms: float
-
-
-class EngineSettings(msgspec.Struct, frozen=True):
-    n_ctx: int = 4096
-    n_batch: int = 128
-    n_threads: int | None = None
-    # Off only for the bench's "fresh prompt per request" baseline.
-    reuse_prefix: bool = True
+# After this long without requests, the live state is saved if no stored state holds
+# it. Keystrokes come faster than this; a pause to think does not.
+_IDLE_SAVE_S = 0.75
 
 
 class EngineStats(msgspec.Struct, frozen=True):
@@ -60,13 +53,17 @@ class EngineStats(msgspec.Struct, frozen=True):
     superseded: int
     generated_tokens: int
     evaluated_tokens: int
+    restored: int = 0
+    saved: int = 0
+    prefilled_tokens: int = 0
 
 
 class _Job:
-    __slots__ = ("cancel", "future", "reason", "request", "submitted")
+    __slots__ = ("cancel", "future", "prefill", "reason", "request", "submitted")
 
-    def __init__(self, request: Request) -> None:
+    def __init__(self, request: Request, prefill: bool = False) -> None:
         self.request = request
+        self.prefill = prefill
         self.cancel = threading.Event()
         self.reason = "cancelled"
         self.future: concurrent.futures.Future[Completion] = concurrent.futures.Future()
@@ -91,10 +88,14 @@ class LlamaEngine:
         model_path: Path,
         settings: EngineSettings,
         on_loaded: Callable[[ModelInfo | None, str | None], None] | None = None,
+        store: KVStateStore | None = None,
     ) -> None:
         self.model_path = model_path
         self.settings = settings
         self._on_loaded = on_loaded
+        self._keeper = StateKeeper(store if settings.reuse_prefix else None, self._count)
+        self._prefill: _Job | None = None
+        self._idle_save_at: float | None = None
         self.loaded: concurrent.futures.Future[ModelInfo] = concurrent.futures.Future()
         self._lock = threading.Condition()
         self._pending: OrderedDict[str, _Job] = OrderedDict()
@@ -106,6 +107,9 @@ class LlamaEngine:
             "superseded": 0,
             "generated": 0,
             "evaluated": 0,
+            "restored": 0,
+            "saved": 0,
+            "prefilled": 0,
         }
         self._llm: Any = None
         self._fim: FimTokens | None = None
@@ -130,6 +134,18 @@ class LlamaEngine:
             self._pending[request.key] = job
             self._lock.notify()
         return job.future
+
+    def prefill(self, request: Request) -> None:
+        """Evaluate the text before the cursor of `request` when nothing else is queued, so
+        that the first real request finds it in the KV cache. A real request preempts it
+        at once; whatever it evaluated by then stays useful."""
+        with self._lock:
+            if self._closed:
+                return
+            if self._prefill is not None:
+                self._prefill.future.cancel()
+            self._prefill = _Job(request, prefill=True)
+            self._lock.notify()
 
     async def complete(self, request: Request) -> Completion:
         future = self.submit(request)
@@ -161,6 +177,9 @@ class LlamaEngine:
                 superseded=c["superseded"],
                 generated_tokens=c["generated"],
                 evaluated_tokens=c["evaluated"],
+                restored=c["restored"],
+                saved=c["saved"],
+                prefilled_tokens=c["prefilled"],
             )
 
     def close(self) -> None:
@@ -171,6 +190,9 @@ class LlamaEngine:
             self._pending.clear()
             if self._running is not None:
                 self._running.abort("cancelled")
+            if self._prefill is not None:
+                self._prefill.future.cancel()
+                self._prefill = None
             self._lock.notify()
 
     def join(self, timeout: float | None = None) -> None:
@@ -193,20 +215,21 @@ class LlamaEngine:
         if self._on_loaded:
             self._on_loaded(info, None)
         while True:
-            with self._lock:
-                while not self._pending and not self._closed:
-                    self._lock.wait()
+            job = self._next_job()
+            if job is None:
                 if self._closed:
                     break
-                _, job = self._pending.popitem(last=False)
-                self._running = job
+                self._keeper.save_if_dirty(self._llm)  # a pause: keep what the context holds
+                continue
             try:
                 if job.future.set_running_or_notify_cancel():
-                    result = self._complete(job)
-                    self._count("completed")
+                    result = self._prefill_job(job) if job.prefill else self._complete(job)
+                    if not job.prefill:
+                        self._count("completed")
                     job.future.set_result(result)
             except Cancelled as error:
-                self._count("superseded" if isinstance(error, Superseded) else "cancelled")
+                if not job.prefill:
+                    self._count("superseded" if isinstance(error, Superseded) else "cancelled")
                 job.future.set_exception(error)
             except Exception as error:
                 log.exception("engine.request_failed")
@@ -214,7 +237,32 @@ class LlamaEngine:
             finally:
                 with self._lock:
                     self._running = None
+                self._idle_save_at = time.monotonic() + _IDLE_SAVE_S
+        self._keeper.save_if_dirty(self._llm)  # the next start begins where this one ends
         self._llm = None
+
+    def _next_job(self) -> _Job | None:
+        """The next request, else a prefill, else None when closing or when it is time
+        for an idle save."""
+        with self._lock:
+            while not self._closed:
+                if self._pending:
+                    _, job = self._pending.popitem(last=False)
+                    self._running = job
+                    return job
+                if self._prefill is not None:
+                    job, self._prefill = self._prefill, None
+                    self._running = job
+                    return job
+                if self._idle_save_at is None:
+                    self._lock.wait()
+                    continue
+                wait = self._idle_save_at - time.monotonic()
+                if wait <= 0:
+                    self._idle_save_at = None
+                    return None
+                self._lock.wait(wait)
+            return None
 
     def _count(self, name: str, n: int = 1) -> None:
         with self._lock:
@@ -228,64 +276,23 @@ class LlamaEngine:
             self._pending.clear()
 
     def _load(self) -> ModelInfo:
-        if not self.model_path.is_file():
-            raise BackendUnavailable(f"model file not found: {self.model_path}")
-        from llama_cpp import Llama
-
-        start = time.perf_counter()
-        llm = Llama(
-            model_path=str(self.model_path),
-            n_ctx=self.settings.n_ctx,
-            n_batch=self.settings.n_batch,
-            n_ubatch=self.settings.n_batch,
-            n_threads=self.settings.n_threads,
-            verbose=False,
-        )
-        self._llm = llm
-        import llama_cpp
-
-        vocab = llm._model.vocab
-        gguf_ids = [
-            getattr(llama_cpp, f"llama_vocab_fim_{k}")(vocab)
-            for k in ("pre", "suf", "mid", "pad", "rep", "sep")
-        ]
-        bos = llama_cpp.llama_vocab_bos(vocab) if llama_cpp.llama_vocab_get_add_bos(vocab) else -1
-        ends = [llama_cpp.llama_vocab_eos(vocab), llama_cpp.llama_vocab_eot(vocab)]
-        self._fim = resolve_fim_tokens(gguf_ids, bos, ends, self._single_token)
+        llm, fim, info = load_model(self.model_path, self.settings)
+        self._llm, self._fim = llm, fim
         self._tokens = TokenCounter(self._tokenize)
-        name = llm.metadata.get("general.name", self.model_path.stem)
-        return ModelInfo(
-            path=str(self.model_path),
-            name=str(name),
-            size_bytes=self.model_path.stat().st_size,
-            n_ctx=llm.n_ctx(),
-            n_ctx_train=llm._model.n_ctx_train(),
-            n_vocab=llm.n_vocab(),
-            fim=self._fim,
-            load_ms=(time.perf_counter() - start) * 1000,
-        )
+        return info
 
     def _tokenize(self, text: str) -> list[int]:
-        tokens: list[int] = self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)
-        return tokens
+        return tokenize(self._llm, text)
 
-    def _single_token(self, text: str) -> int | None:
-        ids = self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
-        return int(ids[0]) if len(ids) == 1 else None
-
-    def _complete(self, job: _Job) -> Completion:
-        llm = self._llm
-        req = job.request
+    def _prompt(self, req: Request) -> tuple[FimPrompt, list[int]]:
+        """The FIM prompt and its tokens, cut to fit the context."""
         fim = self._fim
         if fim is None or self._tokens is None:
             raise BackendUnavailable(
                 f"{self.model_path.name} has no fill-in-the-middle tokens: use a code model "
                 "(e.g. Qwen2.5-Coder; `aiguilleur pull`)"
             )
-        started = time.perf_counter()
-        queue_ms = (started - job.submitted) * 1000
-        gen = req.params
-        room = self.settings.n_ctx - gen.max_tokens - _CTX_MARGIN
+        room = self.settings.n_ctx - req.params.max_tokens - _CTX_MARGIN
         budget = max(16, min(req.prefix_tokens, room - req.suffix_tokens))
         extra = max(0, min(req.extra_tokens, room - req.suffix_tokens - budget))
         prompt = build_prompt(
@@ -300,16 +307,18 @@ class LlamaEngine:
         tokens = prompt.tokens
         if len(tokens) > room:  # only when the budgets themselves exceed the context
             tokens = tokens[-room:]
+        return prompt, tokens
 
-        # Reuse the KV cache up to the first token that differs.
-        n_past = self._common_prefix(tokens) if self.settings.reuse_prefix else 0
+    def _complete(self, job: _Job) -> Completion:
+        req = job.request
+        started = time.perf_counter()
+        queue_ms = (started - job.submitted) * 1000
+        _, tokens = self._prompt(req)
+        # Reuse the KV cache (live, else a stored state) up to the first differing token.
+        n_past, restored = self._keeper.reuse(self._llm, tokens)
         n_past = min(n_past, len(tokens) - 1)  # the last prompt token must be evaluated
-        llm.n_tokens = n_past
-        batch = self.settings.n_batch
-        for i in range(n_past, len(tokens), batch):
-            job.check()
-            llm.eval(tokens[i : i + batch])
-            self._count("evaluated", min(batch, len(tokens) - i))
+        restore_ms = (time.perf_counter() - started) * 1000
+        self._eval(job, tokens, n_past)
         prompt_done = time.perf_counter()
 
         text, n_gen, reason = self._generate(job, prompt_done)
@@ -319,15 +328,19 @@ class LlamaEngine:
             prompt_tokens=len(tokens),
             evaluated_tokens=len(tokens) - n_past,
             reused_tokens=n_past,
+            restored_tokens=restored,
             completion_tokens=n_gen,
             prompt_ms=(prompt_done - started) * 1000,
+            restore_ms=restore_ms,
             generation_ms=(finished - prompt_done) * 1000,
             queue_ms=queue_ms,
         )
         log.debug(
-            "engine.done prompt=%d evaluated=%d generated=%d prompt_ms=%.1f gen_ms=%.1f",
+            "engine.done prompt=%d evaluated=%d restored=%d generated=%d prompt_ms=%.1f "
+            "gen_ms=%.1f",
             usage.prompt_tokens,
             usage.evaluated_tokens,
+            restored,
             n_gen,
             usage.prompt_ms,
             usage.generation_ms,
@@ -336,30 +349,33 @@ class LlamaEngine:
             text, usage, route="local", model=self.model_path.name, stop_reason=reason
         )
 
-    def _common_prefix(self, tokens: list[int]) -> int:
-        import numpy as np
+    def _prefill_job(self, job: _Job) -> Completion:
+        prompt, tokens = self._prompt(job.request)
+        target = min(prompt.prefix_end, len(tokens))
+        n_past, _ = self._keeper.reuse(self._llm, tokens[:target])
+        done = self._eval(job, tokens[:target], n_past, yield_to_requests=True)
+        self._count("prefilled", done)
+        return Completion("", Usage(evaluated_tokens=done), route="local", model="")
 
+    def _eval(
+        self, job: _Job, tokens: list[int], n_past: int, yield_to_requests: bool = False
+    ) -> int:
+        """Evaluate tokens[n_past:] in slices, checking for cancellation between them.
+        Returns how many were evaluated (a prefill stops early when a request arrives)."""
         llm = self._llm
-        n = min(llm.n_tokens, len(tokens))
-        if n == 0:
-            return 0
-        diff = np.flatnonzero(llm.input_ids[:n] != np.asarray(tokens[:n], dtype=np.intc))
-        return int(diff[0]) if diff.size else n
-
-    def _next_token(self, temperature: float) -> int:
-        import llama_cpp
-        import numpy as np
-
-        llm = self._llm
-        ptr = llama_cpp.llama_get_logits_ith(llm._ctx.ctx, -1)
-        logits = np.ctypeslib.as_array(
-            ctypes.cast(ptr, ctypes.POINTER(ctypes.c_float)), shape=(llm.n_vocab(),)
-        )
-        if temperature <= 0:
-            return int(np.argmax(logits))
-        top = np.argpartition(logits, -40)[-40:]
-        weights = np.exp((logits[top] - logits[top].max()) / temperature)
-        return int(np.random.default_rng().choice(top, p=weights / weights.sum()))
+        llm.n_tokens = n_past
+        self._keeper.truncated(n_past)
+        batch = self.settings.n_batch
+        done = 0
+        for i in range(n_past, len(tokens), batch):
+            job.check()
+            if yield_to_requests and self._pending:
+                break
+            piece = tokens[i : i + batch]
+            llm.eval(piece)
+            done += len(piece)
+            self._count("evaluated", len(piece))
+        return done
 
     def _generate(self, job: _Job, t0: float) -> tuple[str, int, str]:
         import llama_cpp
@@ -379,7 +395,7 @@ class LlamaEngine:
             if time.perf_counter() > deadline:
                 reason = "time"
                 break
-            token = self._next_token(gen.temperature)
+            token = next_token(llm, gen.temperature)
             if token in stops or llama_cpp.llama_vocab_is_eog(vocab, token):
                 reason = "eog"
                 break

@@ -8,8 +8,9 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 
 import msgspec
+from pygls.exceptions import JsonRpcRequestCancelled
 
-from aiguilleur.backends.base import Superseded
+from aiguilleur.backends.base import Cancelled, Superseded
 from aiguilleur.config import Config
 from aiguilleur.lsp.context import ContextRing, fim_context
 from aiguilleur.lsp.positions import chars_to_units, line_bounds, offset_at
@@ -139,6 +140,24 @@ class CompletionFeature:
         window = text[max(0, offset - 64_000) : offset + 16_000]
         if "\x00" in window:
             return None  # binary data: nothing sensible to suggest
+        request = self._request(uri, text, offset, line_start, line_end)
+        build_ms = (time.perf_counter() - t0) * 1000
+        try:
+            completion = await self._complete(request)
+        except Superseded:
+            return None
+        except Cancelled as error:  # the engine stopped it (shutdown): say so, like a cancel
+            raise JsonRpcRequestCancelled(f"completion cancelled: {error}") from error
+        if completion is None:
+            return None
+        if current_version() != version:
+            return None  # the user typed meanwhile: this answer is for an old text
+        s = make(completion, False, completion.usage)
+        s = self._remember(uri, s, text[:offset], after, t0)
+        log.debug("completion.done uri=%s build_ms=%.2f", uri, build_ms)
+        return s
+
+    def _request(self, uri: str, text: str, offset: int, line_start: int, line_end: int) -> Request:
         cfg = self._config().completion
         rest_of_line = text[offset:line_end]
         ctx = fim_context(
@@ -150,7 +169,7 @@ class CompletionFeature:
             extra=self.ring.chunks(_path(uri)),
         )
         current = text[line_start:line_end]
-        request = Request(
+        return Request(
             kind=RequestKind.COMPLETION,
             # One slot per session, not per document: the user types in one place at a
             # time, so a suggestion for the file they just left is worthless too.
@@ -168,19 +187,23 @@ class CompletionFeature:
             suffix_tokens=cfg.suffix_tokens,
             extra_tokens=cfg.extra_tokens,
         )
-        build_ms = (time.perf_counter() - t0) * 1000
-        try:
-            completion = await self._complete(request)
-        except Superseded:
+
+    def prefill_request(self, uri: str, text: str) -> Request | None:
+        """What to evaluate ahead of the user for a document just opened: the text before
+        the line they last worked on here, else the whole document (for a file that fits
+        the prefix window, that is the text before any cursor position)."""
+        if len(text) > MAX_DOCUMENT_CHARS or "\x00" in text[:64_000]:
             return None
-        if completion is None:
-            return None
-        if current_version() != version:
-            return None  # the user typed meanwhile: this answer is for an old text
-        s = make(completion, False, completion.usage)
-        s = self._remember(uri, s, text[:offset], after, t0)
-        log.debug("completion.done uri=%s build_ms=%.2f", uri, build_ms)
-        return s
+        line = self._last_line.get(uri)
+        bounds = line_bounds(text, line) if line is not None else None
+        if bounds is None:
+            offset = len(text)
+            start = text.rfind("\n", 0, offset) + 1
+            end = offset
+        else:
+            start, end = bounds
+            offset = start
+        return self._request(uri, text, offset, start, end)
 
     def _remember(self, uri: str, s: Suggestion, before: str, after: str, t0: float) -> Suggestion:
         u = s.usage

@@ -28,6 +28,11 @@ class _Unreadable:
 
 
 class AiguilleurProtocol(LanguageServerProtocol):
+    # Set when `shutdown` arrives, not when its handler (which saves the KV state, off the
+    # loop) has finished: requests that arrive meanwhile are refused too.
+    shutting_down = False
+    _shutdown_id: int | str | None = None
+
     def structure_message(self, data: dict[str, Any]) -> Any:
         try:
             return super().structure_message(data)
@@ -45,10 +50,24 @@ class AiguilleurProtocol(LanguageServerProtocol):
             return
         method = getattr(message, "method", None)
         msg_id = getattr(message, "id", None)
-        if self._shutdown and method is not None and method != lsp.EXIT and msg_id is not None:
+        stopping = self._shutdown or self.shutting_down
+        if stopping and method is not None and method != lsp.EXIT and msg_id is not None:
             error = JsonRpcInvalidRequest(f"the server is shutting down; {method} refused")
             self._send_response(msg_id, error=error.to_response_error())
             return
+        if method == lsp.SHUTDOWN:
+            self.shutting_down = True
+            self._shutdown_id = msg_id
+        if method == lsp.EXIT:
+            sid = self._shutdown_id
+            pending = self._request_futures.get(sid) if sid is not None else None
+            if pending is not None and not pending.done():
+                # A client that pipelines `exit` right behind `shutdown` still gets its
+                # answer to `shutdown` before the process goes.
+                pending.add_done_callback(
+                    lambda _: super(AiguilleurProtocol, self).handle_message(message)
+                )
+                return
         super().handle_message(message)
 
 

@@ -14,11 +14,11 @@ from lsprotocol import types as lsp
 from pygls.lsp.server import LanguageServer
 
 from aiguilleur import __version__
-from aiguilleur.backends.llama import ModelInfo
 from aiguilleur.config import ConfigLayers, LoadedConfig, as_settings
 from aiguilleur.lsp.completion import CompletionFeature, Suggestion
 from aiguilleur.lsp.protocol import AiguilleurProtocol, AiguilleurServer
 from aiguilleur.runtime import Runtime
+from aiguilleur.types import ModelInfo
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ class Session:
         self.server = server
         self.layers = ConfigLayers(user_file=user_config)
         self.loaded: LoadedConfig = self.layers.load()
-        self.runtime = Runtime(self.loaded.config)
+        self.runtime = Runtime(self.loaded.config, self._problem_from_thread)
         self.completion = CompletionFeature(self.runtime.complete, lambda: self.runtime.config)
         self.loop: asyncio.AbstractEventLoop | None = None
         self._told_no_model = False
@@ -92,6 +92,10 @@ class Session:
             )
             if self.runtime.engine is None or self.runtime.engine.loaded.done():
                 self._end_progress()
+
+    def _problem_from_thread(self, message: str) -> None:
+        if self.loop is not None:
+            self.loop.call_soon_threadsafe(self.show, f"aiguilleur: {message}")
 
     def _loaded_from_thread(self, info: ModelInfo | None, error: str | None) -> None:
         if self.loop is not None:
@@ -168,7 +172,11 @@ def build_server(user_config: Path | None = None) -> LanguageServer:
 
     @server.feature(lsp.TEXT_DOCUMENT_DID_OPEN)
     def did_open(ls: LanguageServer, params: lsp.DidOpenTextDocumentParams) -> None:
-        session.completion.note_open(params.text_document.uri, params.text_document.text)
+        doc = params.text_document
+        session.completion.note_open(doc.uri, doc.text)
+        request = session.completion.prefill_request(doc.uri, doc.text)
+        if request is not None:
+            session.runtime.prefill(request)
 
     @server.feature(lsp.TEXT_DOCUMENT_DID_CHANGE)
     def did_change(ls: LanguageServer, params: lsp.DidChangeTextDocumentParams) -> None:
@@ -252,13 +260,15 @@ def build_server(user_config: Path | None = None) -> LanguageServer:
             "model": msgspec.to_builtins(rt.model_info) if rt.model_info else None,
             "model_problem": rt.load_error,
             "engine": msgspec.to_builtins(rt.engine.stats()) if rt.engine else None,
+            "kv": msgspec.to_builtins(kv) if (kv := rt.kv_stats()) else None,
             "config_sources": list(session.loaded.sources),
             "config_problems": [p.describe() for p in session.loaded.problems],
         }
 
     @server.feature(lsp.SHUTDOWN)
-    def shutdown(ls: LanguageServer, params: Any) -> None:
-        session.runtime.close()
+    async def shutdown(ls: LanguageServer, params: Any) -> None:
+        # Off the loop: the engine saves its live KV state and the store writes it out.
+        await asyncio.to_thread(session.runtime.close)
 
     server.aiguilleur_session = session  # type: ignore[attr-defined]
     return server

@@ -1,0 +1,92 @@
+"""Loading a GGUF with llama-cpp-python and the few low-level calls the engine makes on it."""
+
+from __future__ import annotations
+
+import ctypes
+import time
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from aiguilleur.backends.base import BackendUnavailable
+from aiguilleur.backends.fim import resolve_fim_tokens
+from aiguilleur.types import FimTokens, ModelInfo
+
+
+class EngineSettings(msgspec.Struct, frozen=True):
+    n_ctx: int = 4096
+    n_batch: int = 128
+    n_threads: int | None = None
+    # Off only for the bench's "fresh prompt per request" baseline.
+    reuse_prefix: bool = True
+
+
+def load_model(path: Path, settings: EngineSettings) -> tuple[Any, FimTokens | None, ModelInfo]:
+    """(Llama, FIM tokens or None, info). Raises on a missing or unloadable file."""
+    if not path.is_file():
+        raise BackendUnavailable(f"model file not found: {path}")
+    import llama_cpp
+    from llama_cpp import Llama
+
+    start = time.perf_counter()
+    llm = Llama(
+        model_path=str(path),
+        n_ctx=settings.n_ctx,
+        n_batch=settings.n_batch,
+        n_ubatch=settings.n_batch,
+        n_threads=settings.n_threads,
+        verbose=False,
+    )
+    vocab = llm._model.vocab
+    gguf_ids = [
+        getattr(llama_cpp, f"llama_vocab_fim_{k}")(vocab)
+        for k in ("pre", "suf", "mid", "pad", "rep", "sep")
+    ]
+    bos = llama_cpp.llama_vocab_bos(vocab) if llama_cpp.llama_vocab_get_add_bos(vocab) else -1
+    ends = [llama_cpp.llama_vocab_eos(vocab), llama_cpp.llama_vocab_eot(vocab)]
+    fim = resolve_fim_tokens(gguf_ids, bos, ends, lambda text: single_token(llm, text))
+    name = llm.metadata.get("general.name", path.stem)
+    info = ModelInfo(
+        path=str(path),
+        name=str(name),
+        size_bytes=path.stat().st_size,
+        n_ctx=llm.n_ctx(),
+        n_ctx_train=llm._model.n_ctx_train(),
+        n_vocab=llm.n_vocab(),
+        fim=fim,
+        load_ms=(time.perf_counter() - start) * 1000,
+    )
+    return llm, fim, info
+
+
+def tokenize(llm: Any, text: str) -> list[int]:
+    tokens: list[int] = llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)
+    return tokens
+
+
+def single_token(llm: Any, text: str) -> int | None:
+    ids = llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+    return int(ids[0]) if len(ids) == 1 else None
+
+
+def last_logits(llm: Any) -> Any:
+    """The logits after the last evaluated token (a numpy view, valid until the next eval)."""
+    import llama_cpp
+    import numpy as np
+
+    ptr = llama_cpp.llama_get_logits_ith(llm._ctx.ctx, -1)
+    return np.ctypeslib.as_array(
+        ctypes.cast(ptr, ctypes.POINTER(ctypes.c_float)), shape=(llm.n_vocab(),)
+    )
+
+
+def next_token(llm: Any, temperature: float) -> int:
+    import numpy as np
+
+    logits = last_logits(llm)
+    if temperature <= 0:
+        return int(np.argmax(logits))
+    top = np.argpartition(logits, -40)[-40:]
+    weights = np.exp((logits[top] - logits[top].max()) / temperature)
+    return int(np.random.default_rng().choice(top, p=weights / weights.sum()))
