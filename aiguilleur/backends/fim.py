@@ -99,22 +99,30 @@ class TokenCounter:
 def trim_prefix(
     prefix: str, first_line: int, budget: int, count: TokenCounter, tokenize: Tokenize
 ) -> list[int]:
-    """Tokens of the end of `prefix` that fit `budget`, starting at an anchored line."""
+    """Tokens of the end of `prefix` that fit `budget`, starting at a line start.
+
+    The start is the earliest anchor line (every ANCHOR_LINES-th line of the file) that
+    fits, so that it stays put while the user types and the prompt keeps its prefix. If
+    no anchor fits, the earliest line start that fits: it moves only when a whole line
+    no longer fits, not at every keystroke as a window cut in tokens would."""
     if budget <= 0 or not prefix:
         return []
     lines = prefix.splitlines(keepends=True)
     total = 0
-    start: int | None = None
+    anchor: int | None = None
+    any_line: int | None = None
     # Walk backwards, remembering the earliest anchor line that still fits.
     for i in range(len(lines) - 1, -1, -1):
         total += count(lines[i])
         if total > budget:
             break
+        any_line = i
         if (first_line + i) % ANCHOR_LINES == 0 or (i == 0 and first_line == 0):
-            start = i
+            anchor = i
+    start = anchor if anchor is not None else any_line
     if start is not None:
         return tokenize("".join(lines[start:]))
-    # Lines too long to anchor (minified code, one huge line): keep the last tokens.
+    # One line longer than the budget (minified code): keep its last tokens.
     return tokenize(prefix)[-budget:]
 
 
@@ -147,19 +155,21 @@ def build_prompt(
 ) -> FimPrompt:
     head: list[int] = [fim.bos] if fim.bos >= 0 else []
     extra: list[int] = []
-    if ctx.extra:
-        if fim.rep >= 0:
-            extra += [fim.rep, *tokenize("project\n")]
+    if ctx.extra and extra_tokens > 0:
+        # The repo-level header counts against the budget, and goes only with a chunk.
+        header = [fim.rep, *tokenize("project\n")] if fim.rep >= 0 else []
+        footer = [fim.sep, *tokenize(f"{ctx.path}\n")] if fim.sep >= 0 else []
+        chunks: list[int] = []
         for chunk in ctx.extra:
             if fim.sep >= 0:
                 piece = [fim.sep, *tokenize(f"{chunk.path}\n{chunk.text}")]
             else:
                 piece = tokenize(f"{SNIPPET_SEPARATOR}{chunk.text}")
-            if len(extra) + len(piece) > extra_tokens:
+            if len(header) + len(chunks) + len(piece) + len(footer) > extra_tokens:
                 break
-            extra += piece
-        if fim.sep >= 0:
-            extra += [fim.sep, *tokenize(f"{ctx.path}\n")]
+            chunks += piece
+        if chunks:
+            extra = [*header, *chunks, *footer]
     prefix = trim_prefix(ctx.prefix, ctx.prefix_first_line, prefix_tokens, count, tokenize)
     suffix = trim_suffix(ctx.suffix, suffix_tokens, count, tokenize)
     stable = len(head) + len(extra) + 1

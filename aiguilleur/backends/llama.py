@@ -131,6 +131,9 @@ class LlamaEngine:
                 old.future.set_exception(Superseded("superseded"))
             if self._running is not None and self._running.request.key == request.key:
                 self._running.abort("superseded")
+            if self._prefill is not None:  # the user is typing: a warm-up is moot now
+                self._prefill.future.cancel()
+                self._prefill = None
             self._pending[request.key] = job
             self._lock.notify()
         return job.future
@@ -352,6 +355,12 @@ class LlamaEngine:
     def _prefill_job(self, job: _Job) -> Completion:
         prompt, tokens = self._prompt(job.request)
         target = min(prompt.prefix_end, len(tokens))
+        log.debug(
+            "prefill.start path=%s tokens=%d target=%d",
+            job.request.context.path,
+            len(tokens),
+            target,
+        )
         n_past, _ = self._keeper.reuse(self._llm, tokens[:target])
         done = self._eval(job, tokens[:target], n_past, yield_to_requests=True)
         self._count("prefilled", done)

@@ -108,6 +108,13 @@ class StateKeeper:
         if store is None:
             return n_live, 0
         match = store.lookup(tokens)
+        log.debug(
+            "kv.lookup tokens=%d live=%d match=%s tier=%s",
+            len(tokens),
+            n_live,
+            match.matched if match else None,
+            match.tier if match else None,
+        )
         if match is None or match.matched < n_live + RESTORE_MIN_GAIN:
             self._save_before_losing(llm, n_live)
             return n_live, 0
@@ -144,3 +151,4 @@ class StateKeeper:
             return
         self.stored_upto = llm.n_tokens
         self._count("saved")
+        log.debug("kv.saved tokens=%d bytes=%d", len(tokens), len(data))

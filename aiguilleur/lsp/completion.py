@@ -203,6 +203,7 @@ class CompletionFeature:
         else:
             start, end = bounds
             offset = start
+        log.debug("prefill.request uri=%s line=%s offset=%d", uri, line, offset)
         return self._request(uri, text, offset, start, end)
 
     def _remember(self, uri: str, s: Suggestion, before: str, after: str, t0: float) -> Suggestion:

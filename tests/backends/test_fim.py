@@ -48,3 +48,13 @@ def test_known_template_is_used_when_the_gguf_has_no_fim_metadata() -> None:
     assert (fim.pre, fim.suf, fim.mid, fim.sep) == (5, 6, 7, 8)
     assert 8 in fim.stops and 2 in fim.stops
     assert resolve_fim_tokens([-1] * 6, -1, [2], {}.get) is None
+
+
+def test_without_an_anchor_in_reach_the_window_still_starts_at_a_stable_line() -> None:
+    # Cursor at line 12: anchor line 0 does not fit, and there is no other anchor above.
+    lines = [f"value_{i:02d} = {'x' * 30}\n" for i in range(12)]
+    prefix = "".join(lines) + "tail = 1"
+    first = trim_prefix(prefix, 0, 300, COUNT, byte_tokens)
+    typed = trim_prefix(prefix + "2", 0, 300, COUNT, byte_tokens)
+    assert bytes(first).decode().startswith("value_")  # a whole line, not a cut token run
+    assert typed[: len(first)] == first  # one more keystroke keeps the prompt's prefix

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,7 +15,14 @@ from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 
 from tests.support.home import TestHome
 
-SERVER = [sys.executable, "-m", "aiguilleur", "serve"]
+# AIGUILLEUR_TEST_SERVER_ARGS="-v --log-file /tmp/s.log" keeps a debug log of each server.
+SERVER = [
+    sys.executable,
+    "-m",
+    "aiguilleur",
+    "serve",
+    *os.environ.get("AIGUILLEUR_TEST_SERVER_ARGS", "").split(),
+]
 
 
 @contextlib.asynccontextmanager
