@@ -1,4 +1,4 @@
-"""Command line: `aiguilleur serve|complete|doctor|demo|pull`."""
+"""Command line: `aiguilleur serve|complete|doctor|demo|pull|cache`."""
 
 from __future__ import annotations
 
@@ -103,6 +103,13 @@ def cmd_pull(args: argparse.Namespace) -> int:
     return pull(args.model)
 
 
+def cmd_cache(args: argparse.Namespace) -> int:
+    from aiguilleur.cachecmd import cache_clear, cache_stats
+
+    _setup_logging(args.verbose, None)
+    return cache_clear() if args.action == "clear" else cache_stats()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="aiguilleur", description="An AI language server: local and routed completions."
@@ -159,6 +166,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     common(p)
     p.set_defaults(func=cmd_pull)
+
+    p = sub.add_parser("cache", help="KV state store: `stats` (default) or `clear`")
+    p.add_argument("action", nargs="?", choices=["stats", "clear"], default="stats")
+    common(p)
+    p.set_defaults(func=cmd_cache)
     return parser
 
 

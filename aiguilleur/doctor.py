@@ -85,6 +85,15 @@ def run_doctor(timeout: float = 300.0) -> int:
     except OSError as error:
         problems += 1
         _line(False, f"{cdir} is not writable ({error}); set `[cache] dir` in {layers.user_file}")
+    kv = config.cache
+    if kv.kv_disk_mb > 0 or kv.kv_ram_mb > 0:
+        _line(
+            None,
+            f"KV states: up to {kv.kv_ram_mb} MB in RAM, {kv.kv_disk_mb} MB on disk in "
+            f"{cdir / 'kv'} (`aiguilleur cache stats`)",
+        )
+    else:
+        _line(None, "KV state store off ([cache] kv_ram_mb = kv_disk_mb = 0)")
     _line(None, f"models dir: {models_dir(config)}")
     if os.environ.get("HF_ENDPOINT"):
         _line(None, f"downloads from HF_ENDPOINT={os.environ['HF_ENDPOINT']}")

@@ -50,3 +50,21 @@ def test_tcp_refuses_non_loopback_without_allow_remote(home: TestHome) -> None:
 def test_pull_rejects_unknown_models(home: TestHome, tmp_path: Path) -> None:
     result = aiguilleur(home, "pull", "gpt-17")
     assert result.returncode == 1 and "known:" in result.stdout
+
+
+def test_cache_stats_and_clear(home: TestHome) -> None:
+    from aiguilleur.cache.kv import KVStateStore
+
+    kv = home.root / "cache" / "aiguilleur" / "kv"
+    store = KVStateStore("some-model.abc", kv, 1 << 20, 1 << 30)
+    store.put(list(range(640)), b"\x01" * 64_000)
+    store.close()
+
+    stats = aiguilleur(home, "cache", "stats")
+    assert stats.returncode == 0, stats.stderr
+    assert "some-model.abc: 1 states" in stats.stdout and "640 tokens" in stats.stdout
+    assert "states saved: 1" in stats.stdout
+
+    cleared = aiguilleur(home, "cache", "clear")
+    assert cleared.returncode == 0 and "removed 1 KV states" in cleared.stdout
+    assert "no states stored yet" in aiguilleur(home, "cache").stdout
