@@ -43,6 +43,8 @@ _CTX_MARGIN = 8
 # After this long without requests, the live state is saved if no stored state holds
 # it. Keystrokes come faster than this; a pause to think does not.
 _IDLE_SAVE_S = 0.75
+# Tokens per evaluation slice of an idle prefill (tens of ms on a laptop CPU).
+_PREFILL_SLICE = 32
 
 
 class EngineStats(msgspec.Struct, frozen=True):
@@ -56,6 +58,13 @@ class EngineStats(msgspec.Struct, frozen=True):
     restored: int = 0
     saved: int = 0
     prefilled_tokens: int = 0
+    # KV states moved into the context (restore: llama_state_seq_set_data) and out of
+    # it (save: get_data plus the store's RAM copy; the disk write happens elsewhere).
+    restored_bytes: int = 0
+    restore_ms: float = 0.0
+    saved_bytes: int = 0
+    saved_tokens: int = 0
+    save_ms: float = 0.0
 
 
 class _Job:
@@ -110,6 +119,11 @@ class LlamaEngine:
             "restored": 0,
             "saved": 0,
             "prefilled": 0,
+            "restored_bytes": 0,
+            "restore_us": 0,
+            "saved_bytes": 0,
+            "saved_tokens": 0,
+            "save_us": 0,
         }
         self._llm: Any = None
         self._fim: FimTokens | None = None
@@ -183,6 +197,11 @@ class LlamaEngine:
                 restored=c["restored"],
                 saved=c["saved"],
                 prefilled_tokens=c["prefilled"],
+                restored_bytes=c["restored_bytes"],
+                restore_ms=c["restore_us"] / 1000,
+                saved_bytes=c["saved_bytes"],
+                saved_tokens=c["saved_tokens"],
+                save_ms=c["save_us"] / 1000,
             )
 
     def close(self) -> None:
@@ -374,7 +393,12 @@ class LlamaEngine:
         llm = self._llm
         llm.n_tokens = n_past
         self._keeper.truncated(n_past)
-        batch = self.settings.n_batch
+        # A prefill runs in small slices: a request waits for at most one of them.
+        batch = (
+            min(self.settings.n_batch, _PREFILL_SLICE)
+            if yield_to_requests
+            else self.settings.n_batch
+        )
         done = 0
         for i in range(n_past, len(tokens), batch):
             job.check()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -95,7 +96,7 @@ class StateKeeper:
     writer thread), so it happens at boundaries, not per keystroke: when the user pauses,
     before a request discards most of the context, and at shutdown."""
 
-    def __init__(self, store: KVStateStore | None, count: Callable[[str], None]) -> None:
+    def __init__(self, store: KVStateStore | None, count: Callable[[str, int], None]) -> None:
         self.store = store
         self._count = count
         # Leading live tokens that some stored state already holds.
@@ -122,13 +123,16 @@ class StateKeeper:
         state = store.load(match)
         if state is None:
             return n_live, 0
+        t0 = time.perf_counter()
         if not restore(llm, state.tokens, state.data):
             log.warning("kv.restore_refused entry=%s", match.entry)
             store.discard(match.entry)
             self.stored_upto = 0
             return 0, 0
         self.stored_upto = len(state.tokens)
-        self._count("restored")
+        self._count("restored", 1)
+        self._count("restored_bytes", len(state.data))
+        self._count("restore_us", int((time.perf_counter() - t0) * 1e6))
         n = live_common_prefix(llm, tokens)
         return n, n
 
@@ -143,6 +147,7 @@ class StateKeeper:
         store = self.store
         if store is None or llm is None or llm.n_tokens - self.stored_upto < SAVE_MIN:
             return
+        t0 = time.perf_counter()
         try:
             tokens, data = snapshot(llm)
             store.put(tokens, data)
@@ -150,5 +155,8 @@ class StateKeeper:
             log.exception("kv.save_failed")
             return
         self.stored_upto = llm.n_tokens
-        self._count("saved")
+        self._count("saved", 1)
+        self._count("saved_bytes", len(data))
+        self._count("saved_tokens", len(tokens))
+        self._count("save_us", int((time.perf_counter() - t0) * 1e6))
         log.debug("kv.saved tokens=%d bytes=%d", len(tokens), len(data))

@@ -190,12 +190,15 @@ class CompletionFeature:
 
     def prefill_request(self, uri: str, text: str) -> Request | None:
         """What to evaluate ahead of the user for a document just opened: the text before
-        the line they last worked on here, else the whole document (for a file that fits
-        the prefix window, that is the text before any cursor position)."""
+        the line they last worked on here, else, for a file that surely fits the prefix
+        window (2 characters per token at least), all of it: the window of any cursor
+        position then starts where the prefill does."""
         if len(text) > MAX_DOCUMENT_CHARS or "\x00" in text[:64_000]:
             return None
         line = self._last_line.get(uri)
         bounds = line_bounds(text, line) if line is not None else None
+        if bounds is None and len(text) > self._config().completion.prefix_tokens * 2:
+            return None  # a big file and no idea where the user will type: nothing to gain
         if bounds is None:
             offset = len(text)
             start = text.rfind("\n", 0, offset) + 1
