@@ -39,7 +39,7 @@ def ensure(extras: str) -> None:
 
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in {"demo", "test", "bench"}:
-        print("usage: python3 dev.py demo|test|bench [args...]")
+        print("usage: python3 dev.py demo|test|bench [replay|kv] [args...]")
         return 2
     command, rest = argv[0], argv[1:]
     if command == "demo":
@@ -47,7 +47,11 @@ def main(argv: list[str]) -> int:
         return run(VENV / "bin" / "aiguilleur", "demo", *rest, check=False)
     ensure("local,test")
     if command == "bench":
-        return run(PY, "bench/run.py", *rest, check=False)
+        # `bench` alone: the keystroke replay; `bench kv`: the KV state store.
+        script = "bench/kv.py" if rest[:1] == ["kv"] else "bench/run.py"
+        if rest[:1] in (["kv"], ["replay"]):
+            rest = rest[1:]
+        return run(PY, script, *rest, check=False)
     failed = 0
     failed |= run(PY, "-m", "ruff", "check", ".", check=False)
     failed |= run(PY, "-m", "ruff", "format", "--check", ".", check=False)

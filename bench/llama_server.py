@@ -119,15 +119,20 @@ def run_llama_server_arm(
                     prefix_tokens=completion["prefix_tokens"],
                     suffix_tokens=completion["suffix_tokens"],
                 )
+                # As llama.vim sends it: the lines before the cursor line, that line's
+                # text before the cursor as `prompt`, the text after as the suffix.
+                cut = ctx.prefix.rfind("\n") + 1
+                line_part = ctx.prefix[cut:]
+                budget = completion["prefix_tokens"] - len(tokenize(line_part))
                 prefix = trim_prefix(
-                    ctx.prefix, ctx.prefix_first_line, completion["prefix_tokens"], count, tokenize
+                    ctx.prefix[:cut], ctx.prefix_first_line, budget, count, tokenize
                 )
                 suffix = trim_suffix(ctx.suffix, completion["suffix_tokens"], count, tokenize)
                 body = {
                     "input_prefix": text_of(prefix),
                     "input_suffix": text_of(suffix),
                     "input_extra": [],
-                    "prompt": "",
+                    "prompt": line_part,
                     "n_predict": completion["max_tokens"],
                     "cache_prompt": True,
                     "temperature": 0,

@@ -73,8 +73,8 @@ class FimPrompt(msgspec.Struct, frozen=True):
     tokens: list[int]
     # Tokens before the cursor-dependent part: the stable part of the prompt.
     stable_tokens: int
-    # Tokens up to the end of the text before the cursor (before the FIM suffix token):
-    # what an idle prefill evaluates.
+    # Tokens up to the end of the lines before the cursor line (before the FIM suffix
+    # token): what an idle prefill evaluates.
     prefix_end: int
 
 
@@ -170,10 +170,20 @@ def build_prompt(
             chunks += piece
         if chunks:
             extra = [*header, *chunks, *footer]
-    prefix = trim_prefix(ctx.prefix, ctx.prefix_first_line, prefix_tokens, count, tokenize)
+    # The cursor line's text before the cursor goes after the middle token, as the start
+    # of a middle the model is writing (FIM training spans start at line starts too):
+    # typing on a line then changes only the last tokens of the prompt, and the suffix,
+    # which comes before them, stays in the KV cache instead of being re-evaluated at
+    # every keystroke (llama.cpp's /infill puts it at the end of the prefix instead).
+    cut = ctx.prefix.rfind("\n") + 1
+    current = tokenize(ctx.prefix[cut:]) if cut < len(ctx.prefix) else []
+    if len(current) > prefix_tokens:  # one giant line (minified code)
+        current = current[-prefix_tokens:]
+    budget = prefix_tokens - len(current)
+    prefix = trim_prefix(ctx.prefix[:cut], ctx.prefix_first_line, budget, count, tokenize)
     suffix = trim_suffix(ctx.suffix, suffix_tokens, count, tokenize)
     stable = len(head) + len(extra) + 1
-    tokens = [*head, *extra, fim.pre, *prefix, fim.suf, *suffix, fim.mid]
+    tokens = [*head, *extra, fim.pre, *prefix, fim.suf, *suffix, fim.mid, *current]
     return FimPrompt(tokens, stable, stable + len(prefix))
 
 

@@ -38,6 +38,10 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 BLOCK = 64
+# A new state replaces a stored one when it holds all but at most this many of its
+# tokens (what follows the cursor: the FIM suffix and generated tokens), and at least
+# three quarters of them.
+SUPERSEDE_SLACK = 256
 _FORMAT = 1
 _STAT_KEYS = ("hits_ram", "hits_disk", "misses", "stores", "discarded")
 
@@ -324,6 +328,8 @@ class KVStateStore:
                 return entry
             if e is not None:
                 self._drop(e)
+            for old in self._superseded_by(arr):
+                self._drop(old)
             e = _Entry(entry, arr, len(data))
             self._index(e)
             self._to_ram(e, data)
@@ -335,6 +341,23 @@ class KVStateStore:
                 self._unindex(e)
                 return None
         return entry
+
+    def _superseded_by(self, arr: np.ndarray) -> list[_Entry]:
+        """Entries that `arr` holds nearly all of: the state of the same file a few
+        keystrokes ago. Keeping them would fill the tiers with near-copies."""
+        hashes = self._hashes(arr)
+        out = []
+        for digest in reversed(hashes):
+            ids = self._blocks.get(digest)
+            if not ids:
+                continue
+            for entry in list(ids):
+                e = self._entries[entry]
+                n = common_prefix(e.tokens, arr)
+                if n >= len(e.tokens) - SUPERSEDE_SLACK and 4 * n >= 3 * len(e.tokens):
+                    out.append(e)
+            break
+        return out
 
     def discard(self, entry: str) -> None:
         """The engine could not use this state: never offer it again."""

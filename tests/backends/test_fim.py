@@ -37,8 +37,26 @@ def test_prompt_order_puts_stable_context_first() -> None:
     )
     t = prompt.tokens
     assert t[0] == 1003 and t.count(1004) == 2
-    assert t.index(1000) < t.index(1001) < t.index(1002) == len(t) - 1
+    assert t.index(1000) < t.index(1001) < t.index(1002)
     assert t[: prompt.stable_tokens][-1] == 1000
+    # The cursor line's start comes last, after the middle token.
+    assert bytes(t[t.index(1002) + 1 :]) == b"    "
+    assert bytes(t[prompt.stable_tokens : prompt.prefix_end]) == b"def f():\n"
+
+
+def test_typing_on_a_line_changes_only_the_end_of_the_prompt() -> None:
+    fim = FimTokens("gguf", pre=1000, suf=1001, mid=1002)
+    after = "\n    return x\n\n\ndef g():\n    pass\n"
+
+    def prompt(typed: str) -> list[int]:
+        ctx = FimContext("a.py", "def f(x):\n    y = x" + typed, after)
+        return build_prompt(
+            ctx, fim, byte_tokens, COUNT, prefix_tokens=100, suffix_tokens=50, extra_tokens=0
+        ).tokens
+
+    before, typed = prompt(""), prompt(" +")
+    # The keystroke only appended tokens: the suffix before them stays cached.
+    assert typed[: len(before)] == before and bytes(typed[len(before) :]) == b" +"
 
 
 def test_known_template_is_used_when_the_gguf_has_no_fim_metadata() -> None:

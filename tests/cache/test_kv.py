@@ -253,3 +253,20 @@ def test_summary_and_clear(tmp_path: Path) -> None:
     assert clear_disk(tmp_path) == 2
     assert summarize_disk(tmp_path)[0] == []
     assert os.path.isdir(tmp_path)
+
+
+def test_a_state_that_extends_a_stored_one_replaces_it(tmp_path: Path) -> None:
+    s = store(tmp_path)
+    typing = seq(0, 1000)
+    s.put([*typing, *seq(90_000, 150)], payload(1000, 1))  # cursor, then suffix tokens
+    s.put([*typing, 5, *seq(90_000, 150)], payload(1000, 2))  # one keystroke later
+    other = [*seq(0, 300), *seq(70_000, 700)]  # same file start, elsewhere: kept
+    s.put(other, payload(1000, 3))
+    st = s.stats()
+    assert st.ram_entries == 2 and st.stores == 3
+    m = s.lookup([*typing, 5])
+    assert m is not None and m.matched == 1001
+    assert s.flush()
+    s.close()
+    summaries, _, _ = summarize_disk(tmp_path)
+    assert summaries[0].entries == 2  # the replaced state was deleted on disk too

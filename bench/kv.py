@@ -1,0 +1,267 @@
+"""KV state store bench: `python3 dev.py bench kv` (or `.venv/bin/python bench/kv.py`).
+
+Through `aiguilleur serve` over stdio, on the random-weight Qwen2.5-Coder-0.5B-shaped
+GGUF of the replay bench (8 generated tokens per request in every arm):
+
+  restart    a ~2,000-token context; a suggestion, then the server is shut down and a new
+             one started (model load excluded); the first suggestion of the new server:
+             (a) with the KV store vs (b) without it;
+  switching  three files, ~1,000 tokens of context each; the user types one character
+             and asks for a suggestion in each file in turn, several rounds: p50 latency
+             of the revisits, (a) vs (b);
+  memory     RSS of the server after the switching run, against model file + RAM tier
+             + 200 MB.
+
+Also reports bytes per token of a state and restore/save time per MB. Prints a table and
+writes bench/results/kv-<time>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from aiguilleur.backends.synthetic import QWEN25_CODER_05B, ensure_model  # noqa: E402
+from aiguilleur.replay import ServerProcess  # noqa: E402
+
+STORE_OFF = {"kv_ram_mb": 0, "kv_disk_mb": 0}
+
+
+def home_env(home: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        XDG_CONFIG_HOME=str(home / "c"),
+        XDG_CACHE_HOME=str(home / "k"),
+        XDG_DATA_HOME=str(home / "d"),
+    )
+    return env
+
+
+def options(model: Path, args: argparse.Namespace, prefix: int, store: bool) -> dict[str, Any]:
+    return {
+        "local": {"model": str(model), "n_ctx": 4096, "n_batch": 256},
+        "completion": {
+            "max_tokens": args.max_tokens,
+            "prefix_tokens": prefix,
+            "suffix_tokens": args.suffix_tokens,
+            "extra_tokens": 0,
+            "time_budget_ms": 120_000,
+        },
+        "cache": {"kv_ram_mb": args.ram_mb} if store else STORE_OFF,
+    }
+
+
+async def ask(server: ServerProcess, uri: str, line: int, col: int) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    await server.inline(uri, line, col)
+    latency = (time.perf_counter() - t0) * 1000
+    last = await server.last(uri)
+    u = last.usage
+    return {
+        "latency_ms": latency,
+        "ttft_ms": u.queue_ms + u.prompt_ms,  # the first token's logits are ready then
+        "prompt_tokens": u.prompt_tokens,
+        "evaluated_tokens": u.evaluated_tokens,
+        "restored_tokens": u.restored_tokens,
+        "restore_ms": u.restore_ms,
+        "completion_tokens": u.completion_tokens,
+        "typed_through": bool(last.typed_through),
+    }
+
+
+async def engine_stats(server: ServerProcess) -> dict[str, Any]:
+    s = await server.status()
+    e = s.engine
+    kv = s.kv
+    return {
+        "restored": e.restored,
+        "restored_bytes": e.restored_bytes,
+        "restore_ms": e.restore_ms,
+        "saved": e.saved,
+        "saved_bytes": e.saved_bytes,
+        "saved_tokens": e.saved_tokens,
+        "save_ms": e.save_ms,
+        "kv_ram_bytes": kv.ram_bytes if kv else 0,
+        "kv_disk_bytes": kv.disk_bytes if kv else 0,
+    }
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def restart_arm(model: Path, args: argparse.Namespace, store: bool) -> dict[str, Any]:
+    source = Path(textwrap.__file__).read_text()
+    line = args.restart_line
+    col = len(source.splitlines()[line])
+    with tempfile.TemporaryDirectory(prefix="aiguilleur-kvbench-") as tmp:
+        home = Path(tmp)
+        opts = options(model, args, 2048, store)
+        path = home / "textwrap.py"
+        async with ServerProcess(home, env=home_env(home), init_options=opts) as server:
+            await server.wait_ready()
+            uri = server.open(path, source)
+            cold = await ask(server, uri, line, col)
+        async with ServerProcess(home, env=home_env(home), init_options=opts) as server:
+            await server.wait_ready()  # model load excluded from what follows
+            uri = server.open(path, source)
+            warm = await ask(server, uri, line, col)
+            stats = await engine_stats(server)
+    return {"cold": cold, "after_restart": warm, "engine": stats}
+
+
+SWITCH_FILES = (("shlex", 200), ("csv", 250), ("string", 200))
+
+
+async def switching_arm(model: Path, args: argparse.Namespace, store: bool) -> dict[str, Any]:
+    import importlib
+
+    docs = []
+    for name, line in SWITCH_FILES:
+        text = Path(importlib.import_module(name).__file__ or "").read_text()
+        docs.append((name, text, line))
+    with tempfile.TemporaryDirectory(prefix="aiguilleur-kvbench-") as tmp:
+        home = Path(tmp)
+        opts = options(model, args, 1024, store)
+        async with ServerProcess(home, env=home_env(home), init_options=opts) as server:
+            await server.wait_ready()
+            pid = server.client._server.pid  # type: ignore[attr-defined]
+            rss_before = rss_mb(pid)
+            open_docs = []
+            for name, text, line in docs:
+                uri = server.open(home / f"{name}.py", text)
+                open_docs.append([uri, line, len(text.splitlines()[line]), 1])
+            # One version counter per document (ServerProcess tracks a single one).
+            requests = []
+            for rnd in range(args.rounds):
+                for i, doc in enumerate(open_docs):
+                    uri, line, col, version = doc
+                    # The user types one character where they left off, then waits.
+                    version += 1
+                    server.version = version - 1
+                    server.insert(uri, line, col, "z")
+                    col += 1
+                    doc[2], doc[3] = col, version
+                    r = await ask(server, uri, line, col)
+                    r.update(round=rnd, file=SWITCH_FILES[i][0])
+                    requests.append(r)
+            stats = await engine_stats(server)
+            rss_after = rss_mb(pid)
+    return {"requests": requests, "engine": stats, "rss_before_mb": rss_before, "rss_mb": rss_after}
+
+
+def p50(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--max-tokens", type=int, default=8)
+    parser.add_argument("--suffix-tokens", type=int, default=128)
+    parser.add_argument("--ram-mb", type=int, default=256, help="RAM tier of arm (a)")
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--restart-line", type=int, default=300)
+    args = parser.parse_args()
+
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "aiguilleur-bench"
+    model = ensure_model(cache, QWEN25_CODER_05B)
+    model_mb = model.stat().st_size / (1 << 20)
+    print(f"model: {model} ({model_mb:.0f} MB)", flush=True)
+
+    out: dict[str, Any] = {"args": vars(args), "model": str(model)}
+    for name, fn in (("restart", restart_arm), ("switching", switching_arm)):
+        for arm, store in (("a_store", True), ("b_no_store", False)):
+            print(f"running {name} {arm} ...", flush=True)
+            out.setdefault(name, {})[arm] = asyncio.run(fn(model, args, store))
+
+    ra, rb = out["restart"]["a_store"], out["restart"]["b_no_store"]
+    sa, sb = out["switching"]["a_store"], out["switching"]["b_no_store"]
+    n_files = len(SWITCH_FILES)
+
+    def revisits(arm: dict[str, Any], key: str) -> list[float]:
+        return [float(r[key]) for r in arm["requests"][n_files:]]
+
+    def restart(key: str) -> tuple[float, float]:
+        return ra["after_restart"][key], rb["after_restart"][key]
+
+    def switch(key: str) -> tuple[float, float]:
+        return p50(revisits(sa, key)), p50(revisits(sb, key))
+
+    rows: list[tuple[str, tuple[float, float]]] = [
+        ("restart: prompt tokens", restart("prompt_tokens")),
+        ("restart: evaluated tokens", restart("evaluated_tokens")),
+        ("restart: restored tokens", restart("restored_tokens")),
+        ("restart: time to 1st token ms", restart("ttft_ms")),
+        ("restart: total latency ms", restart("latency_ms")),
+        ("restart: generated tokens", restart("completion_tokens")),
+        ("switch: revisits", (len(revisits(sa, "latency_ms")), len(revisits(sb, "latency_ms")))),
+        ("switch: prompt tokens p50", switch("prompt_tokens")),
+        ("switch: evaluated tokens p50", switch("evaluated_tokens")),
+        ("switch: restored tokens p50", switch("restored_tokens")),
+        ("switch: latency ms p50", switch("latency_ms")),
+        ("switch: server RSS MB", (sa["rss_mb"], sb["rss_mb"])),
+    ]
+    print(f"\n{'metric':<32}{'(a) store':>14}{'(b) no store':>14}")
+    for label, (a, b) in rows:
+        print(f"{label:<32}{a:>14.1f}{b:>14.1f}")
+
+    ttft_ratio = rb["after_restart"]["ttft_ms"] / ra["after_restart"]["ttft_ms"]
+    restart_ratio = rb["after_restart"]["latency_ms"] / ra["after_restart"]["latency_ms"]
+    switch_ratio = p50(revisits(sb, "latency_ms")) / p50(revisits(sa, "latency_ms"))
+    e = sa["engine"]
+    bytes_per_token = e["saved_bytes"] / e["saved_tokens"] if e["saved_tokens"] else float("nan")
+    restore_mb = (ra["engine"]["restored_bytes"] + e["restored_bytes"]) / (1 << 20)
+    restore_ms = ra["engine"]["restore_ms"] + e["restore_ms"]
+    save_mb = e["saved_bytes"] / (1 << 20)
+    budget = model_mb + args.ram_mb + 200
+    summary = {
+        "restart_ttft_ratio": ttft_ratio,
+        "restart_latency_ratio": restart_ratio,
+        "switch_p50_ratio": switch_ratio,
+        "bytes_per_token": bytes_per_token,
+        "restore_ms_per_mb": restore_ms / restore_mb if restore_mb else None,
+        "save_ms_per_mb": e["save_ms"] / save_mb if save_mb else None,
+        "rss_mb": sa["rss_mb"],
+        "rss_budget_mb": budget,
+    }
+    out["summary"] = summary
+    print(f"\nrestart, time to first token, (b)/(a): {ttft_ratio:.0f}x (target >= 20x)")
+    print(f"restart, total latency, (b)/(a): {restart_ratio:.1f}x")
+    print(f"switching, p50 latency of revisits, (b)/(a): {switch_ratio:.1f}x (target >= 10x)")
+    print(f"state size: {bytes_per_token / 1024:.1f} KiB per token")
+    if summary["restore_ms_per_mb"] is not None:
+        print(f"restore: {summary['restore_ms_per_mb']:.2f} ms per MB (llama_state_seq_set_data)")
+    if summary["save_ms_per_mb"] is not None:
+        print(f"save: {summary['save_ms_per_mb']:.2f} ms per MB (get_data + copy)")
+    print(
+        f"server RSS with the store: {sa['rss_mb']:.0f} MB; budget model {model_mb:.0f} + "
+        f"RAM tier {args.ram_mb} + 200 = {budget:.0f} MB "
+        f"({'within' if sa['rss_mb'] <= budget else 'OVER'})"
+    )
+    results = ROOT / "bench" / "results"
+    results.mkdir(parents=True, exist_ok=True)
+    path = results / f"kv-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps(out, indent=1))
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
