@@ -60,7 +60,8 @@ async def complete_once(location: str, timeout: float) -> int:
     sys.stdout.write(s.text + "\n")
     u = s.usage
     print(
-        f"[{s.model} via {s.route}: {u.prompt_tokens} prompt tokens, {u.completion_tokens} "
+        f"[{s.model} via {s.route}: {u.prompt_tokens} prompt tokens ({u.evaluated_tokens} "
+        f"evaluated, {u.restored_tokens} restored from the KV cache), {u.completion_tokens} "
         f"generated, prompt {u.prompt_ms:.0f} ms, generation {u.generation_ms:.0f} ms]",
         file=sys.stderr,
     )

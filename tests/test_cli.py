@@ -68,3 +68,14 @@ def test_cache_stats_and_clear(home: TestHome) -> None:
     cleared = aiguilleur(home, "cache", "clear")
     assert cleared.returncode == 0 and "removed 1 KV states" in cleared.stdout
     assert "no states stored yet" in aiguilleur(home, "cache").stdout
+
+
+def test_a_second_complete_restores_the_first_ones_kv_state(model_home: TestHome) -> None:
+    src = model_home.workspace / "b.py"
+    src.write_text("".join(f"value_{i} = compute({i})\n" for i in range(20)) + "total = ")
+    first = aiguilleur(model_home, "complete", f"{src}:21:9")
+    second = aiguilleur(model_home, "complete", f"{src}:21:9")
+    assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
+    assert " 0 restored" in first.stderr
+    assert " 0 restored" not in second.stderr and "restored from the KV cache" in second.stderr
+    assert second.stdout == first.stdout

@@ -157,7 +157,7 @@ class LlamaEngine:
         that the first real request finds it in the KV cache. A real request preempts it
         at once; whatever it evaluated by then stays useful."""
         with self._lock:
-            if self._closed:
+            if self._closed or not self.settings.reuse_prefix:
                 return
             if self._prefill is not None:
                 self._prefill.future.cancel()
@@ -337,7 +337,9 @@ class LlamaEngine:
         queue_ms = (started - job.submitted) * 1000
         _, tokens = self._prompt(req)
         # Reuse the KV cache (live, else a stored state) up to the first differing token.
-        n_past, restored = self._keeper.reuse(self._llm, tokens)
+        n_past, restored = 0, 0
+        if self.settings.reuse_prefix:
+            n_past, restored = self._keeper.reuse(self._llm, tokens)
         n_past = min(n_past, len(tokens) - 1)  # the last prompt token must be evaluated
         restore_ms = (time.perf_counter() - started) * 1000
         self._eval(job, tokens, n_past)

@@ -129,3 +129,19 @@ async def test_opening_a_file_prefills_it_while_the_user_reads(
     assert last is not None
     # Only the FIM suffix/middle tokens and the cursor line's tail were left to evaluate.
     assert last["usage"]["evaluated_tokens"] <= 40
+
+
+async def test_an_unwritable_cache_dir_is_one_message_and_completions_go_on(
+    home: TestHome, tiny_model: Any
+) -> None:
+    blocker = home.root / "not-a-dir"
+    blocker.write_text("a file where the cache dir should be")
+    configure(home, tiny_model, f'[cache]\ndir = "{blocker / "cache"}"\n')
+    async with lsp_session(home) as client:
+        _, first = await suggest_at_line(client, home, "alpha", 8)
+        _, again = await suggest_at_line(client, home, "beta", 8)
+        s = await status(client)
+        shown = [m.message for m in client.messages if "KV cache" in m.message]
+    assert len(shown) == 1 and "memory only" in shown[0] and str(blocker) in shown[0]
+    assert first["prompt_tokens"] > 0 and again["prompt_tokens"] > 0
+    assert s.kv.disk_problem is not None and s.kv.ram_limit > 0
