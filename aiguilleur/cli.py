@@ -7,6 +7,7 @@ import asyncio
 import ipaddress
 import logging
 import os
+import signal
 import sys
 from typing import BinaryIO
 
@@ -63,15 +64,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
     stdout = protect_stdout() if not args.tcp else None
     _setup_logging(args.verbose, args.log_file)
     server = build_server()
-    if args.tcp:
-        host, port = _parse_host_port(args.tcp, args.allow_remote)
-        log.info("serve.tcp host=%s port=%d", host, port)
-        server.start_tcp(host, port)
-    else:
-        log.info("serve.stdio version=%s", __version__)
-        server.start_io(sys.stdin.buffer, stdout)
-    # The editor may exit without `shutdown`: still keep the KV state for the next start.
-    server.aiguilleur_session.runtime.close()  # type: ignore[attr-defined]
+    # An editor that gives up waiting sends SIGTERM: leave through the same `finally`.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        if args.tcp:
+            host, port = _parse_host_port(args.tcp, args.allow_remote)
+            log.info("serve.tcp host=%s port=%d", host, port)
+            server.start_tcp(host, port)
+        else:
+            log.info("serve.stdio version=%s", __version__)
+            server.start_io(sys.stdin.buffer, stdout)
+    finally:
+        # After `exit` (pygls leaves through SystemExit) or when the editor just went away:
+        # let the engine finish saving its KV state and the store write it to disk.
+        server.aiguilleur_session.runtime.close()  # type: ignore[attr-defined]
     return 0
 
 

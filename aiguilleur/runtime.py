@@ -123,6 +123,11 @@ class Runtime:
     def kv_stats(self) -> KVStoreStats | None:
         return self.store.stats() if self.store is not None else None
 
+    def stop(self) -> None:
+        """Stop taking work; the engine saves its state in the background. Non-blocking."""
+        if self.engine is not None:
+            self.engine.close()
+
     def close(self, timeout: float = 30.0) -> None:
         """Stop the engine (it saves its live state) and write pending states to disk.
         Blocking: call it from a thread, not the event loop."""

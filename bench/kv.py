@@ -137,7 +137,7 @@ async def switching_arm(model: Path, args: argparse.Namespace, store: bool) -> d
         docs.append((name, text, line))
     with tempfile.TemporaryDirectory(prefix="aiguilleur-kvbench-") as tmp:
         home = Path(tmp)
-        opts = options(model, args, 1280, store)  # prompts of ~1,000 tokens
+        opts = options(model, args, 1024, store)
         async with ServerProcess(home, env=home_env(home), init_options=opts) as server:
             await server.wait_ready()
             pid = server.client._server.pid  # type: ignore[attr-defined]

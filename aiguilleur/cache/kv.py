@@ -6,10 +6,9 @@ runtime that produced the bytes. Two tiers:
 
 - RAM: an LRU bounded in bytes (counted exactly: the state bytes plus the token array),
   for the documents being edited;
-- disk: a diskcache under the user cache dir, bounded in bytes with LRU eviction, for
-  restarts. diskcache writes a value's file before committing its row, so a process
-  killed mid-write leaves no visible entry. Each entry also carries a CRC-32 of its
-  bytes and its namespace, checked before anything is handed back.
+- disk (kv_disk.py): a diskcache under the user cache dir, bounded in bytes with LRU
+  eviction, for restarts; every state carries its namespace and a CRC-32, checked before
+  anything is handed back.
 
 Longest-prefix lookup without scanning every entry: each entry is indexed under a hash of
 its first k*BLOCK tokens for every k; a lookup hashes the prompt at the same boundaries
@@ -19,21 +18,27 @@ compared token by token.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
-import queue
-import sqlite3
 import threading
-import time
-import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 import msgspec
 import numpy as np
+
+from aiguilleur.cache.kv_disk import (
+    DISK_ERRORS,
+    STAT_KEYS,
+    Corrupt,
+    DiskSummary,
+    KVDisk,
+    clear_disk,
+    summarize_disk,
+)
+
+__all__ = ["DiskSummary", "KVStateStore", "clear_disk", "summarize_disk"]
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +47,6 @@ BLOCK = 64
 # tokens (what follows the cursor: the FIM suffix and generated tokens), and at least
 # three quarters of them.
 SUPERSEDE_SLACK = 256
-_FORMAT = 1
-_STAT_KEYS = ("hits_ram", "hits_disk", "misses", "stores", "discarded")
 
 
 class KVMatch(msgspec.Struct, frozen=True):
@@ -71,18 +74,6 @@ class KVStoreStats(msgspec.Struct, frozen=True):
     stores: int
     discarded: int
     disk_problem: str | None = None
-
-
-class _Meta(msgspec.Struct, frozen=True):
-    """What the disk tier keeps beside each state, small enough to read them all at start."""
-
-    format: int
-    namespace: str
-    entry: str
-    tokens: bytes  # int32, native order
-    size: int
-    crc: int
-    created: float
 
 
 class _Entry:
@@ -129,11 +120,9 @@ class KVStateStore:
         self._blocks: dict[bytes, set[str]] = {}
         self._ram: OrderedDict[str, _Entry] = OrderedDict()
         self._ram_used = 0
-        self._stats = dict.fromkeys(_STAT_KEYS, 0)
-        self._disk: Any = None
+        self._stats = dict.fromkeys(STAT_KEYS, 0)
+        self._disk: KVDisk | None = None
         self.disk_problem: str | None = None
-        self._writes: queue.Queue[tuple[str, Any] | None] = queue.Queue()
-        self._writer: threading.Thread | None = None
         if directory is not None and disk_bytes > 0:
             self._open_disk(directory)
 
@@ -141,52 +130,16 @@ class KVStateStore:
 
     def _open_disk(self, directory: Path) -> None:
         try:
-            self._disk = open_disk(directory, self.disk_limit)
-        except (OSError, sqlite3.Error) as error:
+            self._disk = KVDisk(self.namespace, directory, self.disk_limit, self._disable_disk)
+            metas, broken = self._disk.scan()
+        except DISK_ERRORS as error:
             self._disable_disk(f"cannot open the KV cache in {directory}: {error}")
             return
-        try:
-            self._scan_disk()
-        except (OSError, sqlite3.Error) as error:
-            self._disable_disk(f"cannot read the KV cache in {directory}: {error}")
-            return
-        self._writer = threading.Thread(target=self._write_loop, name="kv-writer", daemon=True)
-        self._writer.start()
-
-    def _scan_disk(self) -> None:
-        """Index this namespace's entries; drop broken metadata and orphaned states."""
-        prefix = f"{self.namespace}/"
-        metas: set[str] = set()
-        datas: set[str] = set()
-        for key in list(self._disk.iterkeys()):
-            if not isinstance(key, str) or not key.startswith(prefix):
-                continue  # another model or llama.cpp version: never ours to load
-            kind, _, entry = key[len(prefix) :].partition("/")
-            (metas if kind == "meta" else datas).add(entry)
-        for entry in metas:
-            raw = self._disk.get(f"{prefix}meta/{entry}")
-            meta = self._decode_meta(raw)
-            if meta is None or meta.entry != entry or entry not in datas:
-                self._disk.delete(f"{prefix}meta/{entry}")
-                self._disk.delete(f"{prefix}data/{entry}")
-                self._stats["discarded"] += 1
-                continue
-            e = _Entry(entry, np.frombuffer(meta.tokens, dtype=np.int32).copy(), meta.size)
+        self._stats["discarded"] += broken
+        for meta in metas:
+            e = _Entry(meta.entry, np.frombuffer(meta.tokens, dtype=np.int32).copy(), meta.size)
             e.on_disk = True
             self._index(e)
-        for entry in datas - metas:
-            self._disk.delete(f"{prefix}data/{entry}")
-
-    def _decode_meta(self, raw: object) -> _Meta | None:
-        if not isinstance(raw, bytes):
-            return None
-        try:
-            meta = msgspec.msgpack.decode(raw, type=_Meta)
-        except msgspec.DecodeError:
-            return None
-        if meta.format != _FORMAT or meta.namespace != self.namespace:
-            return None
-        return meta
 
     def _disable_disk(self, problem: str) -> None:
         with self._lock:
@@ -196,8 +149,7 @@ class KVStateStore:
             disk, self._disk = self._disk, None
         log.warning("kv.disk_disabled problem=%s", problem)
         if disk is not None:
-            with contextlib.suppress(Exception):  # already broken; nothing more to lose
-                disk.close()
+            threading.Thread(target=disk.close, args=(1.0,), daemon=True).start()
         with self._lock:
             for e in list(self._entries.values()):
                 e.on_disk = False
@@ -289,30 +241,12 @@ class KVStateStore:
             self._to_ram(e, data)
             return KVState(e.tokens.tolist(), data)
 
-    def _read_disk(self, e: _Entry, disk: Any) -> bytes | None:
-        prefix = f"{self.namespace}/"
+    def _read_disk(self, e: _Entry, disk: KVDisk) -> bytes | None:
         try:
-            meta = self._decode_meta(disk.get(f"{prefix}meta/{e.id}"))
-            data = disk.get(f"{prefix}data/{e.id}")
-        except (OSError, sqlite3.Error) as error:
-            log.warning("kv.read_failed entry=%s error=%s", e.id, error)
-            return None
-        if data is None:
-            return None  # evicted by the disk tier's LRU since we indexed it: a plain miss
-        ok = (
-            meta is not None
-            and isinstance(data, bytes)
-            and len(data) == meta.size
-            and zlib.crc32(data) == meta.crc
-            and meta.tokens == e.tokens.tobytes()
-        )
-        if not ok:
-            log.warning("kv.discarded entry=%s reason=checksum-or-missing", e.id)
+            return disk.read(e.id, e.tokens.tobytes())
+        except Corrupt:
             self._count("discarded")
-            self._enqueue("delete", e.id)
             return None
-        assert isinstance(data, bytes)
-        return data
 
     def put(self, tokens: Sequence[int] | np.ndarray, data: bytes) -> str | None:
         """Keep a state: in RAM now, on disk soon (a writer thread, off the caller's path)."""
@@ -336,7 +270,7 @@ class KVStateStore:
             self._count("stores")
             if self._disk is not None:
                 e.on_disk = True  # from now on, as far as lookups care
-                self._enqueue("put", (e.id, arr.tobytes(), data))
+                self._disk.put(e.id, arr.tobytes(), data)
             elif e.data is None:  # too big for RAM and no disk: nowhere to keep it
                 self._unindex(e)
                 return None
@@ -384,28 +318,21 @@ class KVStateStore:
 
     def flush(self, timeout: float = 30.0) -> bool:
         """Wait until queued disk writes are done (at shutdown)."""
-        deadline = time.monotonic() + timeout
-        while self._writes.unfinished_tasks and time.monotonic() < deadline:
-            time.sleep(0.01)
-        return not self._writes.unfinished_tasks
+        disk = self._disk
+        return disk.flush(timeout) if disk is not None else True
 
     def close(self, timeout: float = 30.0) -> None:
-        if self._writer is not None:
-            self.flush(timeout)
-            self._writes.put(None)
-            self._writer.join(timeout)
-            self._writer = None
         with self._lock:
             disk, self._disk = self._disk, None
         if disk is not None:
-            disk.close()
+            disk.close(timeout)
 
     # -- internals --------------------------------------------------------------------------
 
     def _count(self, name: str) -> None:
         self._stats[name] += 1
         if self._disk is not None:
-            self._enqueue("incr", name)
+            self._disk.incr(name)
 
     def _to_ram(self, e: _Entry, data: bytes) -> None:
         cost = len(data) + e.tokens.nbytes
@@ -429,123 +356,7 @@ class KVStateStore:
             self._ram_used -= len(e.data) + e.tokens.nbytes
             e.data = None
         if e.on_disk:
-            self._enqueue("delete", e.id)
+            if self._disk is not None:
+                self._disk.delete(e.id)
             e.on_disk = False
         self._unindex(e)
-
-    def _enqueue(self, op: str, arg: Any) -> None:
-        if self._writer is not None:
-            self._writes.put((op, arg))
-
-    def _write_loop(self) -> None:
-        prefix = f"{self.namespace}/"
-        while True:
-            item = self._writes.get()
-            try:
-                if item is None:
-                    return
-                disk = self._disk
-                if disk is None:
-                    continue
-                op, arg = item
-                try:
-                    if op == "put":
-                        entry, tokens, data = arg
-                        meta = _Meta(
-                            _FORMAT,
-                            self.namespace,
-                            entry,
-                            tokens,
-                            len(data),
-                            zlib.crc32(data),
-                            time.time(),
-                        )
-                        # State first, then the metadata that makes it visible at start.
-                        disk.set(f"{prefix}data/{entry}", data)
-                        disk.set(f"{prefix}meta/{entry}", msgspec.msgpack.encode(meta))
-                    elif op == "delete":
-                        disk.delete(f"{prefix}data/{arg}")
-                        disk.delete(f"{prefix}meta/{arg}")
-                    elif op == "incr":
-                        disk.incr(f"stats/{arg}", default=0)
-                except (OSError, sqlite3.Error) as error:
-                    self._disable_disk(f"cannot write the KV cache in {self.directory}: {error}")
-            finally:
-                self._writes.task_done()
-
-
-def open_disk(directory: Path, size_limit: int) -> Any:
-    """The disk tier; a database that is not one any more is moved aside, not trusted."""
-    import diskcache
-
-    directory.mkdir(parents=True, exist_ok=True)
-    settings = {
-        "size_limit": size_limit,
-        "eviction_policy": "least-recently-used",
-        "cull_limit": 10,
-        "statistics": False,
-    }
-    try:
-        return diskcache.Cache(str(directory), **settings)
-    except sqlite3.DatabaseError as error:
-        if isinstance(error, sqlite3.OperationalError):
-            raise  # locked or unwritable: not ours to move
-        aside = directory.with_name(f"{directory.name}.broken-{int(time.time())}")
-        log.warning("kv.corrupt_db dir=%s moved_to=%s error=%s", directory, aside, error)
-        directory.rename(aside)
-        directory.mkdir(parents=True, exist_ok=True)
-        return diskcache.Cache(str(directory), **settings)
-
-
-class DiskSummary(msgspec.Struct, frozen=True):
-    namespace: str
-    entries: int
-    bytes: int
-    tokens: int
-
-
-def summarize_disk(directory: Path) -> tuple[list[DiskSummary], dict[str, int], int]:
-    """Per-namespace entries and sizes, the persisted hit counters, total bytes on disk."""
-    import diskcache
-
-    if not (directory / "cache.db").exists():
-        return [], dict.fromkeys(_STAT_KEYS, 0), 0
-    with diskcache.Cache(str(directory)) as disk:
-        per: dict[str, list[int]] = {}
-        counters = dict.fromkeys(_STAT_KEYS, 0)
-        for key in disk.iterkeys():
-            if not isinstance(key, str):
-                continue
-            if key.startswith("stats/"):
-                value = disk.get(key)
-                counters[key[len("stats/") :]] = int(value) if isinstance(value, int) else 0
-                continue
-            namespace, _, rest = key.partition("/")
-            if not rest.startswith("meta/"):
-                continue
-            raw = disk.get(key)
-            try:
-                meta = msgspec.msgpack.decode(raw, type=_Meta) if isinstance(raw, bytes) else None
-            except msgspec.DecodeError:
-                meta = None
-            if meta is None:
-                continue
-            row = per.setdefault(namespace, [0, 0, 0])
-            row[0] += 1
-            row[1] += meta.size
-            row[2] += len(meta.tokens) // 4
-        volume = int(disk.volume())
-    summaries = [DiskSummary(ns, *row) for ns, row in sorted(per.items())]
-    return summaries, counters, volume
-
-
-def clear_disk(directory: Path) -> int:
-    """Remove every state of every model; returns the entries removed."""
-    import diskcache
-
-    if not (directory / "cache.db").exists():
-        return 0
-    with diskcache.Cache(str(directory)) as disk:
-        n = sum(1 for k in disk.iterkeys() if isinstance(k, str) and "/meta/" in k)
-        disk.clear()
-    return n

@@ -28,10 +28,8 @@ class _Unreadable:
 
 
 class AiguilleurProtocol(LanguageServerProtocol):
-    # Set when `shutdown` arrives, not when its handler (which saves the KV state, off the
-    # loop) has finished: requests that arrive meanwhile are refused too.
+    # Set when `shutdown` arrives, before its handler runs.
     shutting_down = False
-    _shutdown_id: int | str | None = None
 
     def structure_message(self, data: dict[str, Any]) -> Any:
         try:
@@ -57,17 +55,6 @@ class AiguilleurProtocol(LanguageServerProtocol):
             return
         if method == lsp.SHUTDOWN:
             self.shutting_down = True
-            self._shutdown_id = msg_id
-        if method == lsp.EXIT:
-            sid = self._shutdown_id
-            pending = self._request_futures.get(sid) if sid is not None else None
-            if pending is not None and not pending.done():
-                # A client that pipelines `exit` right behind `shutdown` still gets its
-                # answer to `shutdown` before the process goes.
-                pending.add_done_callback(
-                    lambda _: super(AiguilleurProtocol, self).handle_message(message)
-                )
-                return
         super().handle_message(message)
 
 

@@ -266,9 +266,10 @@ def build_server(user_config: Path | None = None) -> LanguageServer:
         }
 
     @server.feature(lsp.SHUTDOWN)
-    async def shutdown(ls: LanguageServer, params: Any) -> None:
-        # Off the loop: the engine saves its live KV state and the store writes it out.
-        await asyncio.to_thread(session.runtime.close)
+    def shutdown(ls: LanguageServer, params: Any) -> None:
+        # Answered at once: the engine stops taking work and saves its live KV state on
+        # its own thread; `serve` waits for that and for the disk writes after `exit`.
+        session.runtime.stop()
 
     server.aiguilleur_session = session  # type: ignore[attr-defined]
     return server
