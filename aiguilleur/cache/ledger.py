@@ -1,0 +1,373 @@
+"""Spend ledger: every paid request, and the reservations that keep budgets unbreakable.
+
+SQLite in WAL mode, one row per request. Before a paid request is sent, `reserve` checks
+the key's budgets and inserts a reservation for the worst case in one `BEGIN IMMEDIATE`
+transaction: SQLite's write lock serialises reservations across threads and processes,
+so concurrent requests (or two servers on one machine) cannot together pass a budget.
+After the answer, `settle` replaces the reservation with the real cost. A reservation
+whose outcome is never known (a cut connection, a killed process) stays counted at its
+worst case. Amounts are integer nano-dollars, so sums are exact.
+
+Nothing here knows what a key is worth or where its secret lives: rows carry only the
+key's label.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import math
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from enum import StrEnum
+from pathlib import Path
+
+import msgspec
+
+NANO = 1_000_000_000
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS requests (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts REAL NOT NULL,
+    key_label TEXT NOT NULL,
+    route TEXT NOT NULL,
+    model TEXT NOT NULL,
+    model_used TEXT NOT NULL DEFAULT '',
+    feature TEXT NOT NULL,
+    status TEXT NOT NULL,
+    reserved_nusd INTEGER NOT NULL DEFAULT 0,
+    cost_nusd INTEGER NOT NULL DEFAULT 0,
+    prompt_tokens INTEGER NOT NULL DEFAULT 0,
+    completion_tokens INTEGER NOT NULL DEFAULT 0,
+    cached_tokens INTEGER NOT NULL DEFAULT 0,
+    generation_id TEXT NOT NULL DEFAULT '',
+    pid INTEGER NOT NULL DEFAULT 0,
+    note TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS requests_key_ts ON requests (key_label, ts);
+CREATE UNIQUE INDEX IF NOT EXISTS requests_generation
+    ON requests (generation_id) WHERE generation_id != '';
+"""
+
+
+class Status(StrEnum):
+    RESERVED = "reserved"  # sent or about to be; counted at its worst case
+    SETTLED = "settled"  # real cost known
+    UNKNOWN = "unknown"  # outcome never learnt: counted at its worst case for good
+    FAILED = "failed"  # nothing was charged (refused before any generation)
+    CACHED = "cached"  # answered from the response cache: free
+
+
+# What a row costs against a budget, in nano-dollars.
+_CHARGE = (
+    "CASE status WHEN 'settled' THEN cost_nusd "
+    "WHEN 'reserved' THEN reserved_nusd WHEN 'unknown' THEN reserved_nusd ELSE 0 END"
+)
+
+
+class Budget(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Limits in USD over UTC periods (weeks start on Monday, as on OpenRouter)."""
+
+    daily: float | None = None
+    weekly: float | None = None
+    monthly: float | None = None
+    total: float | None = None
+
+    def limits(self) -> list[tuple[str, float]]:
+        return [
+            (name, value)
+            for name in ("daily", "weekly", "monthly", "total")
+            if (value := getattr(self, name)) is not None
+        ]
+
+
+class BudgetRefused(Exception):
+    """A reservation that does not fit; the message says which limit and by how much."""
+
+    def __init__(self, key: str, period: str, limit: float, spent: float, asked: float) -> None:
+        self.key, self.period, self.limit, self.spent, self.asked = key, period, limit, spent, asked
+        super().__init__(
+            f"key '{key}' has spent ${spent:.4f} of its ${limit:.2f} {period} budget; this "
+            f"request could cost up to ${asked:.4f}"
+        )
+
+
+class Reservation(msgspec.Struct, frozen=True):
+    id: int
+    key_label: str
+    reserved_usd: float
+
+
+class UsageRow(msgspec.Struct, frozen=True):
+    day: str
+    key_label: str
+    model: str
+    feature: str
+    requests: int
+    cache_hits: int
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    cost_usd: float
+    pending_usd: float  # reserved or unknown: counted against budgets
+
+
+def to_nano(usd: float) -> int:
+    # Round up: a reservation must never be smaller than the worst case it stands for.
+    return math.ceil(round(usd * NANO, 3))
+
+
+def limit_nano(usd: float) -> int:
+    # Round down: a limit must never be larger than the one the user wrote.
+    return math.floor(round(usd * NANO, 3))
+
+
+def period_start(period: str, now: float) -> float:
+    """Start (UTC epoch seconds) of the period containing `now`."""
+    if period == "total":
+        return 0.0
+    day = dt.datetime.fromtimestamp(now, dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    if period == "weekly":
+        day -= dt.timedelta(days=day.weekday())
+    elif period == "monthly":
+        day = day.replace(day=1)
+    elif period != "daily":
+        raise ValueError(f"unknown budget period {period!r}")
+    return day.timestamp()
+
+
+class SpendLedger:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._db().executescript(_SCHEMA)  # idempotent; executescript commits by itself
+
+    # -- connections --------------------------------------------------------------------
+
+    def _db(self) -> sqlite3.Connection:
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            # FULL: a settled row survives a power cut as well as a kill -9.
+            db.execute("PRAGMA synchronous=FULL")
+            self._local.db = db
+        return db
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        db = self._db()
+        db.execute("BEGIN IMMEDIATE")  # the write lock, before reading what was spent
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def close(self) -> None:
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None
+
+    # -- budgets ------------------------------------------------------------------------
+
+    def _spent_nano(self, db: sqlite3.Connection, key: str, since: float) -> int:
+        row = db.execute(
+            f"SELECT COALESCE(SUM({_CHARGE}), 0) FROM requests WHERE key_label = ? AND ts >= ?",
+            (key, since),
+        ).fetchone()
+        return int(row[0])
+
+    def spent(self, key: str, period: str, now: float | None = None) -> float:
+        now = time.time() if now is None else now
+        return self._spent_nano(self._db(), key, period_start(period, now)) / NANO
+
+    def reserve(
+        self,
+        key: str,
+        worst_usd: float,
+        budget: Budget,
+        *,
+        route: str,
+        model: str,
+        feature: str,
+        remote_remaining_usd: float | None = None,
+        now: float | None = None,
+    ) -> Reservation:
+        """Reserve the worst case, or raise BudgetRefused if any limit would be passed.
+
+        `remote_remaining_usd` is what OpenRouter says the key has left (its own limit):
+        the request must fit that too, minus what is reserved here and not yet settled."""
+        now = time.time() if now is None else now
+        asked = to_nano(worst_usd)
+        with self._tx() as db:
+            for period, limit in budget.limits():
+                spent = self._spent_nano(db, key, period_start(period, now))
+                if spent + asked > limit_nano(limit):
+                    raise BudgetRefused(key, period, limit, spent / NANO, asked / NANO)
+            if remote_remaining_usd is not None:
+                pending = db.execute(
+                    "SELECT COALESCE(SUM(reserved_nusd), 0) FROM requests "
+                    "WHERE key_label = ? AND status IN ('reserved', 'unknown')",
+                    (key,),
+                ).fetchone()[0]
+                if pending + asked > limit_nano(remote_remaining_usd):
+                    raise BudgetRefused(
+                        key,
+                        "remaining (OpenRouter)",
+                        remote_remaining_usd,
+                        pending / NANO,
+                        asked / NANO,
+                    )
+            cur = db.execute(
+                "INSERT INTO requests (ts, key_label, route, model, feature, status, "
+                "reserved_nusd, pid) VALUES (?, ?, ?, ?, ?, 'reserved', ?, ?)",
+                (now, key, route, model, feature, asked, os.getpid()),
+            )
+            rid = cur.lastrowid
+        assert rid is not None
+        return Reservation(rid, key, asked / NANO)
+
+    def settle(
+        self,
+        reservation: Reservation,
+        cost_usd: float,
+        *,
+        model_used: str = "",
+        prompt_tokens: int = 0,
+        completion_tokens: int = 0,
+        cached_tokens: int = 0,
+        generation_id: str = "",
+    ) -> None:
+        """The real cost is known. Settling twice (or a generation id seen before) is a
+        no-op: a retried settlement must not count a request twice."""
+        with self._tx() as db:
+            if (
+                generation_id
+                and db.execute(
+                    "SELECT 1 FROM requests WHERE generation_id = ? AND id != ?",
+                    (generation_id, reservation.id),
+                ).fetchone()
+            ):
+                db.execute(
+                    "UPDATE requests SET status = 'failed', note = 'duplicate generation' "
+                    "WHERE id = ? AND status = 'reserved'",
+                    (reservation.id,),
+                )
+                return
+            db.execute(
+                "UPDATE requests SET status = 'settled', cost_nusd = ?, model_used = ?, "
+                "prompt_tokens = ?, completion_tokens = ?, cached_tokens = ?, "
+                "generation_id = ? WHERE id = ? AND status IN ('reserved', 'unknown')",
+                (
+                    to_nano(cost_usd),
+                    model_used,
+                    prompt_tokens,
+                    completion_tokens,
+                    cached_tokens,
+                    generation_id,
+                    reservation.id,
+                ),
+            )
+
+    def release(self, reservation: Reservation, note: str) -> None:
+        """Nothing was charged (refused before generating): the reservation is freed."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE requests SET status = 'failed', note = ? "
+                "WHERE id = ? AND status = 'reserved'",
+                (note[:200], reservation.id),
+            )
+
+    def unknown(self, reservation: Reservation, generation_id: str, note: str) -> None:
+        """The cost could not be learnt: the worst case stays spent."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE requests SET status = 'unknown', generation_id = ?, note = ? "
+                "WHERE id = ? AND status = 'reserved'",
+                (generation_id, note[:200], reservation.id),
+            )
+
+    def cache_hit(self, key: str, *, route: str, model: str, feature: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO requests (ts, key_label, route, model, model_used, feature, "
+                "status, pid) VALUES (?, ?, ?, ?, ?, ?, 'cached', ?)",
+                (time.time(), key, route, model, model, feature, os.getpid()),
+            )
+
+    def orphans(self) -> int:
+        """Reservations left by processes that are gone: marked unknown (still counted at
+        their worst case). Returns how many."""
+        db = self._db()
+        rows = db.execute("SELECT DISTINCT pid FROM requests WHERE status = 'reserved'").fetchall()
+        dead = [pid for (pid,) in rows if pid != os.getpid() and not _alive(pid)]
+        if not dead:
+            return 0
+        with self._tx() as db:
+            marks = ",".join("?" * len(dead))
+            cur = db.execute(
+                f"UPDATE requests SET status = 'unknown', note = 'process ended' "
+                f"WHERE status = 'reserved' AND pid IN ({marks})",
+                dead,
+            )
+            return cur.rowcount
+
+    # -- reading --------------------------------------------------------------------------
+
+    def usage(self, since: float = 0.0) -> list[UsageRow]:
+        rows = (
+            self._db()
+            .execute(
+                "SELECT date(ts, 'unixepoch') AS day, key_label, "
+                "CASE model_used WHEN '' THEN model ELSE model_used END AS m, feature, "
+                "COUNT(*), SUM(status = 'cached'), SUM(prompt_tokens), SUM(completion_tokens), "
+                "SUM(cached_tokens), SUM(CASE status WHEN 'settled' THEN cost_nusd ELSE 0 END), "
+                "SUM(CASE WHEN status IN ('reserved', 'unknown') THEN reserved_nusd ELSE 0 END) "
+                "FROM requests WHERE ts >= ? AND status != 'failed' "
+                "GROUP BY day, key_label, m, feature ORDER BY day, key_label, m, feature",
+                (since,),
+            )
+            .fetchall()
+        )
+        return [
+            UsageRow(
+                day,
+                key,
+                model,
+                feature,
+                int(n),
+                int(hits),
+                int(pt),
+                int(ct),
+                int(cached),
+                cost / NANO,
+                pending / NANO,
+            )
+            for day, key, model, feature, n, hits, pt, ct, cached, cost, pending in rows
+        ]
+
+    def count(self, status: Status) -> int:
+        row = (
+            self._db()
+            .execute("SELECT COUNT(*) FROM requests WHERE status = ?", (status.value,))
+            .fetchone()
+        )
+        return int(row[0])
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
