@@ -267,7 +267,7 @@ class SpendLedger:
                 "prompt_tokens = ?, completion_tokens = ?, cached_tokens = ?, "
                 "generation_id = ? WHERE id = ? AND status IN ('reserved', 'unknown')",
                 (
-                    to_nano(cost_usd),
+                    to_nano(max(0.0, cost_usd)),  # a negative report never refunds a budget
                     model_used,
                     prompt_tokens,
                     completion_tokens,

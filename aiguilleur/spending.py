@@ -1,0 +1,149 @@
+"""Paid requests under a budget: reserve the worst case, send, settle the real cost.
+
+One `Spender` per OpenRouter key. It never sends a request whose worst-case price is
+unknown, and never lets a request through that the ledger refuses; after the answer it
+settles with `usage.cost`, or, when the answer broke off, with what OpenRouter's
+generation endpoint says it cost; if that stays unknown, the reservation stays spent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from aiguilleur.backends.base import (
+    OutOfCredit,
+    RateLimited,
+    Rejected,
+    StreamFailed,
+    Transient,
+)
+from aiguilleur.backends.openai_compat import ChatMessage, WireResult
+from aiguilleur.backends.openrouter import ModelPrice, OpenRouterClient
+from aiguilleur.cache.ledger import Budget, Reservation, SpendLedger
+
+log = logging.getLogger(__name__)
+
+# Tokens a chat message costs beyond its text (role markers and the like), generously.
+_MESSAGE_OVERHEAD = 16
+
+
+class PriceUnknown(Rejected):
+    """A budgeted key may not use a model whose price is unknown or variable."""
+
+
+def worst_prompt_tokens(messages: list[ChatMessage]) -> int:
+    # A token covers at least one byte of text: the byte count bounds the token count.
+    return sum(len(m.content.encode("utf-8")) + _MESSAGE_OVERHEAD for m in messages)
+
+
+class Spender:
+    def __init__(
+        self,
+        client: OpenRouterClient,
+        ledger: SpendLedger,
+        budget: Budget,
+        prices: Callable[[], dict[str, ModelPrice]],
+        remote_remaining: Callable[[], float | None] = lambda: None,
+    ) -> None:
+        self.client = client
+        self.label = client.label
+        self.ledger = ledger
+        self.budget = budget
+        self._prices = prices
+        self._remote_remaining = remote_remaining
+
+    def worst_case(
+        self, model: str, prompt_tokens: int, max_tokens: int, max_price: float | None
+    ) -> float:
+        price = self._prices().get(model)
+        worst = price.worst_case(prompt_tokens, max_tokens) if price is not None else None
+        if worst is None:
+            if max_price is None:
+                raise PriceUnknown(
+                    f"the price of {model} is unknown or variable, so key '{self.label}' "
+                    "cannot budget it; set `max_price` on the route to allow it"
+                )
+            return max_price
+        return worst
+
+    async def chat(
+        self,
+        model: str,
+        messages: list[ChatMessage],
+        *,
+        max_tokens: int,
+        feature: str,
+        route: str,
+        temperature: float = 0.0,
+        max_price: float | None = None,
+        extra: dict[str, Any] | None = None,
+        on_text: Callable[[str], None] | None = None,
+    ) -> WireResult:
+        worst = self.worst_case(model, worst_prompt_tokens(messages), max_tokens, max_price)
+        reservation = await asyncio.to_thread(
+            self.ledger.reserve,
+            self.label,
+            worst,
+            self.budget,
+            route=route,
+            model=model,
+            feature=feature,
+            remote_remaining_usd=self._remote_remaining(),
+        )
+        try:
+            result = await self.client.chat(
+                model,
+                messages,
+                max_tokens=max_tokens,
+                temperature=temperature,
+                extra=extra,
+                on_text=on_text,
+            )
+        except (RateLimited, OutOfCredit, Rejected, Transient) as error:
+            # Refused before generating: nothing was billed.
+            await asyncio.to_thread(self.ledger.release, reservation, str(error))
+            raise
+        except StreamFailed as error:
+            await self._settle_after_the_fact(reservation, error.generation_id, str(error))
+            raise
+        except BaseException:  # cancelled mid-answer: what it cost is learnt later, or never
+            await asyncio.shield(
+                asyncio.to_thread(self.ledger.unknown, reservation, "", "cancelled")
+            )
+            raise
+        if result.usage.cost_usd is None:
+            await self._settle_after_the_fact(reservation, result.generation_id, "no usage.cost")
+        else:
+            u = result.usage
+            await asyncio.to_thread(
+                self.ledger.settle,
+                reservation,
+                u.cost_usd or 0.0,
+                model_used=result.model_used,
+                prompt_tokens=u.prompt_tokens,
+                completion_tokens=u.completion_tokens,
+                cached_tokens=u.cached_tokens,
+                generation_id=result.generation_id,
+            )
+        return result
+
+    async def _settle_after_the_fact(
+        self, reservation: Reservation, generation_id: str, why: str
+    ) -> None:
+        cost = await self.client.generation_cost(generation_id) if generation_id else None
+        if cost is None:
+            log.warning("spend.cost_unknown key=%s why=%s", self.label, why)
+            await asyncio.to_thread(self.ledger.unknown, reservation, generation_id, why)
+            return
+        await asyncio.to_thread(
+            self.ledger.settle,
+            reservation,
+            cost.cost_usd,
+            model_used=cost.model,
+            prompt_tokens=cost.prompt_tokens,
+            completion_tokens=cost.completion_tokens,
+            generation_id=generation_id,
+        )
