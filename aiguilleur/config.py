@@ -60,14 +60,73 @@ class CacheConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """KV states kept on disk for restarts, least recently used evicted (0: none)."""
 
 
+OPENROUTER_URL = "https://openrouter.ai/api/v1"
+
+
+class KeyConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """An OpenRouter API key: where its secret lives and what it may spend (USD)."""
+
+    env: str | None = None
+    """Environment variable holding the key."""
+    file: str | None = None
+    """File holding the key (its first line)."""
+    base_url: str = OPENROUTER_URL
+    daily: float | None = None
+    weekly: float | None = None
+    monthly: float | None = None
+    total: float | None = None
+
+
+class RouteConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One way to answer a request; a feature's routes are tried in order."""
+
+    name: str
+    backend: str = "local"
+    """`local`, `openrouter` (needs `key`) or `openai-compatible` (needs `base_url`)."""
+    model: str = ""
+    key: str = ""
+    """Label of a [keys.<label>] entry (openrouter)."""
+    base_url: str = ""
+    """Server of an openai-compatible route (llama-server, vLLM, Ollama, LM Studio)."""
+    max_tokens: int | None = None
+    temperature: float | None = None
+    max_price: float | None = None
+    """USD a request may cost at most, for models whose price OpenRouter cannot say."""
+    allow_data_collection: bool = False
+    """Allow providers that may train on prompts (required for free models)."""
+
+
+def _local_route() -> list[RouteConfig]:
+    return [RouteConfig(name="local", backend="local")]
+
+
+class RoutesConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    completion: list[RouteConfig] = msgspec.field(default_factory=_local_route)
+    code_action: list[RouteConfig] = msgspec.field(default_factory=_local_route)
+    chat: list[RouteConfig] = msgspec.field(default_factory=_local_route)
+
+
+class PrivacyConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    private: list[str] = msgspec.field(default_factory=list)
+    """Globs of files that never leave the machine, added to the built-in ones."""
+    detect_secrets: bool = True
+    """Keep a request local when its text contains something shaped like a secret."""
+
+
 class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     local: LocalConfig = LocalConfig()
     completion: CompletionConfig = CompletionConfig()
     cache: CacheConfig = CacheConfig()
+    keys: dict[str, KeyConfig] = msgspec.field(default_factory=dict)
+    routes: RoutesConfig = RoutesConfig()
+    privacy: PrivacyConfig = PrivacyConfig()
 
 
 # Sections a cloned repository's .aiguilleur.toml may not set: they decide where we write.
-_WORKSPACE_FORBIDDEN = {("cache",), ("local", "models_dir")}
+_WORKSPACE_FORBIDDEN: set[tuple[str, ...]] = {("cache",), ("local", "models_dir")}
+# Keys (their secrets, budgets and servers) come from the user file alone: editor settings
+# can come from a repository too (VS Code workspace settings).
+_USER_FILE_ONLY: set[tuple[str, ...]] = {("keys",)}
 
 
 class ConfigProblem(msgspec.Struct, frozen=True):
@@ -145,8 +204,13 @@ def _drop(tree: dict[str, Any], path: list[str]) -> bool:
     return False
 
 
-def _strip_forbidden(layer: dict[str, Any], source: str, problems: list[ConfigProblem]) -> None:
-    for path in sorted(_WORKSPACE_FORBIDDEN):
+def _strip_forbidden(
+    layer: dict[str, Any],
+    source: str,
+    problems: list[ConfigProblem],
+    forbidden: set[tuple[str, ...]] = _WORKSPACE_FORBIDDEN | _USER_FILE_ONLY,
+) -> None:
+    for path in sorted(forbidden):
         if _drop(layer, list(path)):
             problems.append(
                 ConfigProblem(
@@ -223,6 +287,8 @@ class ConfigLayers:
         ):
             if layer:
                 sources.append(name)
+                layer = copy.deepcopy(layer)
+                _strip_forbidden(layer, name, problems, _USER_FILE_ONLY)
                 merged = _apply_layer(merged, layer, name, problems)
         return LoadedConfig(msgspec.convert(merged, Config), tuple(sources), tuple(problems))
 

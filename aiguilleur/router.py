@@ -1,11 +1,18 @@
-"""Route selection: which backends may answer a request, in order. Pure, no I/O."""
+"""Route selection: which routes may answer a request, in order. Pure, no I/O.
+
+The caller tries the routes in order and falls back to the next on a refusal (budget,
+402/403, 429, repeated 5xx). What is skipped, and why, is returned too, so the user can
+be told once ("key 'work' has spent its daily budget; using the local model").
+"""
 
 from __future__ import annotations
 
 import msgspec
 
-from aiguilleur.config import Config
+from aiguilleur.config import Config, RouteConfig
 from aiguilleur.types import RequestKind, Route
+
+REMOTE = frozenset({"openrouter", "openai-compatible"})
 
 
 class Availability(msgspec.Struct, frozen=True):
@@ -13,15 +20,83 @@ class Availability(msgspec.Struct, frozen=True):
 
     local: bool = False
     local_model: str = ""
+    keys: frozenset[str] = frozenset()  # labels whose secret could be read
+    exhausted: frozenset[str] = frozenset()  # keys refused for budget or credit lately
+    cooling: dict[str, float] = msgspec.field(default_factory=dict)  # route -> until (epoch)
 
 
-def select_routes(kind: RequestKind, config: Config, available: Availability) -> list[Route]:
-    """Ordered routes for a request; the caller tries each until one answers.
+class Selection(msgspec.Struct, frozen=True):
+    routes: list[Route]
+    skipped: list[tuple[str, str]]  # (route name, why)
 
-    Only the embedded engine exists so far, and it serves completions; an empty list
-    means "no suggestion" (the user has been told how to get a model).
-    """
+
+def is_free_model(model: str) -> bool:
+    """Free OpenRouter models; their providers may train on prompts."""
+    return model.endswith(":free") or model == "openrouter/free"
+
+
+def _why_not(
+    r: RouteConfig, config: Config, available: Availability, private: str | None, now: float
+) -> str | None:
+    if r.backend == "local":
+        return None if available.local else "no local model is loaded"
+    if r.backend not in REMOTE:
+        return f"unknown backend {r.backend!r} (local, openrouter or openai-compatible)"
+    if private is not None:
+        return f"kept on this machine: {private}"
+    if not r.model:
+        return "no `model` set"
+    if r.backend == "openrouter":
+        if not r.key or r.key not in config.keys:
+            return f"key {r.key!r} is not defined in [keys] of your user config"
+        if r.key not in available.keys:
+            return f"key '{r.key}' has no secret (set its `env` variable or `file`)"
+        if r.key in available.exhausted:
+            return f"key '{r.key}' has no budget or credit left for now"
+    elif not r.base_url:
+        return "an openai-compatible route needs `base_url`"
+    if is_free_model(r.model) and not r.allow_data_collection:
+        return (
+            f"{r.model} is free because its providers may train on prompts; set "
+            "`allow_data_collection = true` on the route to use it"
+        )
+    until = available.cooling.get(r.name)
+    if until is not None and until > now:
+        return f"rate limited for {until - now:.0f} s more"
+    return None
+
+
+def select_routes(
+    kind: RequestKind,
+    config: Config,
+    available: Availability,
+    *,
+    private: str | None = None,
+    now: float = 0.0,
+) -> Selection:
+    """Routes for a request of `kind`, in the user's order, minus those that cannot or
+    may not take it. `private` says why the request must stay local (a private file, a
+    secret in the text), if it must."""
+    configured: list[RouteConfig] = getattr(config.routes, kind.value, [])
     routes: list[Route] = []
-    if kind is RequestKind.COMPLETION and available.local:
-        routes.append(Route(name="local", backend="local", model=available.local_model))
-    return routes
+    skipped: list[tuple[str, str]] = []
+    for r in configured:
+        why = _why_not(r, config, available, private, now)
+        if why is not None:
+            skipped.append((r.name, why))
+            continue
+        model = available.local_model if r.backend == "local" and not r.model else r.model
+        routes.append(
+            Route(
+                name=r.name,
+                backend=r.backend,
+                model=model,
+                key=r.key,
+                base_url=r.base_url,
+                max_tokens=r.max_tokens,
+                temperature=r.temperature,
+                max_price=r.max_price,
+                allow_data_collection=r.allow_data_collection,
+            )
+        )
+    return Selection(routes, skipped)

@@ -105,7 +105,7 @@ class Runtime:
 
     async def complete(self, request: Request) -> Completion | None:
         """The first route's answer; None when no route can answer."""
-        for route in select_routes(request.kind, self.config, self.availability()):
+        for route in select_routes(request.kind, self.config, self.availability()).routes:
             backend = self._backend(route.backend)
             if backend is None:
                 continue

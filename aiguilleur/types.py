@@ -84,9 +84,17 @@ class Completion(msgspec.Struct, frozen=True):
 
 
 class Route(msgspec.Struct, frozen=True):
+    """A route the router chose: which backend, model and key, with its parameters."""
+
     name: str
     backend: str
     model: str = ""
+    key: str = ""
+    base_url: str = ""
+    max_tokens: int | None = None
+    temperature: float | None = None
+    max_price: float | None = None
+    allow_data_collection: bool = False
 
 
 class FimTokens(msgspec.Struct, frozen=True):

@@ -169,7 +169,8 @@ async def test_model_load_is_shown_as_work_done_progress(model_home: TestHome) -
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             reports = list(client.progress_reports.values())
-            if reports and isinstance(reports[0][-1], lsp.WorkDoneProgressEnd):
+            # A token exists (empty) from its creation until `begin` arrives.
+            if reports and reports[0] and isinstance(reports[0][-1], lsp.WorkDoneProgressEnd):
                 break
             await asyncio.sleep(0.05)
         assert len(reports) == 1, client.progress_reports
