@@ -6,18 +6,23 @@ same object can later live in a shared per-user daemon.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 
-from aiguilleur.backends.base import Backend, BackendUnavailable
+from aiguilleur.backends.base import BackendError, BackendUnavailable, Cancelled
 from aiguilleur.backends.llama import LlamaEngine
 from aiguilleur.backends.llama_model import EngineSettings
 from aiguilleur.backends.llama_state import kv_namespace
 from aiguilleur.backends.models import ModelChoice, discover
 from aiguilleur.cache.kv import KVStateStore, KVStoreStats
-from aiguilleur.config import Config, cache_dir, models_dir
-from aiguilleur.router import Availability, select_routes
+from aiguilleur.cache.ledger import BudgetRefused
+from aiguilleur.config import Config, cache_dir, data_dir, models_dir
+from aiguilleur.privacy import find_secret, is_private
+from aiguilleur.remote import RemoteRoutes
+from aiguilleur.router import REMOTE, Availability, select_routes
 from aiguilleur.types import Completion, ModelInfo, Request
 
 log = logging.getLogger(__name__)
@@ -47,6 +52,11 @@ def kv_store(
     return KVStateStore(kv_namespace(model), directory, ram, disk, on_problem)
 
 
+def _has_remote_routes(config: Config) -> bool:
+    routes = config.routes
+    return any(r.backend in REMOTE for r in (*routes.completion, *routes.code_action, *routes.chat))
+
+
 class Runtime:
     def __init__(self, config: Config, on_problem: ProblemCallback | None = None) -> None:
         self.config = config
@@ -57,6 +67,40 @@ class Runtime:
         self.load_error: str | None = None
         # Told about trouble worth a message to the user (e.g. the KV cache dir is full).
         self.on_problem = on_problem
+        self.remote: RemoteRoutes | None = None
+
+    async def start_remote(self) -> None:
+        """Keys, clients and the spend ledger for the remote routes; prices and key
+        limits are fetched in the background. Call on the event loop."""
+        old, self.remote = self.remote, None
+        if old is not None:
+            await old.close()
+        if not self.config.keys and not _has_remote_routes(self.config):
+            return
+        remote = await asyncio.to_thread(
+            RemoteRoutes,
+            self.config,
+            data_dir() / "ledger.db",
+            cache_dir(self.config) / "openrouter-models.json",
+            self._say,
+        )
+        self.remote = remote
+        await remote.start()
+
+    def _say(self, message: str) -> None:
+        if self.on_problem is not None:
+            self.on_problem(message)
+
+    def private_reason(self, request: Request) -> str | None:
+        """Why this request must not leave the machine, if it must not."""
+        ctx = request.context
+        if is_private(ctx.path, self.config.privacy.private):
+            return f"{Path(ctx.path).name} is a private file"
+        if self.config.privacy.detect_secrets:
+            kind = find_secret(ctx.prefix) or find_secret(ctx.suffix)
+            if kind is not None:
+                return f"the text around the cursor contains a {kind}"
+        return None
 
     def start(self, on_loaded: LoadCallback | None = None) -> ModelChoice:
         """Find the model and start loading it. Blocking (scans directories): not on the loop."""
@@ -95,24 +139,50 @@ class Runtime:
         self.start(on_loaded)
         return True
 
-    def availability(self) -> Availability:
+    def availability(self, now: float = 0.0) -> Availability:
         ready = self.engine is not None and self.load_error is None
         name = self.model_info.name if self.model_info else ""
-        return Availability(local=ready, local_model=name)
-
-    def _backend(self, name: str) -> Backend | None:
-        return self.engine if name == "local" else None
+        remote = self.remote
+        if remote is None:
+            return Availability(local=ready, local_model=name)
+        return Availability(
+            local=ready,
+            local_model=name,
+            keys=remote.usable_keys(),
+            exhausted=remote.exhausted_keys(now),
+            cooling=dict(remote.cooling),
+        )
 
     async def complete(self, request: Request) -> Completion | None:
-        """The first route's answer; None when no route can answer."""
-        for route in select_routes(request.kind, self.config, self.availability()).routes:
-            backend = self._backend(route.backend)
-            if backend is None:
+        """The first route's answer, falling back along the routes; None when no route
+        can answer."""
+        now = time.time()
+        selection = select_routes(
+            request.kind,
+            self.config,
+            self.availability(now),
+            private=self.private_reason(request),
+            now=now,
+        )
+        for route in selection.routes:
+            if route.backend == "local":
+                if self.engine is None:
+                    continue
+                try:
+                    return await self.engine.complete(request)
+                except BackendUnavailable as error:
+                    log.warning("route.unavailable route=%s error=%s", route.name, error)
+                continue
+            remote = self.remote
+            if remote is None:
                 continue
             try:
-                return await backend.complete(request)
-            except BackendUnavailable as error:
-                log.warning("route.unavailable route=%s error=%s", route.name, error)
+                return await remote.complete(route, request)
+            except (BackendError, BudgetRefused) as error:
+                if isinstance(error, Cancelled):
+                    raise
+                log.info("route.failed route=%s error=%s", route.name, type(error).__name__)
+                remote.note_failure(route, error, time.time())
         return None
 
     def prefill(self, request: Request) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiguilleur.backends.base import (
@@ -82,7 +82,55 @@ class Spender:
         extra: dict[str, Any] | None = None,
         on_text: Callable[[str], None] | None = None,
     ) -> WireResult:
+        async def send() -> WireResult:
+            return await self.client.chat(
+                model,
+                messages,
+                max_tokens=max_tokens,
+                temperature=temperature,
+                extra=extra,
+                on_text=on_text,
+            )
+
         worst = self.worst_case(model, worst_prompt_tokens(messages), max_tokens, max_price)
+        return await self._paid(send, worst, model=model, feature=feature, route=route)
+
+    async def complete(
+        self,
+        model: str,
+        prompt: str,
+        *,
+        max_tokens: int,
+        feature: str,
+        route: str,
+        stop: list[str] | None = None,
+        temperature: float = 0.0,
+        max_price: float | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> WireResult:
+        async def send() -> WireResult:
+            return await self.client.complete(
+                model,
+                prompt,
+                max_tokens=max_tokens,
+                temperature=temperature,
+                stop=stop,
+                extra=extra,
+            )
+
+        tokens = len(prompt.encode("utf-8")) + _MESSAGE_OVERHEAD
+        worst = self.worst_case(model, tokens, max_tokens, max_price)
+        return await self._paid(send, worst, model=model, feature=feature, route=route)
+
+    async def _paid(
+        self,
+        send: Callable[[], Awaitable[WireResult]],
+        worst: float,
+        *,
+        model: str,
+        feature: str,
+        route: str,
+    ) -> WireResult:
         reservation = await asyncio.to_thread(
             self.ledger.reserve,
             self.label,
@@ -94,14 +142,7 @@ class Spender:
             remote_remaining_usd=self._remote_remaining(),
         )
         try:
-            result = await self.client.chat(
-                model,
-                messages,
-                max_tokens=max_tokens,
-                temperature=temperature,
-                extra=extra,
-                on_text=on_text,
-            )
+            result = await send()
         except (RateLimited, OutOfCredit, Rejected, Transient) as error:
             # Refused before generating: nothing was billed.
             await asyncio.to_thread(self.ledger.release, reservation, str(error))

@@ -72,6 +72,7 @@ class Session:
         self.loop = asyncio.get_running_loop()
         try:
             choice = await asyncio.to_thread(self.runtime.start, self._loaded_from_thread)
+            await self.runtime.start_remote()
         finally:
             self.runtime_started.set()
         if choice.path is not None and self._supports_progress():
@@ -169,6 +170,7 @@ def build_server(user_config: Path | None = None) -> LanguageServer:
         await asyncio.to_thread(
             session.runtime.reconfigure, session.loaded.config, session._loaded_from_thread
         )
+        await session.runtime.start_remote()
 
     @server.feature(lsp.TEXT_DOCUMENT_DID_OPEN)
     def did_open(ls: LanguageServer, params: lsp.DidOpenTextDocumentParams) -> None:

@@ -31,8 +31,11 @@ async def lsp_session(
     preset: str = "neovim",
     init_options: Any = None,
     env: dict[str, str] | None = None,
+    extra_args: list[str] | None = None,
 ) -> AsyncIterator[LanguageClient]:
-    config = ClientServerConfig(server_command=SERVER, server_env=home.env(**(env or {})))
+    config = ClientServerConfig(
+        server_command=[*SERVER, *(extra_args or [])], server_env=home.env(**(env or {}))
+    )
     client = await config.start()
     assert isinstance(client, LanguageClient)
     params = lsp.InitializeParams(

@@ -1,0 +1,253 @@
+"""The remote routes: one OpenRouter client and Spender per key, prices, and what the
+router needs to know about them (which keys are usable, which are spent, which routes
+are rate-limited). Owned by the runtime; knows nothing of LSP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import msgspec
+
+from aiguilleur.backends.base import BackendError, RateLimited, Transient
+from aiguilleur.backends.openai_compat import OpenAICompatClient, WireResult
+from aiguilleur.backends.openrouter import (
+    ModelPrice,
+    OpenRouterClient,
+    parse_prices,
+    provider_preferences,
+)
+from aiguilleur.backends.remote_fim import chat_fim_messages, clean_chat_answer, raw_fim_prompt
+from aiguilleur.cache.ledger import Budget, SpendLedger
+from aiguilleur.config import Config
+from aiguilleur.keys import KeyProblem, read_key
+from aiguilleur.spending import Spender
+from aiguilleur.types import Completion, FimContext, Request, Route, Usage
+
+log = logging.getLogger(__name__)
+
+PRICES_TTL_S = 24 * 3600
+KEY_INFO_EVERY_S = 300.0
+# A key refused for budget or credit is skipped this long before it is tried again.
+EXHAUSTED_S = 300.0
+FIRST_REFRESH_WAIT_S = 5.0
+
+
+class RemoteRoutes:
+    def __init__(
+        self,
+        config: Config,
+        ledger_path: Path,
+        prices_file: Path,
+        on_message: Callable[[str], None],
+    ) -> None:
+        self.config = config
+        self.ledger = SpendLedger(ledger_path)
+        self.ledger.orphans()
+        self._prices_file = prices_file
+        self._say = on_message
+        self._told: set[str] = set()
+        self.spenders: dict[str, Spender] = {}
+        self.prices: dict[str, ModelPrice] = {}
+        self._remaining: dict[str, float | None] = {}
+        self.exhausted: dict[str, float] = {}  # key -> until (epoch)
+        self.cooling: dict[str, float] = {}  # route -> until (epoch)
+        self._compat: dict[str, OpenAICompatClient] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._first_refresh = asyncio.Event()
+        for label, key in config.keys.items():
+            try:
+                secret = read_key(label, key)
+            except KeyProblem as problem:
+                if self._uses(label):
+                    self.tell(str(problem))
+                continue
+            client = OpenRouterClient(secret, base_url=key.base_url, label=label)
+            budget = Budget(key.daily, key.weekly, key.monthly, key.total)
+            self.spenders[label] = Spender(
+                client, self.ledger, budget, lambda: self.prices, self._remaining_of(label)
+            )
+
+    def _remaining_of(self, label: str) -> Callable[[], float | None]:
+        return lambda: self._remaining.get(label)
+
+    def _uses(self, label: str) -> bool:
+        routes = self.config.routes
+        every = (*routes.completion, *routes.code_action, *routes.chat)
+        return any(r.key == label for r in every)
+
+    def tell(self, message: str) -> None:
+        """Tell the user once per distinct message."""
+        if message not in self._told:
+            self._told.add(message)
+            self._say(message)
+
+    # -- background: prices and key info ----------------------------------------------
+
+    async def start(self) -> None:
+        if not self.spenders:
+            return
+        self.prices = self._cached_prices() or {}
+        self._tasks.append(asyncio.create_task(self._refresh_loop()))
+
+    def _cached_prices(self) -> dict[str, ModelPrice] | None:
+        try:
+            if time.time() - self._prices_file.stat().st_mtime > PRICES_TTL_S:
+                return None
+            return parse_prices(json.loads(self._prices_file.read_bytes()))
+        except (OSError, ValueError):
+            return None
+
+    async def refresh(self) -> None:
+        spender = next(iter(self.spenders.values()), None)
+        if spender is None:
+            return
+        if not self.prices or self._cached_prices() is None:
+            try:
+                body = await spender.client.get_json("/models")
+                self.prices = parse_prices(body)
+                self._prices_file.parent.mkdir(parents=True, exist_ok=True)
+                tmp = self._prices_file.with_suffix(".tmp")
+                tmp.write_bytes(msgspec.json.encode(body))
+                tmp.replace(self._prices_file)
+            except (BackendError, OSError) as error:
+                log.warning("openrouter.prices_failed error=%s", error)
+        for label, s in self.spenders.items():
+            try:
+                info = await s.client.key_info()
+                self._remaining[label] = info.limit_remaining
+            except BackendError as error:
+                log.info("openrouter.key_info_failed key=%s error=%s", label, error)
+
+    async def _refresh_loop(self) -> None:
+        while True:
+            try:
+                await self.refresh()
+            finally:
+                self._first_refresh.set()
+            await asyncio.sleep(KEY_INFO_EVERY_S)
+
+    # -- answering ----------------------------------------------------------------------
+
+    def usable_keys(self) -> frozenset[str]:
+        return frozenset(self.spenders)
+
+    def exhausted_keys(self, now: float) -> frozenset[str]:
+        return frozenset(k for k, until in self.exhausted.items() if until > now)
+
+    async def complete(self, route: Route, request: Request) -> Completion:
+        if not self.prices and not self._first_refresh.is_set():
+            # The first request after start: prices (and the key's limit) are on their way.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._first_refresh.wait(), FIRST_REFRESH_WAIT_S)
+        ctx = _window(request)
+        gen = request.params
+        max_tokens = route.max_tokens or gen.max_tokens
+        temperature = route.temperature if route.temperature is not None else gen.temperature
+        started = time.perf_counter()
+        if route.backend == "openai-compatible":
+            client = self._compat.get(route.base_url)
+            if client is None:
+                client = self._compat[route.base_url] = OpenAICompatClient(route.base_url, None)
+            result = await self._retry_once(
+                lambda: client.chat(
+                    route.model,
+                    chat_fim_messages(ctx),
+                    max_tokens=max_tokens,
+                    temperature=temperature,
+                )
+            )
+            return self._completion(route, result, ctx, started, raw=False)
+        spender = self.spenders[route.key]
+        extra = provider_preferences(route.allow_data_collection)
+        raw = raw_fim_prompt(route.model, ctx.prefix, ctx.suffix)
+        if raw is not None:
+            result = await self._retry_once(
+                lambda: spender.complete(
+                    route.model,
+                    raw.prompt,
+                    max_tokens=max_tokens,
+                    feature=request.kind.value,
+                    route=route.name,
+                    stop=raw.stop,
+                    temperature=temperature,
+                    max_price=route.max_price,
+                    extra=extra,
+                )
+            )
+        else:
+            result = await self._retry_once(
+                lambda: spender.chat(
+                    route.model,
+                    chat_fim_messages(ctx),
+                    max_tokens=max_tokens,
+                    feature=request.kind.value,
+                    route=route.name,
+                    temperature=temperature,
+                    max_price=route.max_price,
+                    extra=extra,
+                )
+            )
+        return self._completion(route, result, ctx, started, raw=raw is not None)
+
+    async def _retry_once(self, send: Callable[[], Awaitable[WireResult]]) -> WireResult:
+        """408/5xx/timeouts: one more try after a pause, then the caller falls back."""
+        try:
+            return await send()
+        except Transient:
+            await asyncio.sleep(0.5)
+            return await send()
+
+    def _completion(
+        self, route: Route, result: WireResult, ctx: FimContext, started: float, raw: bool
+    ) -> Completion:
+        text = result.text if raw else clean_chat_answer(result.text, ctx)
+        u = result.usage
+        usage = Usage(
+            prompt_tokens=u.prompt_tokens,
+            evaluated_tokens=u.prompt_tokens,
+            completion_tokens=u.completion_tokens,
+            generation_ms=(time.perf_counter() - started) * 1000,
+            cost_usd=u.cost_usd or 0.0,
+        )
+        return Completion(text, usage, route=route.name, model=result.model_used or route.model)
+
+    def note_failure(self, route: Route, error: Exception, now: float) -> None:
+        """Remember what the router must skip next time, and tell the user once."""
+        if isinstance(error, RateLimited):
+            wait = error.retry_after if error.retry_after is not None else 30.0
+            self.cooling[route.name] = now + wait
+            log.info("route.rate_limited route=%s wait=%.0f", route.name, wait)
+            return
+        if route.key and type(error).__name__ in ("BudgetRefused", "OutOfCredit"):
+            self.exhausted[route.key] = now + EXHAUSTED_S
+            self.tell(
+                f"{error}. Using the next route for now. Budgets are in [keys."
+                f"{route.key}] of your user config."
+            )
+            return
+        self.tell(f"route '{route.name}' failed: {error}")
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for s in self.spenders.values():
+            await s.client.aclose()
+        for c in self._compat.values():
+            await c.aclose()
+        self.ledger.close()
+
+
+def _window(request: Request) -> FimContext:
+    """The text a remote model sees: the cursor's file only (never the chunks of other
+    files), cut to about as many characters as the token windows allow."""
+    ctx = request.context
+    prefix = ctx.prefix[-request.prefix_tokens * 4 :]
+    suffix = ctx.suffix[: request.suffix_tokens * 4]
+    return msgspec.structs.replace(ctx, prefix=prefix, suffix=suffix, extra=())

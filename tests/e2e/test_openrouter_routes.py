@@ -1,0 +1,126 @@
+"""Completions routed to OpenRouter through the real server, against the fake OpenRouter:
+the answer, the ledger, the fallbacks to the local model, and privacy."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aiguilleur.cache.ledger import SpendLedger, Status
+from tests.support.fake_openrouter import Failure, FakeKey, FakeOpenRouter
+from tests.support.home import TestHome
+from tests.support.lsp import inline, last_completion, lsp_session, open_doc
+
+KEY = "sk-or-v1-CANARY-feedface0123456789"
+SOURCE = "def add(a, b):\n    \n"
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeOpenRouter]:
+    with FakeOpenRouter(keys=[FakeKey(KEY, label="work")]) as server:
+        yield server
+
+
+def configure(home: TestHome, model: Path, fake: FakeOpenRouter, daily: float = 1.0) -> None:
+    home.write_config(
+        f'[local]\nmodel = "{model}"\n'
+        "[completion]\nmax_tokens = 8\n"
+        f'[keys.work]\nenv = "AIGUILLEUR_TEST_KEY"\nbase_url = "{fake.base_url}"\n'
+        f"daily = {daily}\n"
+        '[[routes.completion]]\nname = "cloud"\nbackend = "openrouter"\nkey = "work"\n'
+        'model = "vendor/coder"\n'
+        '[[routes.completion]]\nname = "local"\nbackend = "local"\n'
+    )
+
+
+async def ask(client: Any, home: TestHome, name: str, text: str = SOURCE) -> dict[str, Any]:
+    uri = open_doc(client, home.workspace / name, text)
+    await inline(client, uri, 1, 4)
+    last = await last_completion(client, uri)
+    assert last is not None
+    return last
+
+
+def ledger(home: TestHome) -> SpendLedger:
+    return SpendLedger(home.root / "data" / "aiguilleur" / "ledger.db")
+
+
+def chat_requests(fake: FakeOpenRouter) -> int:
+    return len(fake.bodies("/chat/completions"))
+
+
+async def test_a_completion_comes_from_openrouter_and_is_in_the_ledger(
+    home: TestHome, tiny_model: Path, fake: FakeOpenRouter
+) -> None:
+    configure(home, tiny_model, fake)
+    async with lsp_session(home, env={"AIGUILLEUR_TEST_KEY": KEY}) as client:
+        last = await ask(client, home, "a.py")
+    assert last["route"] == "cloud" and last["model"] == "vendor/coder"
+    assert last["text"] == "return a + b"
+    assert last["usage"]["cost_usd"] > 0
+    [body] = fake.bodies("/chat/completions")
+    assert body["provider"] == {"data_collection": "deny"}
+    assert "def add(a, b):" in body["messages"][-1]["content"]
+    assert ledger(home).count(Status.SETTLED) == 1
+
+
+async def test_private_files_and_secrets_never_leave_the_machine(
+    home: TestHome, tiny_model: Path, fake: FakeOpenRouter
+) -> None:
+    configure(home, tiny_model, fake)
+    secret = 'AWS = "AKIAIOSFODNN7EXAMPLE"\n'
+    async with lsp_session(home, env={"AIGUILLEUR_TEST_KEY": KEY}) as client:
+        private = await ask(client, home, ".env", "TOKEN=\n    \n")
+        leaky = await ask(client, home, "b.py", secret + SOURCE.replace("\n    \n", "\n"))
+    assert private["route"] == "local" and leaky["route"] == "local"
+    assert chat_requests(fake) == 0
+    sent = " ".join(str(r.body) for r in fake.requests)
+    assert "AKIA" not in sent and "TOKEN" not in sent
+
+
+async def test_a_spent_budget_falls_back_to_local_and_says_so_once(
+    home: TestHome, tiny_model: Path, fake: FakeOpenRouter
+) -> None:
+    configure(home, tiny_model, fake, daily=0.0000001)
+    async with lsp_session(home, env={"AIGUILLEUR_TEST_KEY": KEY}) as client:
+        first = await ask(client, home, "a.py")
+        second = await ask(client, home, "c.py")
+        told = [m.message for m in client.messages if "budget" in m.message]
+    assert first["route"] == "local" and second["route"] == "local"
+    assert chat_requests(fake) == 0
+    assert len(told) == 1 and "key 'work'" in told[0] and "daily budget" in told[0]
+
+
+async def test_rate_limited_routes_wait_and_fall_back(
+    home: TestHome, tiny_model: Path, fake: FakeOpenRouter
+) -> None:
+    configure(home, tiny_model, fake)
+    fake.failures.append(Failure(429, "Rate limit exceeded", retry_after=120))
+    async with lsp_session(home, env={"AIGUILLEUR_TEST_KEY": KEY}) as client:
+        first = await ask(client, home, "a.py")
+        second = await ask(client, home, "c.py")
+    assert first["route"] == "local" and second["route"] == "local"
+    assert chat_requests(fake) == 1  # the second request did not knock again
+    assert ledger(home).spent("work", "daily") == 0
+
+
+async def test_the_key_appears_nowhere_after_a_run_with_failures(
+    home: TestHome, tiny_model: Path, fake: FakeOpenRouter
+) -> None:
+    configure(home, tiny_model, fake)
+    fake.failures += [Failure(401, "No auth"), Failure(mid_stream_error=True)]
+    log = home.root / "server.log"
+    env = {"AIGUILLEUR_TEST_KEY": KEY}
+    async with lsp_session(home, env=env, extra_args=["-v", "--log-file", str(log)]) as client:
+        for name in ("a.py", "b.py", "c.py"):
+            await ask(client, home, name)
+        messages = " ".join(m.message for m in client.messages)
+    await asyncio.sleep(0)
+    assert KEY not in messages
+    for f in home.root.rglob("*"):
+        if f.is_file() and "config" not in f.parts:
+            assert KEY.encode() not in f.read_bytes(), f
