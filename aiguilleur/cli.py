@@ -1,4 +1,4 @@
-"""Command line: `aiguilleur serve|complete|doctor|demo|pull|cache`."""
+"""Command line: `aiguilleur serve|complete|doctor|demo|pull|cache|usage`."""
 
 from __future__ import annotations
 
@@ -109,6 +109,13 @@ def cmd_pull(args: argparse.Namespace) -> int:
     return pull(args.model)
 
 
+def cmd_usage(args: argparse.Namespace) -> int:
+    from aiguilleur.usage import run_usage
+
+    _setup_logging(args.verbose, None)
+    return run_usage(args.days, args.json)
+
+
 def cmd_cache(args: argparse.Namespace) -> int:
     from aiguilleur.cachecmd import cache_clear, cache_stats
 
@@ -172,6 +179,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     common(p)
     p.set_defaults(func=cmd_pull)
+
+    p = sub.add_parser("usage", help="spend per day, key, model and feature; budgets left")
+    p.add_argument("--days", type=int, default=30, help="how far back (0: everything)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    common(p)
+    p.set_defaults(func=cmd_usage)
 
     p = sub.add_parser("cache", help="KV state store: `stats` (default) or `clear`")
     p.add_argument("action", nargs="?", choices=["stats", "clear"], default="stats")

@@ -79,3 +79,28 @@ def test_a_second_complete_restores_the_first_ones_kv_state(model_home: TestHome
     assert " 0 restored" in first.stderr
     assert " 0 restored" not in second.stderr and "restored from the KV cache" in second.stderr
     assert second.stdout == first.stdout
+
+
+def test_usage_shows_spend_and_budgets_left(home: TestHome) -> None:
+    import json
+
+    from aiguilleur.cache.ledger import Budget, SpendLedger
+
+    home.write_config('[keys.work]\nenv = "X"\ndaily = 2.0\nmonthly = 10.0\n')
+    ledger = SpendLedger(home.root / "data" / "aiguilleur" / "ledger.db")
+    r = ledger.reserve("work", 0.5, Budget(daily=2.0), route="cloud", model="a/b", feature="chat")
+    ledger.settle(r, 0.25, model_used="a/b-2024", prompt_tokens=1000, completion_tokens=200)
+    ledger.cache_hit("work", route="cloud", model="a/b-2024", feature="chat")
+    ledger.close()
+
+    text = aiguilleur(home, "usage")
+    assert text.returncode == 0, text.stderr
+    assert "a/b-2024" in text.stdout and "0.2500" in text.stdout and "1000/200" in text.stdout
+    assert "$1.7500 of $2.00" in text.stdout and "#" in text.stdout
+    data = json.loads(aiguilleur(home, "usage", "--json").stdout)
+    [row] = data["rows"]
+    assert row["requests"] == 2 and row["cache_hits"] == 1
+    assert {(b["period"], b["left_usd"]) for b in data["budgets"]} == {
+        ("daily", 1.75),
+        ("monthly", 9.75),
+    }

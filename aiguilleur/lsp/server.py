@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,8 @@ from aiguilleur.runtime import Runtime
 from aiguilleur.types import ModelInfo
 
 log = logging.getLogger(__name__)
+
+USAGE_COMMAND = "aiguilleur.usage"
 
 STARTUP_WAIT_S = 30.0
 
@@ -210,7 +213,7 @@ def build_server(user_config: Path | None = None) -> LanguageServer:
 
         negotiated = server.workspace.position_encoding
         encoding = getattr(negotiated, "value", negotiated) or "utf-16"
-        return await session.completion.suggest(
+        s = await session.completion.suggest(
             uri,
             doc.source,
             doc.version,
@@ -220,6 +223,17 @@ def build_server(user_config: Path | None = None) -> LanguageServer:
             current_version,
             texts,
         )
+        if s is not None and s.usage.cost_usd > 0 and not s.typed_through:
+            # Every cent is visible: the editor's log shows what each paid answer cost.
+            u = s.usage
+            server.window_log_message(
+                lsp.LogMessageParams(
+                    type=lsp.MessageType.Info,
+                    message=f"aiguilleur: {s.model} via {s.route}: {u.prompt_tokens} tokens "
+                    f"in, {u.completion_tokens} out, ${u.cost_usd:.6f}",
+                )
+            )
+        return s
 
     def texts(uri: str) -> str | None:
         d = ls_docs().get(uri)
@@ -266,6 +280,23 @@ def build_server(user_config: Path | None = None) -> LanguageServer:
             "config_sources": list(session.loaded.sources),
             "config_problems": [p.describe() for p in session.loaded.problems],
         }
+
+    @server.command(USAGE_COMMAND)
+    async def usage_command(ls: LanguageServer, *args: Any) -> Any:
+        from aiguilleur.config import data_dir
+        from aiguilleur.usage import report
+
+        r = await asyncio.to_thread(report, session.runtime.config, data_dir() / "ledger.db", 30)
+        today = time.strftime("%Y-%m-%d", time.gmtime())
+        spent_today = sum(row.cost_usd for row in r.rows if row.day == today)
+        left = "; ".join(f"{b.key} {b.period}: ${b.left_usd:.2f} left" for b in r.budgets)
+        session.show(
+            f"aiguilleur: ${spent_today:.4f} spent today, ${r.total_usd:.4f} in 30 days"
+            + (f"; {left}" if left else "")
+            + " (`aiguilleur usage` for the details)",
+            lsp.MessageType.Info,
+        )
+        return msgspec.to_builtins(r)
 
     @server.feature(lsp.SHUTDOWN)
     def shutdown(ls: LanguageServer, params: Any) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from lsprotocol import types as lsp
 
 from aiguilleur.cache.ledger import SpendLedger, Status
 from tests.support.fake_openrouter import Failure, FakeKey, FakeOpenRouter
@@ -59,7 +60,15 @@ async def test_a_completion_comes_from_openrouter_and_is_in_the_ledger(
     configure(home, tiny_model, fake)
     async with lsp_session(home, env={"AIGUILLEUR_TEST_KEY": KEY}) as client:
         last = await ask(client, home, "a.py")
+        logged = [m.message for m in client.log_messages if "vendor/coder via cloud" in m.message]
+        usage = await client.workspace_execute_command_async(
+            lsp.ExecuteCommandParams(command="aiguilleur.usage")
+        )
+        shown = [m.message for m in client.messages if "spent today" in m.message]
     assert last["route"] == "cloud" and last["model"] == "vendor/coder"
+    assert len(logged) == 1 and "4 out, $0.000" in logged[0]  # the cost, below the cent
+    assert usage["rows"][0]["requests"] == 1 and usage["total_usd"] > 0
+    assert len(shown) == 1 and "work daily: $1.00 left" in shown[0]
     assert last["text"] == "return a + b"
     assert last["usage"]["cost_usd"] > 0
     [body] = fake.bodies("/chat/completions")
