@@ -58,6 +58,11 @@ class CacheConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """KV states kept in memory for the documents being edited (0: none)."""
     kv_disk_mb: int = 4096
     """KV states kept on disk for restarts, least recently used evicted (0: none)."""
+    responses_mb: int = 256
+    """Answers of remote models kept on disk (0: no response cache)."""
+    responses_ttl_hours: float = 24.0
+    responses_any_temperature: bool = False
+    """Also cache answers sampled at a temperature above 0 (they would differ anew)."""
 
 
 OPENROUTER_URL = "https://openrouter.ai/api/v1"

@@ -16,16 +16,22 @@ from pathlib import Path
 import msgspec
 
 from aiguilleur.backends.base import BackendError, RateLimited, Transient
-from aiguilleur.backends.openai_compat import OpenAICompatClient, WireResult
+from aiguilleur.backends.openai_compat import ChatMessage, OpenAICompatClient, WireResult
 from aiguilleur.backends.openrouter import (
     ModelPrice,
     OpenRouterClient,
     parse_prices,
     provider_preferences,
 )
-from aiguilleur.backends.remote_fim import chat_fim_messages, clean_chat_answer, raw_fim_prompt
+from aiguilleur.backends.remote_fim import (
+    RawFimPrompt,
+    chat_fim_messages,
+    clean_chat_answer,
+    raw_fim_prompt,
+)
 from aiguilleur.cache.ledger import Budget, SpendLedger
-from aiguilleur.config import Config
+from aiguilleur.cache.responses import CachedAnswer, ResponseCache, cache_key
+from aiguilleur.config import Config, cache_dir
 from aiguilleur.keys import KeyProblem, read_key
 from aiguilleur.spending import Spender
 from aiguilleur.types import Completion, FimContext, Request, Route, Usage
@@ -60,6 +66,14 @@ class RemoteRoutes:
         self.cooling: dict[str, float] = {}  # route -> until (epoch)
         self._compat: dict[str, OpenAICompatClient] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        c = config.cache
+        self.responses = (
+            ResponseCache(
+                cache_dir(config) / "responses", c.responses_mb << 20, c.responses_ttl_hours * 3600
+            )
+            if c.responses_mb > 0
+            else None
+        )
         self._first_refresh = asyncio.Event()
         for label, key in config.keys.items():
             try:
@@ -150,25 +164,78 @@ class RemoteRoutes:
         gen = request.params
         max_tokens = route.max_tokens or gen.max_tokens
         temperature = route.temperature if route.temperature is not None else gen.temperature
+        raw = raw_fim_prompt(route.model, ctx.prefix, ctx.suffix)
+        messages = chat_fim_messages(ctx)
         started = time.perf_counter()
+        key = None
+        if self.responses is not None and (
+            temperature == 0 or self.config.cache.responses_any_temperature
+        ):
+            key = cache_key(
+                backend=route.backend,
+                server=route.base_url
+                or (self.config.keys[route.key].base_url if route.key else ""),
+                model=route.model,
+                prompt=raw.prompt if raw is not None else [m.content for m in messages],
+                max_tokens=max_tokens,
+                temperature=temperature,
+            )
+            hit = self.responses.get(key)
+            if hit is not None:
+                if route.key:
+                    await asyncio.to_thread(
+                        self.ledger.cache_hit,
+                        route.key,
+                        route=route.name,
+                        model=hit.model_used,
+                        feature=request.kind.value,
+                    )
+                text = hit.text if raw is not None else clean_chat_answer(hit.text, ctx)
+                usage = Usage(
+                    prompt_tokens=hit.prompt_tokens,
+                    completion_tokens=hit.completion_tokens,
+                    generation_ms=(time.perf_counter() - started) * 1000,
+                    cached=True,
+                )
+                return Completion(text, usage, route=route.name, model=hit.model_used)
+        result = await self._answer(route, request, ctx, raw, messages, max_tokens, temperature)
+        if key is not None and self.responses is not None:
+            u = result.usage
+            self.responses.put(
+                key,
+                CachedAnswer(
+                    result.text,
+                    result.model_used,
+                    u.prompt_tokens,
+                    u.completion_tokens,
+                    u.cost_usd or 0.0,
+                ),
+            )
+        return self._completion(route, result, ctx, started, raw=raw is not None)
+
+    async def _answer(
+        self,
+        route: Route,
+        request: Request,
+        ctx: FimContext,
+        raw: RawFimPrompt | None,
+        messages: list[ChatMessage],
+        max_tokens: int,
+        temperature: float,
+    ) -> WireResult:
         if route.backend == "openai-compatible":
             client = self._compat.get(route.base_url)
             if client is None:
                 client = self._compat[route.base_url] = OpenAICompatClient(route.base_url, None)
-            result = await self._retry_once(
+            return await self._retry_once(
                 lambda: client.chat(
-                    route.model,
-                    chat_fim_messages(ctx),
-                    max_tokens=max_tokens,
-                    temperature=temperature,
+                    route.model, messages, max_tokens=max_tokens, temperature=temperature
                 )
             )
-            return self._completion(route, result, ctx, started, raw=False)
         spender = self.spenders[route.key]
         extra = provider_preferences(route.allow_data_collection)
-        raw = raw_fim_prompt(route.model, ctx.prefix, ctx.suffix)
         if raw is not None:
-            result = await self._retry_once(
+            return await self._retry_once(
                 lambda: spender.complete(
                     route.model,
                     raw.prompt,
@@ -181,20 +248,18 @@ class RemoteRoutes:
                     extra=extra,
                 )
             )
-        else:
-            result = await self._retry_once(
-                lambda: spender.chat(
-                    route.model,
-                    chat_fim_messages(ctx),
-                    max_tokens=max_tokens,
-                    feature=request.kind.value,
-                    route=route.name,
-                    temperature=temperature,
-                    max_price=route.max_price,
-                    extra=extra,
-                )
+        return await self._retry_once(
+            lambda: spender.chat(
+                route.model,
+                messages,
+                max_tokens=max_tokens,
+                feature=request.kind.value,
+                route=route.name,
+                temperature=temperature,
+                max_price=route.max_price,
+                extra=extra,
             )
-        return self._completion(route, result, ctx, started, raw=raw is not None)
+        )
 
     async def _retry_once(self, send: Callable[[], Awaitable[WireResult]]) -> WireResult:
         """408/5xx/timeouts: one more try after a pause, then the caller falls back."""
@@ -242,6 +307,8 @@ class RemoteRoutes:
         for c in self._compat.values():
             await c.aclose()
         self.ledger.close()
+        if self.responses is not None:
+            self.responses.close()
 
 
 def _window(request: Request) -> FimContext:

@@ -133,3 +133,22 @@ async def test_the_key_appears_nowhere_after_a_run_with_failures(
     for f in home.root.rglob("*"):
         if f.is_file() and "config" not in f.parts:
             assert KEY.encode() not in f.read_bytes(), f
+
+
+async def test_a_repeated_request_is_answered_from_the_response_cache(
+    home: TestHome, tiny_model: Path, fake: FakeOpenRouter
+) -> None:
+    configure(home, tiny_model, fake)
+    async with lsp_session(home, env={"AIGUILLEUR_TEST_KEY": KEY}) as client:
+        first = await ask(client, home, "a.py")
+        uri = (home.workspace / "a.py").as_uri()
+        client.text_document_did_close(
+            lsp.DidCloseTextDocumentParams(lsp.TextDocumentIdentifier(uri))
+        )
+        again = await ask(client, home, "a.py")  # same text, same place: same prompt
+    assert chat_requests(fake) == 1
+    assert again["text"] == first["text"] and again["usage"]["cached"]
+    assert again["usage"]["cost_usd"] == 0
+    [row] = ledger(home).usage()
+    assert row.requests == 2 and row.cache_hits == 1
+    assert row.cost_usd == pytest.approx(first["usage"]["cost_usd"])
