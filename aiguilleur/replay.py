@@ -55,6 +55,7 @@ class ServerProcess:
         self.client = LanguageClient("aiguilleur-replay", "1")
         self.version = 0
         self.messages: list[str] = []
+        self.log_messages: list[str] = []
 
         @self.client.feature(lsp.WINDOW_WORK_DONE_PROGRESS_CREATE)  # type: ignore[untyped-decorator]
         def _create(params: lsp.WorkDoneProgressCreateParams) -> None:
@@ -67,6 +68,10 @@ class ServerProcess:
         @self.client.feature(lsp.WINDOW_SHOW_MESSAGE)  # type: ignore[untyped-decorator]
         def _message(params: lsp.ShowMessageParams) -> None:
             self.messages.append(params.message)
+
+        @self.client.feature(lsp.WINDOW_LOG_MESSAGE)  # type: ignore[untyped-decorator]
+        def _log(params: lsp.LogMessageParams) -> None:
+            self.log_messages.append(params.message)
 
     async def __aenter__(self) -> ServerProcess:
         cmd = [sys.executable, "-m", "aiguilleur", "serve", "--log-file", str(self.log_file)]
