@@ -4,6 +4,7 @@ the answer, the ledger, the fallbacks to the local model, and privacy."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -152,3 +153,44 @@ async def test_a_repeated_request_is_answered_from_the_response_cache(
     [row] = ledger(home).usage()
     assert row.requests == 2 and row.cache_hits == 1
     assert row.cost_usd == pytest.approx(first["usage"]["cost_usd"])
+
+
+async def test_kill_9_of_the_server_mid_run_keeps_every_settled_request_once(
+    home: TestHome, tiny_model: Path, fake: FakeOpenRouter
+) -> None:
+    configure(home, tiny_model, fake)
+    home.write_config(home.config_file.read_text() + "[cache]\nresponses_mb = 0\n")
+    fake.stream_delay = 0.01
+    async with lsp_session(home, env={"AIGUILLEUR_TEST_KEY": KEY}) as client:
+        for i in range(6):
+            await ask(client, home, f"f{i}.py", f"def f{i}(a, b):\n    \n")
+        uri = open_doc(client, home.workspace / "last.py", "def last(a):\n    \n")
+        pending = client.protocol.send_request(
+            lsp.TEXT_DOCUMENT_INLINE_COMPLETION,
+            lsp.InlineCompletionParams(
+                context=lsp.InlineCompletionContext(lsp.InlineCompletionTriggerKind.Automatic),
+                text_document=lsp.TextDocumentIdentifier(uri),
+                position=lsp.Position(1, 4),
+            ),
+        )
+        while chat_requests(fake) < 7:  # the last one is on the wire
+            await asyncio.sleep(0.005)
+        assert client._server is not None
+        client._server.kill()  # kill -9, mid-answer
+        await client._server.wait()
+        client.shut_down = True
+        del pending
+
+    async with lsp_session(home, env={"AIGUILLEUR_TEST_KEY": KEY}) as client:
+        await ask(client, home, "after.py", "def after(a):\n    \n")
+    book = ledger(home)
+    assert book.count(Status.RESERVED) == 0  # the dead server's reservation is now "unknown"
+    assert book.count(Status.SETTLED) == 7
+    assert book.count(Status.UNKNOWN) == 1
+    with sqlite3.connect(home.root / "data" / "aiguilleur" / "ledger.db") as raw:
+        ids = [
+            g for (g,) in raw.execute("SELECT generation_id FROM requests WHERE status='settled'")
+        ]
+    assert len(ids) == len(set(ids)) == 7 and set(ids) <= set(fake.generations)
+    billed = sum(fake.generations[g]["total_cost"] for g in ids)
+    assert book.spent("work", "daily") >= billed  # settled costs plus the unknown's worst case
