@@ -106,6 +106,7 @@ class RemoteRoutes:
 
     async def start(self) -> None:
         if not self.spenders:
+            self._first_refresh.set()
             return
         self.prices = self._cached_prices() or {}
         self._tasks.append(asyncio.create_task(self._refresh_loop()))
@@ -156,7 +157,7 @@ class RemoteRoutes:
         return frozenset(k for k, until in self.exhausted.items() if until > now)
 
     async def complete(self, route: Route, request: Request) -> Completion:
-        if not self.prices and not self._first_refresh.is_set():
+        if route.backend == "openrouter" and not self.prices and not self._first_refresh.is_set():
             # The first request after start: prices (and the key's limit) are on their way.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._first_refresh.wait(), FIRST_REFRESH_WAIT_S)

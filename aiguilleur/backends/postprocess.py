@@ -40,7 +40,7 @@ def trim_overlap(text: str, suffix: str) -> str:
             return text.rstrip()[: -len(stripped)]
         return text
     # Multi-line: trailing generated lines identical to the next lines of the file.
-    gen_lines = text.split("\n")
+    gen_lines = text.rstrip("\n").split("\n")
     suf_lines = [line for line in suffix.split("\n")[1:] if line.strip()]
     if not suf_lines:
         return text

@@ -70,7 +70,7 @@ def clean_chat_answer(answer: str, ctx: FimContext) -> str:
     text = text.replace(HOLE, "")
     # A model that repeats the current line's start (or more of the prefix) is trimmed.
     line_start = ctx.prefix[ctx.prefix.rfind("\n") + 1 :]
-    if line_start.strip() and text.startswith(line_start):
+    if line_start and text.startswith(line_start):
         text = text[len(line_start) :]
     elif line_start.strip() and text.lstrip().startswith(line_start.strip()):
         text = text.lstrip()[len(line_start.strip()) :]

@@ -194,3 +194,20 @@ async def test_kill_9_of_the_server_mid_run_keeps_every_settled_request_once(
     assert len(ids) == len(set(ids)) == 7 and set(ids) <= set(fake.generations)
     billed = sum(fake.generations[g]["total_cost"] for g in ids)
     assert book.spent("work", "daily") >= billed  # settled costs plus the unknown's worst case
+
+
+async def test_an_openai_compatible_server_answers_without_key_or_ledger(
+    home: TestHome, tiny_model: Path, fake: FakeOpenRouter
+) -> None:
+    fake.anonymous = True
+    home.write_config(
+        f'[local]\nmodel = "{tiny_model}"\n[completion]\nmax_tokens = 8\n'
+        '[[routes.completion]]\nname = "team"\nbackend = "openai-compatible"\n'
+        f'base_url = "{fake.base_url}"\nmodel = "vendor/coder"\n'
+    )
+    async with lsp_session(home) as client:
+        last = await ask(client, home, "a.py")
+    assert last["route"] == "team" and last["text"] == "return a + b"
+    [sent] = fake.requests
+    assert "Authorization" not in sent.headers
+    assert ledger(home).count(Status.SETTLED) == 0  # not paid through a key: not budgeted

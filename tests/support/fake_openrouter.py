@@ -72,6 +72,7 @@ class FakeOpenRouter:
     requests: list[Seen] = field(default_factory=list)
     generations: dict[str, dict[str, Any]] = field(default_factory=dict)
     stream_delay: float = 0.0
+    anonymous: bool = False  # answer without a key, as llama-server or vLLM do
     _server: ThreadingHTTPServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
@@ -119,6 +120,8 @@ class FakeOpenRouter:
             def _key(self) -> FakeKey | None:
                 auth = self.headers.get("Authorization", "")
                 token = auth.removeprefix("Bearer ").strip()
+                if not token and fake.anonymous:
+                    return FakeKey("", label="anonymous")
                 return next((k for k in fake.keys if k.key == token), None)
 
             def do_GET(self) -> None:
