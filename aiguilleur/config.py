@@ -118,6 +118,20 @@ class PrivacyConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Keep a request local when its text contains something shaped like a secret."""
 
 
+class PromptConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Overrides of one action's prompt (see backends/prompts.py for the placeholders)."""
+
+    system: str | None = None
+    user: str | None = None
+
+
+class ActionsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    max_tokens: int = 1024
+    """Generated tokens per code action, at most."""
+    context_lines: int = 20
+    """Lines before and after the selection shown to the model."""
+
+
 class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     local: LocalConfig = LocalConfig()
     completion: CompletionConfig = CompletionConfig()
@@ -125,6 +139,8 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     keys: dict[str, KeyConfig] = msgspec.field(default_factory=dict)
     routes: RoutesConfig = RoutesConfig()
     privacy: PrivacyConfig = PrivacyConfig()
+    actions: ActionsConfig = ActionsConfig()
+    prompts: dict[str, PromptConfig] = msgspec.field(default_factory=dict)
 
 
 # Sections a cloned repository's .aiguilleur.toml may not set: they decide where we write.

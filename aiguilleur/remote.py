@@ -16,7 +16,7 @@ from pathlib import Path
 import msgspec
 
 from aiguilleur.backends.base import BackendError, RateLimited, Transient
-from aiguilleur.backends.openai_compat import ChatMessage, OpenAICompatClient, WireResult
+from aiguilleur.backends.openai_compat import OpenAICompatClient, WireResult
 from aiguilleur.backends.openrouter import (
     ModelPrice,
     OpenRouterClient,
@@ -34,7 +34,7 @@ from aiguilleur.cache.responses import CachedAnswer, ResponseCache, cache_key
 from aiguilleur.config import Config, cache_dir
 from aiguilleur.keys import KeyProblem, read_key
 from aiguilleur.spending import Spender
-from aiguilleur.types import Completion, FimContext, Request, Route, Usage
+from aiguilleur.types import Answer, ChatMessage, Completion, FimContext, Request, Route, Usage
 
 log = logging.getLogger(__name__)
 
@@ -261,6 +261,58 @@ class RemoteRoutes:
                 extra=extra,
             )
         )
+
+    async def ask(
+        self,
+        route: Route,
+        kind: str,
+        messages: list[ChatMessage],
+        max_tokens: int,
+        on_text: Callable[[str], None] | None = None,
+    ) -> Answer:
+        """A chat-style answer (code actions, chat) through `route`."""
+        if route.backend == "openrouter" and not self.prices and not self._first_refresh.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._first_refresh.wait(), FIRST_REFRESH_WAIT_S)
+        max_tokens = route.max_tokens or max_tokens
+        temperature = route.temperature if route.temperature is not None else 0.0
+        started = time.perf_counter()
+        if route.backend == "openai-compatible":
+            client = self._compat.get(route.base_url)
+            if client is None:
+                client = self._compat[route.base_url] = OpenAICompatClient(route.base_url, None)
+            result = await self._retry_once(
+                lambda: client.chat(
+                    route.model,
+                    messages,
+                    max_tokens=max_tokens,
+                    temperature=temperature,
+                    on_text=on_text,
+                )
+            )
+        else:
+            spender = self.spenders[route.key]
+            result = await self._retry_once(
+                lambda: spender.chat(
+                    route.model,
+                    messages,
+                    max_tokens=max_tokens,
+                    feature=kind,
+                    route=route.name,
+                    temperature=temperature,
+                    max_price=route.max_price,
+                    extra=provider_preferences(route.allow_data_collection),
+                    on_text=on_text,
+                )
+            )
+        u = result.usage
+        usage = Usage(
+            prompt_tokens=u.prompt_tokens,
+            completion_tokens=u.completion_tokens,
+            generation_ms=(time.perf_counter() - started) * 1000,
+            cost_usd=u.cost_usd or 0.0,
+        )
+        return Answer(result.text, route.name, result.model_used or route.model, usage)
 
     async def _retry_once(self, send: Callable[[], Awaitable[WireResult]]) -> WireResult:
         """408/5xx/timeouts: one more try after a pause, then the caller falls back."""

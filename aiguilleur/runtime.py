@@ -17,13 +17,23 @@ from aiguilleur.backends.llama import LlamaEngine
 from aiguilleur.backends.llama_model import EngineSettings
 from aiguilleur.backends.llama_state import kv_namespace
 from aiguilleur.backends.models import ModelChoice, discover
+from aiguilleur.backends.prompts import render
 from aiguilleur.cache.kv import KVStateStore, KVStoreStats
 from aiguilleur.cache.ledger import BudgetRefused
 from aiguilleur.config import Config, cache_dir, data_dir, models_dir
+from aiguilleur.languages import language_of
 from aiguilleur.privacy import find_secret, is_private
 from aiguilleur.remote import RemoteRoutes
 from aiguilleur.router import REMOTE, Availability, select_routes
-from aiguilleur.types import Completion, ModelInfo, Request
+from aiguilleur.types import (
+    ActionRequest,
+    Answer,
+    ChatMessage,
+    Completion,
+    ModelInfo,
+    Request,
+    RequestKind,
+)
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +60,15 @@ def kv_store(
         return None
     directory = cache_dir(config) / "kv" if disk else None
     return KVStateStore(kv_namespace(model), directory, ram, disk, on_problem)
+
+
+class NoRoute(Exception):
+    """No route could answer; the message lists each route and why."""
+
+    def __init__(self, kind: RequestKind, reasons: list[tuple[str, str]]) -> None:
+        self.reasons = reasons
+        detail = "; ".join(f"{name}: {why}" for name, why in reasons) or "no routes configured"
+        super().__init__(f"no route could answer this {kind.value.replace('_', ' ')} ({detail})")
 
 
 def _has_remote_routes(config: Config) -> bool:
@@ -184,6 +203,60 @@ class Runtime:
                 log.info("route.failed route=%s error=%s", route.name, type(error).__name__)
                 remote.note_failure(route, error, time.time())
         return None
+
+    async def ask(
+        self,
+        kind: RequestKind,
+        path: str,
+        messages: list[ChatMessage],
+        max_tokens: int,
+        on_text: Callable[[str], None] | None = None,
+    ) -> Answer:
+        """A chat-style answer (code action, chat), falling back along `kind`'s routes.
+        Raises NoRoute, whose message says why each route was passed over."""
+        now = time.time()
+        private = None
+        if is_private(path, self.config.privacy.private):
+            private = f"{Path(path).name} is a private file"
+        elif self.config.privacy.detect_secrets:
+            for m in messages:
+                if found := find_secret(m.content):
+                    private = f"the code sent would contain a {found}"
+                    break
+        selection = select_routes(
+            kind, self.config, self.availability(now), private=private, now=now
+        )
+        reasons = list(selection.skipped)
+        for route in selection.routes:
+            remote = self.remote
+            if route.backend == "local" or remote is None:
+                reasons.append((route.name, "local chat models are not supported yet"))
+                continue
+            try:
+                return await remote.ask(route, kind.value, messages, max_tokens, on_text)
+            except (BackendError, BudgetRefused) as error:
+                log.info("route.failed route=%s error=%s", route.name, type(error).__name__)
+                remote.note_failure(route, error, time.time())
+                reasons.append((route.name, str(error)))
+        raise NoRoute(kind, reasons)
+
+    async def code_action(self, request: ActionRequest) -> Answer:
+        """The model's answer for a code action, through the code_action routes."""
+        cfg = self.config
+        messages = render(
+            request.action,
+            {k: (v.system, v.user) for k, v in cfg.prompts.items()},
+            language=language_of(request.path) or "code",
+            path=request.path,
+            code=request.code,
+            before=request.before,
+            after=request.after,
+            instruction=request.instruction,
+            diagnostics="\n".join(f"- {m}" for m in request.diagnostics),
+        )
+        return await self.ask(
+            RequestKind.CODE_ACTION, request.path, messages, cfg.actions.max_tokens
+        )
 
     def prefill(self, request: Request) -> None:
         """Warm the KV cache for a document the user is likely to type in next."""

@@ -20,9 +20,10 @@ from aiguilleur.backends.base import (
     StreamFailed,
     Transient,
 )
-from aiguilleur.backends.openai_compat import ChatMessage, WireResult
+from aiguilleur.backends.openai_compat import WireResult
 from aiguilleur.backends.openrouter import ModelPrice, OpenRouterClient
 from aiguilleur.cache.ledger import Budget, Reservation, SpendLedger
+from aiguilleur.types import ChatMessage
 
 log = logging.getLogger(__name__)
 

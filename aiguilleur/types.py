@@ -83,6 +83,32 @@ class Completion(msgspec.Struct, frozen=True):
     stop_reason: str = ""
 
 
+class ChatMessage(msgspec.Struct, frozen=True):
+    role: str
+    content: str
+
+
+class ActionRequest(msgspec.Struct, frozen=True):
+    """A code action to compute: the code it applies to and what the prompt needs."""
+
+    action: str  # explain, fix, rewrite, document, tests
+    path: str
+    code: str
+    before: str = ""
+    after: str = ""
+    instruction: str = ""
+    diagnostics: tuple[str, ...] = ()
+
+
+class Answer(msgspec.Struct, frozen=True):
+    """A model's answer to a chat-style request (code actions, chat)."""
+
+    text: str
+    route: str
+    model: str
+    usage: Usage
+
+
 class Route(msgspec.Struct, frozen=True):
     """A route the router chose: which backend, model and key, with its parameters."""
 

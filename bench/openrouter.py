@@ -29,11 +29,11 @@ from lsprotocol import types as lsp
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from aiguilleur.backends.openai_compat import ChatMessage  # noqa: E402
 from aiguilleur.backends.openrouter import OpenRouterClient, parse_prices  # noqa: E402
 from aiguilleur.cache.ledger import Budget, SpendLedger  # noqa: E402
 from aiguilleur.replay import ServerProcess  # noqa: E402
 from aiguilleur.spending import Spender  # noqa: E402
+from aiguilleur.types import ChatMessage  # noqa: E402
 from tests.support.fake_openrouter import FakeKey, FakeModel, FakeOpenRouter  # noqa: E402
 
 KEY = "sk-or-v1-bench"

@@ -23,15 +23,11 @@ from aiguilleur.backends.base import (
     StreamFailed,
     Transient,
 )
+from aiguilleur.types import ChatMessage
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=60.0, write=10.0, pool=5.0)
-
-
-class ChatMessage(msgspec.Struct, frozen=True):
-    role: str
-    content: str
 
 
 class WireUsage(msgspec.Struct, frozen=True):

@@ -14,9 +14,9 @@ import re
 
 import msgspec
 
-from aiguilleur.backends.openai_compat import ChatMessage
 from aiguilleur.backends.postprocess import trim_overlap
-from aiguilleur.types import FimContext
+from aiguilleur.languages import language_of
+from aiguilleur.types import ChatMessage, FimContext
 
 HOLE = "<|CURSOR|>"
 
@@ -52,7 +52,7 @@ def raw_fim_prompt(model: str, prefix: str, suffix: str) -> RawFimPrompt | None:
 
 
 def chat_fim_messages(ctx: FimContext) -> list[ChatMessage]:
-    language = ctx.language or _language_of(ctx.path)
+    language = ctx.language or language_of(ctx.path)
     lang = f" ({language})" if language else ""
     user = f"File: {ctx.path}{lang}\n\n{ctx.prefix}{HOLE}{ctx.suffix}"
     return [ChatMessage("system", SYSTEM), ChatMessage("user", user)]
@@ -78,21 +78,3 @@ def clean_chat_answer(answer: str, ctx: FimContext) -> str:
     if not ctx.suffix.startswith("\n") and ctx.suffix.strip():
         text = text.split("\n", 1)[0]  # mid-line: one line, not a block
     return text.rstrip() if not text.strip() else text.rstrip("\n")
-
-
-def _language_of(path: str) -> str:
-    ext = path.rsplit(".", 1)[-1].lower() if "." in path else ""
-    return {
-        "py": "Python",
-        "rs": "Rust",
-        "go": "Go",
-        "js": "JavaScript",
-        "ts": "TypeScript",
-        "java": "Java",
-        "c": "C",
-        "h": "C",
-        "cpp": "C++",
-        "rb": "Ruby",
-        "lua": "Lua",
-        "sh": "shell",
-    }.get(ext, "")

@@ -1,0 +1,170 @@
+"""Code actions: fix a diagnostic, rewrite as instructed, document.
+
+Listing is instant (no model call). The model is asked when the user picks an action:
+through `codeAction/resolve` for clients that resolve edits, else through the
+`aiguilleur.action` command, which sends the edit with `workspace/applyEdit`. An edit is
+computed for one document version and refused if the document changed meanwhile.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+
+import msgspec
+from lsprotocol import types as lsp
+
+from aiguilleur.config import Config
+from aiguilleur.types import ActionRequest, Answer
+
+ACTION_COMMAND = "aiguilleur.action"
+
+_COMMENT = re.compile(r"^\s*(?:#|//|--|;|/\*+|\*)\s?(?P<text>.*?)(?:\s*\*/)?\s*$")
+_FENCE = re.compile(r"```[^\n]*\n(?P<code>.*?)(?:```|\Z)", re.S)
+
+Ask = Callable[[ActionRequest], Awaitable[Answer]]
+
+
+class ActionData(msgspec.Struct, frozen=True):
+    """What an action needs later, carried by the client between listing and running."""
+
+    action: str
+    uri: str
+    version: int | None
+    start_line: int
+    end_line: int  # inclusive
+    instruction: str = ""
+    diagnostics: list[str] = msgspec.field(default_factory=list)
+
+
+class StaleEdit(Exception):
+    """The document changed after the action was listed."""
+
+
+def _lines(start: lsp.Position, end: lsp.Position) -> tuple[int, int]:
+    last = end.line - 1 if end.character == 0 and end.line > start.line else end.line
+    return start.line, max(start.line, last)
+
+
+def instruction_above(lines: list[str], start_line: int) -> str:
+    """The comment line right above the selection, as the rewrite instruction."""
+    if start_line == 0 or start_line > len(lines):
+        return ""
+    m = _COMMENT.match(lines[start_line - 1])
+    return m["text"].strip() if m else ""
+
+
+def code_only(answer: str) -> str:
+    fenced = _FENCE.search(answer)
+    return (fenced["code"] if fenced else answer).strip("\n")
+
+
+def reindent(code: str, like: str) -> str:
+    """Shift `code` so its least indented line matches the least indented of `like`."""
+
+    def indent(text: str) -> int:
+        widths = [len(line) - len(line.lstrip()) for line in text.split("\n") if line.strip()]
+        return min(widths, default=0)
+
+    want, have = indent(like), indent(code)
+    pad = next((line[:want] for line in like.split("\n") if line.strip()), " " * want)
+    out = []
+    for line in code.split("\n"):
+        if not line.strip():
+            out.append("")
+        elif want >= have:
+            out.append(pad[: want - have] + line)
+        else:
+            out.append(line[have - want :])
+    return "\n".join(out)
+
+
+def _path(uri: str) -> str:
+    from urllib.parse import unquote, urlparse
+
+    parsed = urlparse(uri)
+    return unquote(parsed.path) if parsed.scheme == "file" else uri
+
+
+class ActionsFeature:
+    def __init__(self, ask: Ask, config: Callable[[], Config]) -> None:
+        self._ask = ask
+        self._config = config
+
+    def list(
+        self,
+        uri: str,
+        text: str,
+        version: int | None,
+        params: lsp.CodeActionParams,
+        resolvable: bool,
+    ) -> list[lsp.CodeAction]:
+        lines = text.split("\n")
+        start, end = _lines(params.range.start, params.range.end)
+        if start >= len(lines):
+            return []
+        end = min(end, len(lines) - 1)
+        found: list[tuple[str, lsp.CodeActionKind, ActionData]] = []
+        for d in params.context.diagnostics:
+            if d.range.start.line <= end and d.range.end.line >= start:
+                data = ActionData("fix", uri, version, start, end, diagnostics=[d.message])
+                found.append((f"Fix: {d.message[:60]}", lsp.CodeActionKind.QuickFix, data))
+        if any(line.strip() for line in lines[start : end + 1]):
+            instruction = instruction_above(lines, start)
+            if instruction:
+                data = ActionData("rewrite", uri, version, start, end, instruction=instruction)
+                title = f"Rewrite: {instruction[:60]}"
+                found.append((title, lsp.CodeActionKind.RefactorRewrite, data))
+            data = ActionData("document", uri, version, start, end)
+            found.append(("Document this code", lsp.CodeActionKind.RefactorRewrite, data))
+        actions = []
+        for title, kind, data in found:
+            plain = msgspec.to_builtins(data)
+            action = lsp.CodeAction(title=f"aiguilleur: {title}", kind=kind, data=plain)
+            if not resolvable:
+                action.command = lsp.Command(action.title, ACTION_COMMAND, arguments=[plain])
+            actions.append(action)
+        return actions
+
+    async def edit(
+        self, data: ActionData, text: str, current_version: Callable[[], int | None]
+    ) -> tuple[lsp.WorkspaceEdit, Answer]:
+        """The edit for `data`, computed against `text` (the version it was listed for)."""
+        if current_version() != data.version:
+            raise StaleEdit("the document changed since this action was offered; run it again")
+        lines = text.split("\n")
+        if data.end_line >= len(lines):
+            raise StaleEdit("the selection is no longer in the document; run it again")
+        n = self._config().actions.context_lines
+        code = "\n".join(lines[data.start_line : data.end_line + 1])
+        request = ActionRequest(
+            action=data.action,
+            path=_path(data.uri),
+            code=code,
+            before="\n".join(lines[max(0, data.start_line - n) : data.start_line]),
+            after="\n".join(lines[data.end_line + 1 : data.end_line + 1 + n]),
+            instruction=data.instruction,
+            diagnostics=tuple(data.diagnostics),
+        )
+        answer = await self._ask(request)
+        if current_version() != data.version:
+            raise StaleEdit("the document changed while the answer was computed; run it again")
+        new_code = reindent(code_only(answer.text), code)
+        last = data.end_line + 1
+        end = (
+            lsp.Position(last, 0)
+            if last < len(lines)
+            else lsp.Position(data.end_line, len(lines[-1]))
+        )
+        new_text = new_code + ("\n" if last < len(lines) else "")
+        change = lsp.TextEdit(lsp.Range(lsp.Position(data.start_line, 0), end), new_text)
+        # Both forms: `documentChanges` makes a client check the version too.
+        edit = lsp.WorkspaceEdit(
+            changes={data.uri: [change]},
+            document_changes=[
+                lsp.TextDocumentEdit(
+                    lsp.OptionalVersionedTextDocumentIdentifier(data.uri, data.version), [change]
+                )
+            ],
+        )
+        return edit, answer

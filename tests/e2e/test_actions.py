@@ -1,0 +1,179 @@
+"""Code actions through the real server and the fake OpenRouter: listing without a model
+call, resolve and command paths, stale edits, instructions, diagnostics, privacy."""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from lsprotocol import types as lsp
+from pygls.exceptions import JsonRpcException
+
+from tests.support.fake_openrouter import FakeKey, FakeModel, FakeOpenRouter
+from tests.support.home import TestHome
+from tests.support.lsp import lsp_session, open_doc
+
+KEY = "sk-or-v1-actions-test"
+SOURCE = "import os\n\ndef add(a, b):\n    return a + b\n\nprint(add(1, 2))\n"
+DOCUMENTED = 'def add(a, b):\n    """Add two numbers."""\n    return a + b'
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeOpenRouter]:
+    model = FakeModel("vendor/strong", reply=f"```python\n{DOCUMENTED}\n```")
+    with FakeOpenRouter(models=[model], keys=[FakeKey(KEY, label="work")]) as server:
+        yield server
+
+
+@pytest.fixture
+def action_home(home: TestHome, tiny_model: Path, fake: FakeOpenRouter) -> TestHome:
+    home.write_config(
+        f'[local]\nmodel = "{tiny_model}"\n'
+        f'[keys.work]\nenv = "AIGUILLEUR_TEST_KEY"\nbase_url = "{fake.base_url}"\ndaily = 1.0\n'
+        '[[routes.code_action]]\nname = "strong"\nbackend = "openrouter"\nkey = "work"\n'
+        'model = "vendor/strong"\n'
+    )
+    return home
+
+
+def session(home: TestHome, preset: str = "neovim") -> Any:
+    return lsp_session(home, preset, env={"AIGUILLEUR_TEST_KEY": KEY})
+
+
+def apply(text: str, edits: list[lsp.TextEdit]) -> str:
+    lines = text.split("\n")
+    offsets = [0]
+    for line in lines:
+        offsets.append(offsets[-1] + len(line) + 1)
+    for e in sorted(
+        edits, key=lambda e: (e.range.start.line, e.range.start.character), reverse=True
+    ):
+        a = offsets[e.range.start.line] + e.range.start.character
+        b = offsets[e.range.end.line] + e.range.end.character
+        text = text[:a] + e.new_text + text[b:]
+    return text
+
+
+async def actions(client: Any, uri: str, start: int, end: int, diags: Any = ()) -> list[Any]:
+    result = await client.text_document_code_action_async(
+        lsp.CodeActionParams(
+            text_document=lsp.TextDocumentIdentifier(uri),
+            range=lsp.Range(lsp.Position(start, 0), lsp.Position(end, 0)),
+            context=lsp.CodeActionContext(diagnostics=list(diags)),
+        )
+    )
+    return list(result or [])
+
+
+def titled(found: list[Any], word: str) -> Any:
+    return next(a for a in found if word in a.title)
+
+
+async def test_document_is_listed_without_a_model_call_and_resolves_to_an_edit(
+    action_home: TestHome, fake: FakeOpenRouter
+) -> None:
+    async with session(action_home) as client:
+        uri = open_doc(client, action_home.workspace / "m.py", SOURCE)
+        found = await actions(client, uri, 2, 4)
+        assert not fake.bodies("/chat/completions")  # listing is instant and free
+        doc = titled(found, "Document")
+        assert doc.edit is None and doc.command is None
+        resolved = await client.code_action_resolve_async(doc)
+        logged = [m.message for m in client.log_messages if "vendor/strong" in m.message]
+    edits = resolved.edit.changes[uri]
+    assert apply(SOURCE, edits) == f"import os\n\n{DOCUMENTED}\n\nprint(add(1, 2))\n"
+    [versioned] = resolved.edit.document_changes
+    assert versioned.text_document.version == 1
+    assert len(logged) == 1
+
+
+async def test_an_edit_for_a_changed_document_is_refused(
+    action_home: TestHome, fake: FakeOpenRouter
+) -> None:
+    async with session(action_home) as client:
+        uri = open_doc(client, action_home.workspace / "m.py", SOURCE)
+        doc = titled(await actions(client, uri, 2, 4), "Document")
+        client.text_document_did_change(
+            lsp.DidChangeTextDocumentParams(
+                lsp.VersionedTextDocumentIdentifier(version=2, uri=uri),
+                [lsp.TextDocumentContentChangeWholeDocument(text=SOURCE + "x = 1\n")],
+            )
+        )
+        with pytest.raises(JsonRpcException) as refused:
+            await client.code_action_resolve_async(doc)
+        shown = [m.message for m in client.messages if "changed" in m.message]
+    assert "changed" in str(refused.value) and len(shown) == 1
+    assert not fake.bodies("/chat/completions")
+
+
+async def test_clients_that_do_not_resolve_get_a_command_that_applies_the_edit(
+    action_home: TestHome,
+) -> None:
+    applied: list[lsp.WorkspaceEdit] = []
+    async with session(action_home, preset="emacs") as client:
+
+        @client.feature(lsp.WORKSPACE_APPLY_EDIT)
+        def _apply(params: lsp.ApplyWorkspaceEditParams) -> lsp.ApplyWorkspaceEditResult:
+            applied.append(params.edit)
+            return lsp.ApplyWorkspaceEditResult(applied=True)
+
+        uri = open_doc(client, action_home.workspace / "m.py", SOURCE)
+        doc = titled(await actions(client, uri, 2, 4), "Document")
+        # The client library resolves `Command | CodeAction` to Command here and turns the
+        # action's `command` object into its repr: read it back.
+        raw = ast.literal_eval(doc.command) if isinstance(doc, lsp.Command) else None
+        assert raw is not None and raw["command"] == "aiguilleur.action"
+        result = await client.workspace_execute_command_async(
+            lsp.ExecuteCommandParams(command=raw["command"], arguments=raw["arguments"])
+        )
+    assert result == {"applied": True}
+    [edit] = applied
+    assert edit.document_changes is not None
+    [change] = edit.document_changes
+    assert apply(SOURCE, change.edits).startswith(f"import os\n\n{DOCUMENTED}\n")
+
+
+async def test_rewrite_takes_its_instruction_from_the_comment_above(
+    action_home: TestHome, fake: FakeOpenRouter
+) -> None:
+    text = "# use math.fsum for precision\ndef add(a, b):\n    return a + b\n"
+    async with session(action_home) as client:
+        uri = open_doc(client, action_home.workspace / "m.py", text)
+        rewrite = titled(await actions(client, uri, 1, 3), "Rewrite")
+        assert rewrite.title.endswith("use math.fsum for precision")
+        await client.code_action_resolve_async(rewrite)
+    [body] = fake.bodies("/chat/completions")
+    assert "Instruction: use math.fsum for precision" in body["messages"][-1]["content"]
+
+
+async def test_a_diagnostic_gets_a_quickfix_that_sends_its_message(
+    action_home: TestHome, fake: FakeOpenRouter
+) -> None:
+    diag = lsp.Diagnostic(
+        range=lsp.Range(lsp.Position(3, 15), lsp.Position(3, 16)),
+        message="undefined name 'c'",
+        severity=lsp.DiagnosticSeverity.Error,
+    )
+    async with session(action_home) as client:
+        uri = open_doc(client, action_home.workspace / "m.py", SOURCE)
+        fix = titled(await actions(client, uri, 3, 4, [diag]), "Fix")
+        assert fix.kind == lsp.CodeActionKind.QuickFix
+        await client.code_action_resolve_async(fix)
+    [body] = fake.bodies("/chat/completions")
+    assert "undefined name 'c'" in body["messages"][-1]["content"]
+
+
+async def test_actions_on_private_files_never_reach_the_server(
+    action_home: TestHome, fake: FakeOpenRouter
+) -> None:
+    async with session(action_home) as client:
+        uri = open_doc(client, action_home.workspace / "server.pem", "KEY DATA\nMORE\n")
+        doc = titled(await actions(client, uri, 0, 2), "Document")
+        with pytest.raises(JsonRpcException):
+            await client.code_action_resolve_async(doc)
+        shown = [m.message for m in client.messages if "private" in m.message]
+    assert not fake.bodies("/chat/completions")
+    assert len(shown) == 1 and "server.pem" in shown[0]
