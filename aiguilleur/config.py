@@ -132,6 +132,12 @@ class ActionsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Lines before and after the selection shown to the model."""
 
 
+class ChatConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    max_tokens: int = 2048
+    dir: str | None = None
+    """Where new chats are written. Default: <data dir>/chats."""
+
+
 class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     local: LocalConfig = LocalConfig()
     completion: CompletionConfig = CompletionConfig()
@@ -140,6 +146,7 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     routes: RoutesConfig = RoutesConfig()
     privacy: PrivacyConfig = PrivacyConfig()
     actions: ActionsConfig = ActionsConfig()
+    chat: ChatConfig = ChatConfig()
     prompts: dict[str, PromptConfig] = msgspec.field(default_factory=dict)
 
 

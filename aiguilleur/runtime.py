@@ -258,6 +258,14 @@ class Runtime:
             RequestKind.CODE_ACTION, request.path, messages, cfg.actions.max_tokens
         )
 
+    async def chat(
+        self, about: str, messages: list[ChatMessage], on_text: Callable[[str], None]
+    ) -> Answer:
+        """A chat answer, streamed through `on_text`, through the chat routes."""
+        return await self.ask(
+            RequestKind.CHAT, about, messages, self.config.chat.max_tokens, on_text
+        )
+
     def prefill(self, request: Request) -> None:
         """Warm the KV cache for a document the user is likely to type in next."""
         if self.engine is not None and self.load_error is None:

@@ -7,6 +7,8 @@ Both leave the editor waiting forever; here each gets a JSON-RPC error instead.
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import logging
 from typing import Any
 
@@ -16,6 +18,13 @@ from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol
 
 log = logging.getLogger(__name__)
+
+# The id of the request being handled: tasks a handler starts inherit it, so a long
+# command can register itself for `$/cancelRequest` (pygls cancels only the future of
+# `workspace/executeCommand`, not the command's own coroutine).
+REQUEST_ID: contextvars.ContextVar[int | str | None] = contextvars.ContextVar(
+    "REQUEST_ID", default=None
+)
 
 
 class _Unreadable:
@@ -30,6 +39,18 @@ class _Unreadable:
 class AiguilleurProtocol(LanguageServerProtocol):
     # Set when `shutdown` arrives, before its handler runs.
     shutting_down = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.cancellable: dict[int | str, asyncio.Task[Any]] = {}
+
+    def cancellable_here(self) -> None:
+        """Let `$/cancelRequest` for the current request cancel the calling task."""
+        msg_id = REQUEST_ID.get()
+        task = asyncio.current_task()
+        if msg_id is not None and task is not None:
+            self.cancellable[msg_id] = task
+            task.add_done_callback(lambda _: self.cancellable.pop(msg_id, None))
 
     def structure_message(self, data: dict[str, Any]) -> Any:
         try:
@@ -55,7 +76,16 @@ class AiguilleurProtocol(LanguageServerProtocol):
             return
         if method == lsp.SHUTDOWN:
             self.shutting_down = True
-        super().handle_message(message)
+        if method == lsp.CANCEL_REQUEST:
+            target = getattr(getattr(message, "params", None), "id", None)
+            task = self.cancellable.get(target) if target is not None else None
+            if task is not None:
+                task.cancel()
+        token = REQUEST_ID.set(msg_id)
+        try:
+            super().handle_message(message)
+        finally:
+            REQUEST_ID.reset(token)
 
 
 class AiguilleurServer(LanguageServer):

@@ -18,7 +18,9 @@ from pygls.lsp.server import LanguageServer
 
 from aiguilleur import __version__
 from aiguilleur.config import ConfigLayers, LoadedConfig, as_settings
+from aiguilleur.lsp import chat_commands
 from aiguilleur.lsp.actions import ACTION_COMMAND, ActionData, ActionsFeature, StaleEdit
+from aiguilleur.lsp.chat_commands import chat_actions, is_chat
 from aiguilleur.lsp.completion import CompletionFeature, Suggestion
 from aiguilleur.lsp.protocol import AiguilleurProtocol, AiguilleurServer
 from aiguilleur.runtime import NoRoute, Runtime
@@ -309,7 +311,10 @@ def build_server(user_config: Path | None = None) -> LanguageServer:
         doc = ls_docs().get(params.text_document.uri)
         if doc is None:
             return []
-        return session.actions.list(doc.uri, doc.source, doc.version, params, resolvable())
+        if is_chat(doc.source):
+            return chat_actions(doc.uri, doc.source, params)
+        listed = session.actions.list(doc.uri, doc.source, doc.version, params, resolvable())
+        return listed + chat_actions(doc.uri, doc.source, params)
 
     async def action_edit(data: Any) -> tuple[lsp.WorkspaceEdit, Answer]:
         await session.ready()
@@ -388,6 +393,7 @@ def build_server(user_config: Path | None = None) -> LanguageServer:
         # its own thread; `serve` waits for that and for the disk writes after `exit`.
         session.runtime.stop()
 
+    chat_commands.register(server, session)
     server.aiguilleur_session = session  # type: ignore[attr-defined]
     return server
 

@@ -1,0 +1,166 @@
+"""LSP wiring of chat: the `aiguilleur.chat` and `aiguilleur.chat.new` commands, and the
+code actions that run them (Send in a chat document; Explain / Ask on a selection)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlparse
+
+import msgspec
+from lsprotocol import types as lsp
+from pygls.exceptions import JsonRpcInternalError, JsonRpcInvalidParams, JsonRpcRequestCancelled
+from pygls.lsp.server import LanguageServer
+
+from aiguilleur.config import data_dir
+from aiguilleur.languages import language_of
+from aiguilleur.lsp.chat import ChatError, ChatFeature, chat_path, new_chat_text, parse
+from aiguilleur.runtime import NoRoute
+
+if TYPE_CHECKING:
+    from aiguilleur.lsp.server import Session
+
+log = logging.getLogger(__name__)
+
+CHAT_COMMAND = "aiguilleur.chat"
+NEW_CHAT_COMMAND = "aiguilleur.chat.new"
+EXPLAIN = "Explain this code."
+
+
+class NewChat(msgspec.Struct, frozen=True):
+    uri: str
+    start_line: int = 0
+    end_line: int = -1
+    question: str = ""
+
+
+def _path(uri: str) -> str:
+    parsed = urlparse(uri)
+    return unquote(parsed.path) if parsed.scheme == "file" else uri
+
+
+def is_chat(text: str) -> bool:
+    return "<!-- aiguilleur chat;" in text[:2000]
+
+
+def chat_actions(uri: str, text: str, params: lsp.CodeActionParams) -> list[lsp.CodeAction]:
+    """Send in a chat document; Explain and Ask on code. Both are commands: they stream."""
+    if is_chat(text):
+        cmd = lsp.Command("aiguilleur: Send", CHAT_COMMAND, arguments=[uri])
+        return [lsp.CodeAction("aiguilleur: Send", kind=lsp.CodeActionKind.Empty, command=cmd)]
+    start, end = params.range.start.line, params.range.end.line
+    if params.range.end.character == 0 and end > start:
+        end -= 1
+    out = []
+    for title, question in (("Explain", EXPLAIN), ("Ask about this code", "")):
+        arg = msgspec.to_builtins(NewChat(uri, start, end, question))
+        cmd = lsp.Command(f"aiguilleur: {title}", NEW_CHAT_COMMAND, arguments=[arg])
+        out.append(lsp.CodeAction(cmd.title, kind=lsp.CodeActionKind.Empty, command=cmd))
+    return out
+
+
+def register(server: LanguageServer, session: Session) -> None:
+    def encoding() -> str:
+        negotiated = server.workspace.position_encoding
+        return str(getattr(negotiated, "value", negotiated) or "utf-16")
+
+    async def apply(uri: str, l1: int, c1: int, l2: int, c2: int, text: str) -> bool:
+        rng = lsp.Range(lsp.Position(l1, c1), lsp.Position(l2, c2))
+        edit = lsp.WorkspaceEdit(changes={uri: [lsp.TextEdit(rng, text)]})
+        result = await server.workspace_apply_edit_async(
+            lsp.ApplyWorkspaceEditParams(edit=edit, label="aiguilleur chat")
+        )
+        return bool(result.applied)
+
+    async def ask(about: str, messages: Any, on_text: Any) -> Any:
+        return await session.runtime.chat(_path(about), messages, on_text)
+
+    feature = ChatFeature(apply, ask, encoding)
+
+    def text_of(uri: str) -> str:
+        doc = server.workspace.text_documents.get(uri)
+        if doc is not None:
+            return str(doc.source)
+        try:
+            return Path(_path(uri)).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            raise JsonRpcInvalidParams(f"cannot read {uri}: {error}") from error
+
+    async def with_progress(title: str, work: Any) -> Any:
+        """Run `work` with a cancellable progress bar; `$/cancelRequest` cancels it too."""
+        protocol = server.protocol
+        with contextlib.suppress(AttributeError):
+            protocol.cancellable_here()  # type: ignore[attr-defined]
+        token = None
+        window = server.client_capabilities.window
+        if window and window.work_done_progress:
+            token = f"aiguilleur-chat-{uuid.uuid4().hex[:8]}"
+            try:
+                await server.work_done_progress.create_async(token)
+                server.work_done_progress.begin(
+                    token, lsp.WorkDoneProgressBegin(title=title, cancellable=True)
+                )
+            except Exception as error:  # a client may refuse: go on without a bar
+                log.debug("chat.progress_failed error=%s", error)
+                token = None
+        task = asyncio.current_task()
+        if token is not None and task is not None:
+            cancelled = server.work_done_progress.tokens.get(token)
+            if cancelled is not None:
+                cancelled.add_done_callback(lambda f: task.cancel() if f.cancelled() else None)
+        message = "done"
+        try:
+            return await work
+        except asyncio.CancelledError:
+            message = "stopped"
+            raise JsonRpcRequestCancelled("chat stopped") from None
+        except (ChatError, NoRoute) as error:
+            message = "no answer"
+            session.show(f"aiguilleur: {error}")
+            raise JsonRpcInternalError(str(error)) from error
+        finally:
+            if token is not None:
+                server.work_done_progress.end(token, lsp.WorkDoneProgressEnd(message=message))
+
+    @server.command(CHAT_COMMAND)
+    async def send(ls: LanguageServer, *args: Any) -> Any:
+        await session.ready()
+        uri = args[0] if args and isinstance(args[0], str) else None
+        if uri is None and args and isinstance(args[0], dict):
+            uri = args[0].get("uri")
+        if not isinstance(uri, str):
+            raise JsonRpcInvalidParams("aiguilleur.chat needs the chat document's URI")
+        answer = await with_progress("aiguilleur chat", feature.send(uri, text_of(uri)))
+        return {"model": answer.model, "cost_usd": answer.usage.cost_usd}
+
+    @server.command(NEW_CHAT_COMMAND)
+    async def new(ls: LanguageServer, *args: Any) -> Any:
+        await session.ready()
+        try:
+            req = msgspec.convert(args[0] if args else {}, NewChat)
+        except (msgspec.ValidationError, TypeError) as error:
+            raise JsonRpcInvalidParams(f"aiguilleur.chat.new: {error}") from error
+        source = text_of(req.uri)
+        lines = source.split("\n")
+        end = len(lines) - 1 if req.end_line < 0 else min(req.end_line, len(lines) - 1)
+        code = "\n".join(lines[req.start_line : end + 1]) if req.end_line != -1 else source
+        about = _path(req.uri)
+        cfg = session.runtime.config.chat
+        directory = Path(cfg.dir).expanduser() if cfg.dir else data_dir() / "chats"
+        path = chat_path(directory, about)
+        title = f"{Path(about).name}, lines {req.start_line + 1}-{end + 1}"
+        text = new_chat_text(title, about, req.question, code, language_of(about))
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+        except OSError as error:
+            raise JsonRpcInternalError(f"cannot write {path}: {error}") from error
+        uri = path.as_uri()
+        await server.window_show_document_async(lsp.ShowDocumentParams(uri, take_focus=True))
+        if req.question and parse(text).messages[-1].role == "user":
+            await with_progress("aiguilleur chat", feature.send(uri, text_of(uri)))
+        return {"uri": uri}

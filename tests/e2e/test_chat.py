@@ -1,0 +1,188 @@
+"""Chat documents through the real server and the fake OpenRouter. The test client acts
+as an editor: it applies `workspace/applyEdit` to its copy and reports `didChange`, and
+opens what `window/showDocument` asks it to open."""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from lsprotocol import types as lsp
+from pygls.exceptions import JsonRpcException
+
+from aiguilleur.lsp.positions import offset_at
+from tests.support.fake_openrouter import FakeKey, FakeModel, FakeOpenRouter
+from tests.support.home import TestHome
+from tests.support.lsp import lsp_session, open_doc
+
+KEY = "sk-or-v1-chat-test"
+REPLY = "It adds its two arguments and returns the sum, so add(1, 2) is 3."
+SOURCE = "def add(a, b):\n    return a + b\n"
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeOpenRouter]:
+    model = FakeModel("vendor/chat", reply=REPLY)
+    with FakeOpenRouter(models=[model], keys=[FakeKey(KEY, label="work")]) as server:
+        server.stream_delay = 0.04
+        yield server
+
+
+@pytest.fixture
+def chat_home(home: TestHome, tiny_model: Path, fake: FakeOpenRouter) -> TestHome:
+    home.write_config(
+        f'[local]\nmodel = "{tiny_model}"\n'
+        f'[keys.work]\nenv = "AIGUILLEUR_TEST_KEY"\nbase_url = "{fake.base_url}"\ndaily = 1.0\n'
+        '[[routes.chat]]\nname = "strong"\nbackend = "openrouter"\nkey = "work"\n'
+        'model = "vendor/chat"\n'
+        f'[chat]\ndir = "{home.root / "chats"}"\n'
+    )
+    return home
+
+
+class Editor:
+    """The documents as the editor holds them, kept in step with the server's edits."""
+
+    def __init__(self, client: Any, encoding: str = "utf-8") -> None:
+        self.client = client
+        self.encoding = encoding
+        self.texts: dict[str, str] = {}
+        self.versions: dict[str, int] = {}
+        self.edits = 0
+
+        @client.feature(lsp.WORKSPACE_APPLY_EDIT)
+        def _apply(params: lsp.ApplyWorkspaceEditParams) -> lsp.ApplyWorkspaceEditResult:
+            for uri, edits in (params.edit.changes or {}).items():
+                for e in edits:
+                    self._edit(uri, e)
+            self.edits += 1
+            return lsp.ApplyWorkspaceEditResult(applied=True)
+
+        # `window/showDocument` is answered by pytest-lsp (recorded in shown_documents);
+        # an edit to a document this editor has not opened yet opens it, as editors do.
+
+    def open(self, uri: str, text: str) -> None:
+        self.texts[uri], self.versions[uri] = text, 1
+        self.client.text_document_did_open(
+            lsp.DidOpenTextDocumentParams(lsp.TextDocumentItem(uri, "markdown", 1, text))
+        )
+
+    def _edit(self, uri: str, e: lsp.TextEdit) -> None:
+        if uri not in self.texts:
+            self.open(uri, Path(uri.removeprefix("file://")).read_text())
+        text = self.texts[uri]
+        # Positions count in the negotiated encoding (utf-8 with the neovim preset).
+        a = offset_at(text, e.range.start.line, e.range.start.character, self.encoding)
+        b = offset_at(text, e.range.end.line, e.range.end.character, self.encoding)
+        assert a is not None and b is not None, (e, text)
+        self.texts[uri] = text[:a] + e.new_text + text[b:]
+        self.versions[uri] += 1
+        self.client.text_document_did_change(
+            lsp.DidChangeTextDocumentParams(
+                lsp.VersionedTextDocumentIdentifier(version=self.versions[uri], uri=uri),
+                [lsp.TextDocumentContentChangePartial(range=e.range, text=e.new_text)],
+            )
+        )
+
+
+def session(home: TestHome) -> Any:
+    return lsp_session(home, env={"AIGUILLEUR_TEST_KEY": KEY})
+
+
+async def run(client: Any, command: str, *arguments: Any) -> Any:
+    return await client.workspace_execute_command_async(
+        lsp.ExecuteCommandParams(command=command, arguments=list(arguments))
+    )
+
+
+async def test_explain_opens_a_chat_and_streams_the_answer_into_it(
+    chat_home: TestHome, fake: FakeOpenRouter
+) -> None:
+    async with session(chat_home) as client:
+        editor = Editor(client)
+        uri = open_doc(client, chat_home.workspace / "m.py", SOURCE)
+        found = await client.text_document_code_action_async(
+            lsp.CodeActionParams(
+                text_document=lsp.TextDocumentIdentifier(uri),
+                range=lsp.Range(lsp.Position(0, 0), lsp.Position(2, 0)),
+                context=lsp.CodeActionContext(diagnostics=[]),
+            )
+        )
+        explain = next(a for a in found if "Explain" in a.title)
+        # pytest-lsp reads a command-only action as a Command holding the action's repr.
+        raw = ast.literal_eval(explain.command) if isinstance(explain, lsp.Command) else None
+        assert raw is not None and raw["command"] == "aiguilleur.chat.new"
+        result = await run(client, raw["command"], *raw["arguments"])
+    chat_uri = result["uri"]
+    assert [d.uri for d in client.shown_documents] == [chat_uri]
+    text = editor.texts[chat_uri]
+    assert text.startswith("# Chat: m.py, lines 1-2")
+    assert "## You\n\nExplain this code.\n\n```python\ndef add(a, b):" in text
+    assert "## aiguilleur · vendor/chat · " in text and "tokens · $" in text
+    assert REPLY in text and text.endswith("## You\n\n")
+    assert editor.edits >= 4  # heading, several pieces of the answer, final heading, next turn
+    assert Path(chat_uri.removeprefix("file://")).parent == chat_home.root / "chats"
+
+
+async def test_send_answers_the_last_turn_with_the_whole_conversation(
+    chat_home: TestHome, fake: FakeOpenRouter
+) -> None:
+    chat = (
+        "# Chat: numbers\n<!-- aiguilleur chat; about: /w/m.py -->\n\n"
+        "## You\n\nWhat is add?\n\n## aiguilleur · m · 3 tokens\n\nA function.\n\n"
+        "## You\n\nWhat does it return?\n"
+    )
+    async with session(chat_home) as client:
+        editor = Editor(client)
+        uri = (chat_home.workspace / "c.md").as_uri()
+        editor.open(uri, chat)
+        await run(client, "aiguilleur.chat", uri)
+    [body] = fake.bodies("/chat/completions")
+    roles = [m["role"] for m in body["messages"]]
+    assert roles == ["system", "user", "assistant", "user"]
+    assert body["messages"][-1]["content"] == "What does it return?"
+    assert editor.texts[uri].startswith(chat) and REPLY in editor.texts[uri]
+
+
+async def test_a_chat_stops_on_cancel_request(chat_home: TestHome, fake: FakeOpenRouter) -> None:
+    fake.models[0].reply = " ".join(["word"] * 200)
+    fake.stream_delay = 0.05
+    chat = "# Chat: x\n<!-- aiguilleur chat; about: /w/m.py -->\n\n## You\n\nTalk.\n"
+    async with session(chat_home) as client:
+        editor = Editor(client)
+        uri = (chat_home.workspace / "c.md").as_uri()
+        editor.open(uri, chat)
+        pending = client.protocol.send_request(
+            lsp.WORKSPACE_EXECUTE_COMMAND,
+            lsp.ExecuteCommandParams(command="aiguilleur.chat", arguments=[uri]),
+            msg_id=777,
+        )
+        while "word" not in editor.texts[uri]:
+            await asyncio.sleep(0.01)
+        client.protocol.notify("$/cancelRequest", lsp.CancelParams(id=777))
+        with pytest.raises(JsonRpcException):
+            await asyncio.wait_for(asyncio.wrap_future(pending), 20)
+        await asyncio.sleep(0.3)
+        streamed = editor.texts[uri].count("word")
+    assert 0 < streamed < 200
+    assert editor.texts[uri].rstrip().endswith("## You")
+    assert "*(stopped)*" in editor.texts[uri]
+
+
+async def test_a_chat_about_a_private_file_never_leaves(
+    chat_home: TestHome, fake: FakeOpenRouter
+) -> None:
+    chat = "# Chat: x\n<!-- aiguilleur chat; about: /w/.env -->\n\n## You\n\nWhat is in it?\n"
+    async with session(chat_home) as client:
+        editor = Editor(client)
+        uri = (chat_home.workspace / "c.md").as_uri()
+        editor.open(uri, chat)
+        with pytest.raises(JsonRpcException):
+            await run(client, "aiguilleur.chat", uri)
+        shown = [m.message for m in client.messages if "private" in m.message]
+    assert not fake.bodies("/chat/completions")
+    assert len(shown) == 1
