@@ -1,0 +1,99 @@
+"""LSP wiring of the code actions: listing, `codeAction/resolve` and the
+`aiguilleur.action` command (for clients that do not resolve edits)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+from lsprotocol import types as lsp
+from pygls.exceptions import JsonRpcContentModified, JsonRpcInternalError, JsonRpcInvalidParams
+from pygls.lsp.server import LanguageServer
+
+from aiguilleur.lsp.actions import ACTION_COMMAND, ActionData, StaleEdit
+from aiguilleur.lsp.chat_commands import chat_actions, is_chat
+from aiguilleur.runtime import NoRoute
+from aiguilleur.types import Answer
+
+if TYPE_CHECKING:
+    from aiguilleur.lsp.server import Session
+
+
+def register(
+    server: LanguageServer, session: Session, ls_docs: Callable[[], dict[str, Any]]
+) -> None:
+    def resolvable() -> bool:
+        td = server.client_capabilities.text_document
+        support = td.code_action.resolve_support if td and td.code_action else None
+        return bool(support and "edit" in support.properties)
+
+    @server.feature(
+        lsp.TEXT_DOCUMENT_CODE_ACTION,
+        lsp.CodeActionOptions(
+            code_action_kinds=[lsp.CodeActionKind.QuickFix, lsp.CodeActionKind.RefactorRewrite],
+            resolve_provider=True,
+        ),
+    )
+    def code_action(ls: LanguageServer, params: lsp.CodeActionParams) -> list[lsp.CodeAction]:
+        doc = ls_docs().get(params.text_document.uri)
+        if doc is None:
+            return []
+        if is_chat(doc.source):
+            return chat_actions(doc.uri, doc.source, params)
+        listed = session.actions.list(doc.uri, doc.source, doc.version, params, resolvable())
+        return listed + chat_actions(doc.uri, doc.source, params)
+
+    async def action_edit(data: Any) -> tuple[lsp.WorkspaceEdit, Answer]:
+        await session.ready()
+        try:
+            action = msgspec.convert(data, ActionData)
+        except (msgspec.ValidationError, TypeError) as error:
+            raise JsonRpcInvalidParams(f"not an aiguilleur action: {error}") from error
+        doc = ls_docs().get(action.uri)
+        if doc is None:
+            raise JsonRpcContentModified("the document is closed; run the action again")
+
+        def current_version() -> int | None:
+            d = ls_docs().get(action.uri)
+            return None if d is None else d.version
+
+        try:
+            return await session.actions.edit(action, doc.source, current_version)
+        except StaleEdit as error:
+            session.show(f"aiguilleur: {error}")
+            raise JsonRpcContentModified(str(error)) from error
+        except NoRoute as error:
+            session.show(f"aiguilleur: {error}")
+            raise JsonRpcInternalError(str(error)) from error
+
+    @server.feature(lsp.CODE_ACTION_RESOLVE)
+    async def code_action_resolve(ls: LanguageServer, action: lsp.CodeAction) -> lsp.CodeAction:
+        edit, answer = await action_edit(action.data)
+        action.edit = edit
+        log_paid(answer)
+        return action
+
+    @server.command(ACTION_COMMAND)
+    async def action_command(ls: LanguageServer, *args: Any) -> Any:
+        if not args:
+            raise JsonRpcInvalidParams("aiguilleur.action needs the action as its argument")
+        edit, answer = await action_edit(args[0])
+        log_paid(answer)
+        result = await server.workspace_apply_edit_async(
+            lsp.ApplyWorkspaceEditParams(edit=edit, label="aiguilleur")
+        )
+        if not result.applied:
+            session.show(f"aiguilleur: the editor did not apply the edit ({result.failure_reason})")
+        return {"applied": result.applied}
+
+    def log_paid(answer: Answer) -> None:
+        u = answer.usage
+        if u.cost_usd > 0:
+            server.window_log_message(
+                lsp.LogMessageParams(
+                    type=lsp.MessageType.Info,
+                    message=f"aiguilleur: {answer.model} via {answer.route}: {u.prompt_tokens} "
+                    f"tokens in, {u.completion_tokens} out, ${u.cost_usd:.6f}",
+                )
+            )
