@@ -253,6 +253,9 @@ class Runtime:
             after=request.after,
             instruction=request.instruction,
             diagnostics="\n".join(f"- {m}" for m in request.diagnostics),
+            test_path=request.test_path,
+            module=request.module,
+            framework=request.framework,
         )
         return await self.ask(
             RequestKind.CODE_ACTION, request.path, messages, cfg.actions.max_tokens

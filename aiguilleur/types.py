@@ -98,6 +98,9 @@ class ActionRequest(msgspec.Struct, frozen=True):
     after: str = ""
     instruction: str = ""
     diagnostics: tuple[str, ...] = ()
+    test_path: str = ""  # tests: where they will go, how they import the code, with what
+    module: str = ""
+    framework: str = ""
 
 
 class Answer(msgspec.Struct, frozen=True):

@@ -1,4 +1,4 @@
-"""Code actions: fix a diagnostic, rewrite as instructed, document.
+"""Code actions: fix a diagnostic, rewrite as instructed, document, write tests.
 
 Listing is instant (no model call). The model is asked when the user picks an action:
 through `codeAction/resolve` for clients that resolve edits, else through the
@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import msgspec
 from lsprotocol import types as lsp
 
 from aiguilleur.config import Config
+from aiguilleur.lsp.positions import chars_to_units
+from aiguilleur.testfiles import TestTarget, test_target
 from aiguilleur.types import ActionRequest, Answer
 
 ACTION_COMMAND = "aiguilleur.action"
@@ -86,10 +89,23 @@ def _path(uri: str) -> str:
     return unquote(parsed.path) if parsed.scheme == "file" else uri
 
 
+def _is_test_file(path: str) -> bool:
+    name = Path(path).name
+    return name.startswith("test_") or ".test." in name or name.endswith("_test.go")
+
+
 class ActionsFeature:
-    def __init__(self, ask: Ask, config: Callable[[], Config]) -> None:
+    def __init__(
+        self,
+        ask: Ask,
+        config: Callable[[], Config],
+        root: Callable[[], Path | None] = lambda: None,
+        encoding: Callable[[], str] = lambda: "utf-16",
+    ) -> None:
         self._ask = ask
         self._config = config
+        self._root = root
+        self._encoding = encoding
 
     def list(
         self,
@@ -117,6 +133,9 @@ class ActionsFeature:
                 found.append((title, lsp.CodeActionKind.RefactorRewrite, data))
             data = ActionData("document", uri, version, start, end)
             found.append(("Document this code", lsp.CodeActionKind.RefactorRewrite, data))
+            if not _is_test_file(_path(uri)):
+                data = ActionData("tests", uri, version, start, end)
+                found.append(("Write tests", lsp.CodeActionKind.Source, data))
         actions = []
         for title, kind, data in found:
             plain = msgspec.to_builtins(data)
@@ -137,6 +156,7 @@ class ActionsFeature:
             raise StaleEdit("the selection is no longer in the document; run it again")
         n = self._config().actions.context_lines
         code = "\n".join(lines[data.start_line : data.end_line + 1])
+        target = test_target(_path(data.uri), self._root()) if data.action == "tests" else None
         request = ActionRequest(
             action=data.action,
             path=_path(data.uri),
@@ -145,18 +165,22 @@ class ActionsFeature:
             after="\n".join(lines[data.end_line + 1 : data.end_line + 1 + n]),
             instruction=data.instruction,
             diagnostics=tuple(data.diagnostics),
+            test_path=target.path if target else "",
+            module=target.module if target else "",
+            framework=target.framework if target else "",
         )
         answer = await self._ask(request)
         if current_version() != data.version:
             raise StaleEdit("the document changed while the answer was computed; run it again")
+        if target is not None:
+            return self._test_file_edit(target, code_only(answer.text)), answer
         new_code = reindent(code_only(answer.text), code)
         last = data.end_line + 1
-        end = (
-            lsp.Position(last, 0)
-            if last < len(lines)
-            else lsp.Position(data.end_line, len(lines[-1]))
-        )
-        new_text = new_code + ("\n" if last < len(lines) else "")
+        if last < len(lines):
+            end, new_text = lsp.Position(last, 0), new_code + "\n"
+        else:
+            units = chars_to_units(lines[-1], self._encoding())
+            end, new_text = lsp.Position(data.end_line, units), new_code
         change = lsp.TextEdit(lsp.Range(lsp.Position(data.start_line, 0), end), new_text)
         # Both forms: `documentChanges` makes a client check the version too.
         edit = lsp.WorkspaceEdit(
@@ -168,3 +192,23 @@ class ActionsFeature:
             ],
         )
         return edit, answer
+
+    def _test_file_edit(self, target: TestTarget, content: str) -> lsp.WorkspaceEdit:
+        """Create the test file, or append to it when it exists."""
+        path = Path(target.path)
+        uri = path.as_uri()
+        doc = lsp.OptionalVersionedTextDocumentIdentifier(uri, None)
+        if path.exists():
+            existing = path.read_text(encoding="utf-8", errors="replace")
+            last = existing.split("\n")
+            end = lsp.Position(len(last) - 1, chars_to_units(last[-1], self._encoding()))
+            sep = "" if existing.endswith("\n\n") else "\n" if existing.endswith("\n") else "\n\n"
+            insert = lsp.TextEdit(lsp.Range(end, end), f"{sep}\n{content}\n")
+            return lsp.WorkspaceEdit(
+                changes={uri: [insert]}, document_changes=[lsp.TextDocumentEdit(doc, [insert])]
+            )
+        start = lsp.Position(0, 0)
+        write = lsp.TextEdit(lsp.Range(start, start), content + "\n")
+        return lsp.WorkspaceEdit(
+            document_changes=[lsp.CreateFile(uri=uri), lsp.TextDocumentEdit(doc, [write])]
+        )

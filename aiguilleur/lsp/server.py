@@ -47,7 +47,12 @@ class Session:
         self.loaded: LoadedConfig = self.layers.load()
         self.runtime = Runtime(self.loaded.config, self._problem_from_thread)
         self.completion = CompletionFeature(self.runtime.complete, lambda: self.runtime.config)
-        self.actions = ActionsFeature(self.runtime.code_action, lambda: self.runtime.config)
+        self.actions = ActionsFeature(
+            self.runtime.code_action,
+            lambda: self.runtime.config,
+            lambda: self.layers.workspace_root,
+            self.encoding,
+        )
         self.loop: asyncio.AbstractEventLoop | None = None
         self._told_no_model = False
         self._progress_token: str | None = None
@@ -100,6 +105,10 @@ class Session:
             )
             if self.runtime.engine is None or self.runtime.engine.loaded.done():
                 self._end_progress()
+
+    def encoding(self) -> str:
+        negotiated = self.server.workspace.position_encoding
+        return str(getattr(negotiated, "value", negotiated) or "utf-16")
 
     async def ready(self) -> bool:
         """Wait (bounded) until discovery and the remote routes are set up."""

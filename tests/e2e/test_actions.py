@@ -177,3 +177,30 @@ async def test_actions_on_private_files_never_reach_the_server(
         shown = [m.message for m in client.messages if "private" in m.message]
     assert not fake.bodies("/chat/completions")
     assert len(shown) == 1 and "server.pem" in shown[0]
+
+
+async def test_write_tests_creates_the_test_file_or_extends_it(
+    action_home: TestHome, fake: FakeOpenRouter
+) -> None:
+    fake.models[0].reply = "def test_add():\n    assert add(1, 2) == 3"
+    (action_home.workspace / "tests").mkdir()
+    source = action_home.workspace / "m.py"
+    async with session(action_home) as client:
+        uri = open_doc(client, source, SOURCE)
+        tests = titled(await actions(client, uri, 2, 4), "Write tests")
+        created = (await client.code_action_resolve_async(tests)).edit
+        target = action_home.workspace / "tests" / "test_m.py"
+        target.write_text("import m\n")  # as if the editor applied the first edit
+        tests = titled(await actions(client, uri, 2, 4), "Write tests")
+        extended = (await client.code_action_resolve_async(tests)).edit
+    create, write = created.document_changes
+    assert isinstance(create, lsp.CreateFile) and create.uri == target.as_uri()
+    assert write.edits[0].new_text == "def test_add():\n    assert add(1, 2) == 3\n"
+    [append] = extended.changes[target.as_uri()]
+    assert (
+        apply("import m\n", [append])
+        == "import m\n\n\ndef test_add():\n    assert add(1, 2) == 3\n"
+    )
+    body = fake.bodies("/chat/completions")[0]
+    assert "tests/test_m.py" in body["messages"][-1]["content"]
+    assert "pytest" in body["messages"][0]["content"]
