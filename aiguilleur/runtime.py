@@ -33,6 +33,8 @@ from aiguilleur.types import (
     ModelInfo,
     Request,
     RequestKind,
+    Route,
+    Usage,
 )
 
 log = logging.getLogger(__name__)
@@ -228,9 +230,14 @@ class Runtime:
         )
         reasons = list(selection.skipped)
         for route in selection.routes:
+            if route.backend == "local":
+                try:
+                    return await self._local_ask(route, messages, max_tokens, on_text)
+                except BackendUnavailable as error:
+                    reasons.append((route.name, str(error)))
+                    continue
             remote = self.remote
-            if route.backend == "local" or remote is None:
-                reasons.append((route.name, "local chat models are not supported yet"))
+            if remote is None:
                 continue
             try:
                 return await remote.ask(route, kind.value, messages, max_tokens, on_text)
@@ -239,6 +246,31 @@ class Runtime:
                 remote.note_failure(route, error, time.time())
                 reasons.append((route.name, str(error)))
         raise NoRoute(kind, reasons)
+
+    async def _local_ask(
+        self,
+        route: Route,
+        messages: list[ChatMessage],
+        max_tokens: int,
+        on_text: Callable[[str], None] | None,
+    ) -> Answer:
+        engine = self.engine
+        if engine is None or self.load_error is not None:
+            raise BackendUnavailable("no local model is loaded")
+        loop = asyncio.get_running_loop()
+
+        def emit(text: str) -> None:  # called on the engine thread
+            if on_text is not None:
+                loop.call_soon_threadsafe(on_text, text)
+
+        result = await engine.chat(messages, route.max_tokens or max_tokens, emit)
+        usage = Usage(
+            prompt_tokens=result.prompt_tokens,
+            completion_tokens=result.completion_tokens,
+            generation_ms=result.generation_ms,
+        )
+        model = self.model_info.name if self.model_info else "local"
+        return Answer(result.text, route.name, model, usage)
 
     async def code_action(self, request: ActionRequest) -> Answer:
         """The model's answer for a code action, through the code_action routes."""

@@ -16,7 +16,7 @@ import concurrent.futures
 import logging
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ import msgspec
 
 from aiguilleur.backends.base import BackendUnavailable, Cancelled, Superseded
 from aiguilleur.backends.fim import FimPrompt, TokenCounter, build_prompt
+from aiguilleur.backends.llama_chat import ChatJob, ChatResult, chat_step
 from aiguilleur.backends.llama_model import (
     EngineSettings,
     load_model,
@@ -34,7 +35,7 @@ from aiguilleur.backends.llama_model import (
 from aiguilleur.backends.llama_state import StateKeeper
 from aiguilleur.backends.postprocess import stop_point, trim_overlap
 from aiguilleur.cache.kv import KVStateStore
-from aiguilleur.types import Completion, FimTokens, ModelInfo, Request, Usage
+from aiguilleur.types import ChatMessage, Completion, FimTokens, ModelInfo, Request, Usage
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,8 @@ class EngineStats(msgspec.Struct, frozen=True):
     saved_bytes: int = 0
     saved_tokens: int = 0
     save_ms: float = 0.0
+    chats: int = 0
+    chat_yields: int = 0  # times a chat answer stepped aside for a completion
 
 
 class _Job:
@@ -104,6 +107,8 @@ class LlamaEngine:
         self._on_loaded = on_loaded
         self._keeper = StateKeeper(store if settings.reuse_prefix else None, self._count)
         self._prefill: _Job | None = None
+        self._chats: deque[ChatJob] = deque()
+        self._chatting: ChatJob | None = None
         self._idle_save_at: float | None = None
         self.loaded: concurrent.futures.Future[ModelInfo] = concurrent.futures.Future()
         self._lock = threading.Condition()
@@ -124,6 +129,8 @@ class LlamaEngine:
             "saved_bytes": 0,
             "saved_tokens": 0,
             "save_us": 0,
+            "chats": 0,
+            "chat_yields": 0,
         }
         self._llm: Any = None
         self._fim: FimTokens | None = None
@@ -164,6 +171,27 @@ class LlamaEngine:
             self._prefill = _Job(request, prefill=True)
             self._lock.notify()
 
+    async def chat(
+        self, messages: list[ChatMessage], max_tokens: int, on_text: Callable[[str], None]
+    ) -> ChatResult:
+        """A chat answer, streamed through `on_text` (called from the engine thread).
+        Completions go first: the answer pauses while one runs, then resumes."""
+        job = ChatJob(messages, max_tokens, on_text)
+        with self._lock:
+            if self._closed:
+                raise BackendUnavailable("the local engine is shut down")
+            self._chats.append(job)
+            self._lock.notify()
+        try:
+            return await asyncio.wrap_future(job.future)
+        except asyncio.CancelledError:
+            job.cancel.set()
+            with self._lock:
+                if job in self._chats:
+                    self._chats.remove(job)
+                    job.future.cancel()
+            raise
+
     async def complete(self, request: Request) -> Completion:
         future = self.submit(request)
         try:
@@ -187,7 +215,7 @@ class LlamaEngine:
         with self._lock:
             c = self._counts
             return EngineStats(
-                busy=self._running is not None,
+                busy=self._running is not None or self._chatting is not None,
                 queued=len(self._pending),
                 completed=c["completed"],
                 cancelled=c["cancelled"],
@@ -201,6 +229,8 @@ class LlamaEngine:
                 restore_ms=c["restore_us"] / 1000,
                 saved_bytes=c["saved_bytes"],
                 saved_tokens=c["saved_tokens"],
+                chats=c["chats"],
+                chat_yields=c["chat_yields"],
                 save_ms=c["save_us"] / 1000,
             )
 
@@ -215,6 +245,11 @@ class LlamaEngine:
             if self._prefill is not None:
                 self._prefill.future.cancel()
                 self._prefill = None
+            for chat in self._chats:
+                chat.future.set_exception(BackendUnavailable("the local engine is shut down"))
+            self._chats.clear()
+            if self._chatting is not None:
+                self._chatting.cancel.set()
             self._lock.notify()
 
     def join(self, timeout: float | None = None) -> None:
@@ -238,6 +273,9 @@ class LlamaEngine:
             self._on_loaded(info, None)
         while True:
             job = self._next_job()
+            if job is None and self._chatting is not None:
+                self._run_chat(self._chatting)
+                continue
             if job is None:
                 if self._closed:
                     break
@@ -272,6 +310,9 @@ class LlamaEngine:
                     _, job = self._pending.popitem(last=False)
                     self._running = job
                     return job
+                if self._chats:
+                    self._chatting = self._chats.popleft()
+                    return None
                 if self._prefill is not None:
                     job, self._prefill = self._prefill, None
                     self._running = job
@@ -285,6 +326,46 @@ class LlamaEngine:
                     return None
                 self._lock.wait(wait)
             return None
+
+    def _run_chat(self, job: ChatJob) -> None:
+        def waiting() -> bool:
+            return bool(self._pending) or self._closed
+
+        try:
+            if job.future.cancelled():
+                done = True
+            else:
+                batch = self.settings.n_batch
+                n_ctx = self.settings.n_ctx
+                done = chat_step(
+                    self._llm,
+                    self._keeper,
+                    job,
+                    batch,
+                    n_ctx,
+                    waiting,
+                    lambda n: self._count("evaluated", n),
+                )
+                if done:
+                    self._count("chats")
+                    job.future.set_result(job.result())
+        except Cancelled as error:
+            done = True
+            if not job.future.done():
+                job.future.set_exception(error)
+        except Exception as error:
+            done = True
+            log.exception("engine.chat_failed")
+            if not job.future.done():
+                job.future.set_exception(BackendUnavailable(f"local chat failed: {error}"))
+        with self._lock:
+            self._chatting = None
+            if not done and self._closed:
+                job.future.set_exception(BackendUnavailable("the local engine is shut down"))
+            elif not done:
+                self._chats.appendleft(job)
+                self._counts["chat_yields"] += 1
+        self._idle_save_at = time.monotonic() + _IDLE_SAVE_S
 
     def _count(self, name: str, n: int = 1) -> None:
         with self._lock:

@@ -186,3 +186,40 @@ async def test_a_chat_about_a_private_file_never_leaves(
         shown = [m.message for m in client.messages if "private" in m.message]
     assert not fake.bodies("/chat/completions")
     assert len(shown) == 1
+
+
+async def test_a_local_chat_steps_aside_for_completions_and_finishes(
+    home: TestHome, small_model: Path
+) -> None:
+    home.write_config(
+        f'[local]\nmodel = "{small_model}"\nn_ctx = 2048\n'
+        "[completion]\nmax_tokens = 4\nprefix_tokens = 128\nsuffix_tokens = 32\n"
+        "extra_tokens = 0\n[chat]\nmax_tokens = 160\n"
+    )
+    chat = "# Chat: x\n<!-- aiguilleur chat; about: /w/m.py -->\n\n## You\n\nTalk.\n"
+    async with lsp_session(home) as client:
+        editor = Editor(client)
+        uri = (home.workspace / "c.md").as_uri()
+        editor.open(uri, chat)
+        code = open_doc(client, home.workspace / "m.py", "def f(x):\n    return x\n")
+        pending = client.protocol.send_request(
+            lsp.WORKSPACE_EXECUTE_COMMAND,
+            lsp.ExecuteCommandParams(command="aiguilleur.chat", arguments=[uri]),
+        )
+        while len(editor.texts[uri]) < len(chat) + 40:  # the answer is streaming
+            await asyncio.sleep(0.01)
+        answered = await client.text_document_inline_completion_async(
+            lsp.InlineCompletionParams(
+                context=lsp.InlineCompletionContext(lsp.InlineCompletionTriggerKind.Automatic),
+                text_document=lsp.TextDocumentIdentifier(code),
+                position=lsp.Position(1, 12),
+            )
+        )
+        assert not asyncio.wrap_future(pending).done()  # the chat was still going
+        result = await asyncio.wait_for(asyncio.wrap_future(pending), 300)
+        status = await client.protocol.send_request_async("aiguilleur/status", {})
+    assert answered is not None and answered.items  # served in the middle of the chat
+    assert status.engine.chat_yields >= 1 and status.engine.chats == 1
+    assert result["model"]
+    assert "## aiguilleur · " in editor.texts[uri] and " tokens" in editor.texts[uri]
+    assert editor.texts[uri].endswith("## You\n\n")
