@@ -56,6 +56,7 @@ class ServerProcess:
         self.version = 0
         self.messages: list[str] = []
         self.log_messages: list[str] = []
+        self.applied_edits = 0
 
         @self.client.feature(lsp.WINDOW_WORK_DONE_PROGRESS_CREATE)  # type: ignore[untyped-decorator]
         def _create(params: lsp.WorkDoneProgressCreateParams) -> None:
@@ -72,6 +73,12 @@ class ServerProcess:
         @self.client.feature(lsp.WINDOW_LOG_MESSAGE)  # type: ignore[untyped-decorator]
         def _log(params: lsp.LogMessageParams) -> None:
             self.log_messages.append(params.message)
+
+        @self.client.feature(lsp.WORKSPACE_APPLY_EDIT)  # type: ignore[untyped-decorator]
+        def _apply(params: lsp.ApplyWorkspaceEditParams) -> lsp.ApplyWorkspaceEditResult:
+            # A chat streaming into a document: count the edits; nothing shows them here.
+            self.applied_edits += 1
+            return lsp.ApplyWorkspaceEditResult(applied=True)
 
     async def __aenter__(self) -> ServerProcess:
         cmd = [sys.executable, "-m", "aiguilleur", "serve", "--log-file", str(self.log_file)]
