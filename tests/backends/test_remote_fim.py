@@ -46,3 +46,14 @@ def test_fim_models_get_their_own_sentinels() -> None:
     qwen = raw_fim_prompt("qwen/qwen-2.5-coder-32b-instruct", "pre", "suf")
     assert qwen is not None and qwen.prompt.startswith("<|fim_prefix|>pre<|fim_suffix|>suf")
     assert raw_fim_prompt("anthropic/claude-sonnet-4", "pre", "suf") is None
+
+
+def test_a_users_prompt_overrides_the_builtin_one() -> None:
+    from aiguilleur.backends.prompts import render
+
+    default = render("document", {}, path="m.py", code="x = 1", language="Python")
+    custom = render(
+        "document", {"document": (None, "Doc {path} {nothing}:\n{code}")}, path="m.py", code="x"
+    )
+    assert "docstring" in default[0].content and default[0].content == custom[0].content
+    assert custom[1].content == "Doc m.py :\nx"  # an unknown placeholder becomes empty

@@ -223,3 +223,29 @@ async def test_a_local_chat_steps_aside_for_completions_and_finishes(
     assert result["model"]
     assert "## aiguilleur · " in editor.texts[uri] and " tokens" in editor.texts[uri]
     assert editor.texts[uri].endswith("## You\n\n")
+
+
+async def test_cancelling_the_progress_bar_stops_the_chat(
+    chat_home: TestHome, fake: FakeOpenRouter
+) -> None:
+    fake.models[0].reply = " ".join(["word"] * 200)
+    chat = "# Chat: x\n<!-- aiguilleur chat; about: /w/m.py -->\n\n## You\n\nTalk.\n"
+    async with session(chat_home) as client:
+        editor = Editor(client)
+        uri = (chat_home.workspace / "c.md").as_uri()
+        editor.open(uri, chat)
+        pending = asyncio.ensure_future(run(client, "aiguilleur.chat", uri))
+        while "word" not in editor.texts[uri]:
+            await asyncio.sleep(0.01)
+        [token] = [t for t, r in client.progress_reports.items() if "chat" in str(t)]
+        begin = client.progress_reports[token][0]
+        assert isinstance(begin, lsp.WorkDoneProgressBegin) and begin.cancellable
+        client.protocol.notify(
+            lsp.WINDOW_WORK_DONE_PROGRESS_CANCEL, lsp.WorkDoneProgressCancelParams(token=token)
+        )
+        with pytest.raises(JsonRpcException):
+            await asyncio.wait_for(pending, 20)
+        await asyncio.sleep(0.3)
+        end = client.progress_reports[token][-1]
+    assert isinstance(end, lsp.WorkDoneProgressEnd) and end.message == "stopped"
+    assert "*(stopped)*" in editor.texts[uri] and editor.texts[uri].count("word") < 200
