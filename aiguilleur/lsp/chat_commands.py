@@ -140,8 +140,14 @@ def register(server: LanguageServer, session: Session) -> None:
     @server.command(NEW_CHAT_COMMAND)
     async def new(ls: LanguageServer, *args: Any) -> Any:
         await session.ready()
+        raw = args[0] if args else None
+        if not raw:  # Helix's :lsp-workspace-command has no way to name the document
+            last = session.completion.last_uri
+            if last is None:
+                raise JsonRpcInvalidParams("open a file and type in it first, then start a chat")
+            raw = {"uri": last}
         try:
-            req = msgspec.convert(args[0] if args else {}, NewChat)
+            req = msgspec.convert(raw, NewChat)
         except (msgspec.ValidationError, TypeError) as error:
             raise JsonRpcInvalidParams(f"aiguilleur.chat.new: {error}") from error
         source = text_of(req.uri)

@@ -65,6 +65,11 @@ class CompletionFeature:
         self.last: dict[str, Suggestion] = {}
         self._slot = f"completion:{id(self):x}"
 
+    @property
+    def last_uri(self) -> str | None:
+        """The document the user last typed in or asked a suggestion in."""
+        return self._last_uri
+
     def note_open(self, uri: str, text: str) -> None:
         if len(text) <= MAX_DOCUMENT_CHARS:
             self.ring.add(_path(uri), text.splitlines(keepends=True), 0)

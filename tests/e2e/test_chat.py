@@ -249,3 +249,22 @@ async def test_cancelling_the_progress_bar_stops_the_chat(
         end = client.progress_reports[token][-1]
     assert isinstance(end, lsp.WorkDoneProgressEnd) and end.message == "stopped"
     assert "*(stopped)*" in editor.texts[uri] and editor.texts[uri].count("word") < 200
+
+
+async def test_a_chat_without_arguments_is_about_the_file_being_edited(
+    chat_home: TestHome, fake: FakeOpenRouter
+) -> None:
+    # Helix's :lsp-workspace-command cannot pass the current document.
+    async with session(chat_home) as client:
+        Editor(client)
+        uri = open_doc(client, chat_home.workspace / "m.py", SOURCE)
+        client.text_document_did_change(
+            lsp.DidChangeTextDocumentParams(
+                lsp.VersionedTextDocumentIdentifier(version=2, uri=uri),
+                [lsp.TextDocumentContentChangeWholeDocument(text=SOURCE + "\n")],
+            )
+        )
+        result = await run(client, "aiguilleur.chat.new")
+    chat = Path(result["uri"].removeprefix("file://")).read_text()
+    assert "about: " + str(chat_home.workspace / "m.py") in chat
+    assert "def add(a, b):" in chat
