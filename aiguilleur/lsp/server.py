@@ -313,6 +313,8 @@ def build_server(user_config: Path | None = None) -> LanguageServer:
         today = time.strftime("%Y-%m-%d", time.gmtime())
         spent_today = sum(row.cost_usd for row in r.rows if row.day == today)
         left = "; ".join(f"{b.key} {b.period}: ${b.left_usd:.2f} left" for b in r.budgets)
+        if args and isinstance(args[0], dict) and args[0].get("quiet"):
+            return msgspec.to_builtins(r)  # a status bar polling: no message
         session.show(
             f"aiguilleur: ${spent_today:.4f} spent today, ${r.total_usd:.4f} in 30 days"
             + (f"; {left}" if left else "")

@@ -1,0 +1,137 @@
+// aiguilleur for VS Code and VSCodium: starts `aiguilleur serve` over stdio. No proprietary
+// API is used, so it runs in VSCodium as well.
+import * as vscode from 'vscode';
+import {
+  LanguageClient,
+  LanguageClientOptions,
+  ServerOptions,
+  TransportKind,
+} from 'vscode-languageclient/node';
+
+let client: LanguageClient | undefined;
+let status: vscode.StatusBarItem | undefined;
+
+interface UsageReport {
+  total_usd: number;
+  rows: { day: string; cost_usd: number; pending_usd: number }[];
+  budgets: { key: string; period: string; left_usd: number; limit_usd: number }[];
+}
+
+function settings(): Record<string, unknown> {
+  return vscode.workspace.getConfiguration('aiguilleur').get('settings') ?? {};
+}
+
+async function refreshStatus(): Promise<void> {
+  if (!client || !status) {
+    return;
+  }
+  try {
+    const [serverStatus, usage] = await Promise.all([
+      client.sendRequest<{ model: { name: string } | null }>('aiguilleur/status', {}),
+      client.sendRequest<UsageReport>('workspace/executeCommand', {
+        command: 'aiguilleur.usage',
+        arguments: [{ quiet: true }],
+      }),
+    ]);
+    const today = new Date().toISOString().slice(0, 10);
+    const spent = (usage?.rows ?? [])
+      .filter((r) => r.day === today)
+      .reduce((sum, r) => sum + r.cost_usd + r.pending_usd, 0);
+    const model = serverStatus?.model?.name ?? 'no local model';
+    status.text = `$(rocket) ${model} · $${spent.toFixed(4)} today`;
+    status.tooltip = (usage?.budgets ?? [])
+      .map((b) => `${b.key} ${b.period}: $${b.left_usd.toFixed(2)} of $${b.limit_usd.toFixed(2)} left`)
+      .join('\n') || 'aiguilleur: no budgets configured';
+  } catch {
+    status.text = '$(rocket) aiguilleur';
+  }
+}
+
+function selectionArgs(): Record<string, unknown> | undefined {
+  const editor = vscode.window.activeTextEditor;
+  if (!editor) {
+    return undefined;
+  }
+  const sel = editor.selection;
+  const empty = sel.isEmpty;
+  return {
+    uri: editor.document.uri.toString(),
+    start_line: empty ? 0 : sel.start.line,
+    end_line: empty ? -1 : sel.end.line,
+    question: '',
+  };
+}
+
+export async function activate(context: vscode.ExtensionContext): Promise<void> {
+  const command = vscode.workspace.getConfiguration('aiguilleur').get<string[]>('command') ?? [
+    'aiguilleur',
+    'serve',
+  ];
+  const serverOptions: ServerOptions = {
+    command: command[0],
+    args: command.slice(1),
+    transport: TransportKind.stdio,
+  };
+  const clientOptions: LanguageClientOptions = {
+    documentSelector: [{ scheme: 'file' }, { scheme: 'untitled' }],
+    initializationOptions: settings(),
+    synchronize: { configurationSection: 'aiguilleur' },
+  };
+  client = new LanguageClient('aiguilleur', 'aiguilleur', serverOptions, clientOptions);
+  // vscode-languageclient 9.x ships inline completion as a proposed feature.
+  client.registerProposedFeatures();
+
+  status = vscode.window.createStatusBarItem(vscode.StatusBarAlignment.Right, 100);
+  status.command = 'aiguilleur.showUsage';
+  status.text = '$(rocket) aiguilleur';
+  status.show();
+
+  context.subscriptions.push(
+    status,
+    vscode.commands.registerCommand('aiguilleur.chatNew', async () => {
+      const args = selectionArgs();
+      if (client && args) {
+        await client.sendRequest('workspace/executeCommand', {
+          command: 'aiguilleur.chat.new',
+          arguments: [args],
+        });
+      }
+    }),
+    vscode.commands.registerCommand('aiguilleur.chatSend', async () => {
+      const uri = vscode.window.activeTextEditor?.document.uri.toString();
+      if (client && uri) {
+        await client.sendRequest('workspace/executeCommand', {
+          command: 'aiguilleur.chat',
+          arguments: [uri],
+        });
+      }
+    }),
+    vscode.commands.registerCommand('aiguilleur.showUsage', async () => {
+      if (client) {
+        await client.sendRequest('workspace/executeCommand', { command: 'aiguilleur.usage' });
+        await refreshStatus();
+      }
+    }),
+    vscode.commands.registerCommand('aiguilleur.doctor', () => {
+      const terminal = vscode.window.createTerminal('aiguilleur doctor');
+      terminal.sendText(`${command[0]} doctor`);
+      terminal.show();
+    }),
+    vscode.workspace.onDidChangeConfiguration((e) => {
+      if (e.affectsConfiguration('aiguilleur.settings') && client) {
+        void client.sendNotification('workspace/didChangeConfiguration', {
+          settings: settings(),
+        });
+      }
+    }),
+  );
+
+  await client.start();
+  await refreshStatus();
+  const timer = setInterval(() => void refreshStatus(), 60_000);
+  context.subscriptions.push({ dispose: () => clearInterval(timer) });
+}
+
+export async function deactivate(): Promise<void> {
+  await client?.stop();
+}
