@@ -74,8 +74,9 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   };
   const clientOptions: LanguageClientOptions = {
     documentSelector: [{ scheme: 'file' }, { scheme: 'untitled' }],
+    // Settings go as initializationOptions, then by our own didChangeConfiguration below
+    // (not `synchronize`, which would also send the extension's own keys to the server).
     initializationOptions: settings(),
-    synchronize: { configurationSection: 'aiguilleur' },
   };
   client = new LanguageClient('aiguilleur', 'aiguilleur', serverOptions, clientOptions);
   // vscode-languageclient 9.x ships inline completion as a proposed feature.
