@@ -86,17 +86,6 @@ def select_routes(
             skipped.append((r.name, why))
             continue
         model = available.local_model if r.backend == "local" and not r.model else r.model
-        routes.append(
-            Route(
-                name=r.name,
-                backend=r.backend,
-                model=model,
-                key=r.key,
-                base_url=r.base_url,
-                max_tokens=r.max_tokens,
-                temperature=r.temperature,
-                max_price=r.max_price,
-                allow_data_collection=r.allow_data_collection,
-            )
-        )
+        # A chosen route is the configured one, its model resolved.
+        routes.append(Route(**{**msgspec.structs.asdict(r), "model": model}))
     return Selection(routes, skipped)

@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from aiguilleur.backends.synthetic import QWEN25_CODER_05B, ensure_model  # noqa: E402
 from aiguilleur.replay import ServerProcess, typing_states  # noqa: E402
+from bench.common import isolated_env  # noqa: E402
 
 CHAT = "# Chat: bench\n<!-- aiguilleur chat; about: /bench/m.py -->\n\n## You\n\nTalk.\n"
 
@@ -54,12 +55,7 @@ async def keystrokes(server: ServerProcess, path: Path, source: str, n: int) -> 
 async def run(model: Path, args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="aiguilleur-chatbench-") as tmp:
         home = Path(tmp)
-        env = dict(os.environ)
-        env.update(
-            XDG_CONFIG_HOME=str(home / "c"),
-            XDG_CACHE_HOME=str(home / "k"),
-            XDG_DATA_HOME=str(home / "d"),
-        )
+        env = isolated_env(home)
         options = {
             "local": {"model": str(model), "n_ctx": 4096, "n_batch": 256},
             "completion": {

@@ -35,18 +35,9 @@ sys.path.insert(0, str(ROOT))
 
 from aiguilleur.backends.synthetic import QWEN25_CODER_05B, ensure_model  # noqa: E402
 from aiguilleur.replay import ServerProcess  # noqa: E402
+from bench.common import isolated_env  # noqa: E402
 
 STORE_OFF = {"kv_ram_mb": 0, "kv_disk_mb": 0}
-
-
-def home_env(home: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        XDG_CONFIG_HOME=str(home / "c"),
-        XDG_CACHE_HOME=str(home / "k"),
-        XDG_DATA_HOME=str(home / "d"),
-    )
-    return env
 
 
 def options(model: Path, args: argparse.Namespace, prefix: int, store: bool) -> dict[str, Any]:
@@ -113,11 +104,11 @@ async def restart_arm(model: Path, args: argparse.Namespace, store: bool) -> dic
         home = Path(tmp)
         opts = options(model, args, 2048, store)
         path = home / "textwrap.py"
-        async with ServerProcess(home, env=home_env(home), init_options=opts) as server:
+        async with ServerProcess(home, env=isolated_env(home), init_options=opts) as server:
             await server.wait_ready()
             uri = server.open(path, source)
             cold = await ask(server, uri, line, col)
-        async with ServerProcess(home, env=home_env(home), init_options=opts) as server:
+        async with ServerProcess(home, env=isolated_env(home), init_options=opts) as server:
             await server.wait_ready()  # model load excluded from what follows
             uri = server.open(path, source)
             warm = await ask(server, uri, line, col)
@@ -138,7 +129,7 @@ async def switching_arm(model: Path, args: argparse.Namespace, store: bool) -> d
     with tempfile.TemporaryDirectory(prefix="aiguilleur-kvbench-") as tmp:
         home = Path(tmp)
         opts = options(model, args, 1024, store)
-        async with ServerProcess(home, env=home_env(home), init_options=opts) as server:
+        async with ServerProcess(home, env=isolated_env(home), init_options=opts) as server:
             await server.wait_ready()
             pid = server.client._server.pid  # type: ignore[attr-defined]
             rss_before = rss_mb(pid)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
 import sys
 import tempfile
@@ -34,6 +33,7 @@ from aiguilleur.cache.ledger import Budget, SpendLedger  # noqa: E402
 from aiguilleur.replay import ServerProcess  # noqa: E402
 from aiguilleur.spending import Spender  # noqa: E402
 from aiguilleur.types import ChatMessage  # noqa: E402
+from bench.common import isolated_env  # noqa: E402
 from tests.support.fake_openrouter import FakeKey, FakeModel, FakeOpenRouter  # noqa: E402
 
 KEY = "sk-or-v1-bench"
@@ -96,13 +96,7 @@ async def lsp_cache_arm(fake: FakeOpenRouter, n: int, home: Path) -> list[float]
         '[[routes.completion]]\nname = "cloud"\nbackend = "openrouter"\nkey = "bench"\n'
         'model = "vendor/coder"\n'
     )
-    env = dict(os.environ)
-    env.update(
-        XDG_CONFIG_HOME=str(home / "c"),
-        XDG_CACHE_HOME=str(home / "k"),
-        XDG_DATA_HOME=str(home / "d"),
-        BENCH_KEY=KEY,
-    )
+    env = isolated_env(home, BENCH_KEY=KEY)
     text = "def add(a, b):\n    \n"
     path = home / "a.py"
     out = []

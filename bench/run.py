@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from aiguilleur.backends.synthetic import QWEN25_CODER_05B, ensure_model  # noqa: E402
 from aiguilleur.replay import Keystroke, ServerProcess, replay  # noqa: E402
+from bench.common import isolated_env  # noqa: E402
 
 
 def pct(values: list[float], q: float) -> float:
@@ -47,13 +48,7 @@ async def run_arm(
 ) -> list[Keystroke]:
     with tempfile.TemporaryDirectory(prefix="aiguilleur-bench-") as tmp:
         home = Path(tmp)
-        env = dict(os.environ)
-        # Isolated: no user config or models leak into the measurement.
-        env.update(
-            XDG_CONFIG_HOME=str(home / "c"),
-            XDG_CACHE_HOME=str(home / "k"),
-            XDG_DATA_HOME=str(home / "d"),
-        )
+        env = isolated_env(home)
         options = {**options, "local": {**options.get("local", {}), "model": str(model)}}
         async with ServerProcess(home, env=env, init_options=options) as server:
             status = await server.wait_ready()

@@ -17,6 +17,7 @@ from lsprotocol import types as lsp
 
 from aiguilleur.config import Config
 from aiguilleur.lsp.positions import chars_to_units
+from aiguilleur.lsp.uris import path_of
 from aiguilleur.testfiles import TestTarget, test_target
 from aiguilleur.types import ActionRequest, Answer
 
@@ -82,13 +83,6 @@ def reindent(code: str, like: str) -> str:
     return "\n".join(out)
 
 
-def _path(uri: str) -> str:
-    from urllib.parse import unquote, urlparse
-
-    parsed = urlparse(uri)
-    return unquote(parsed.path) if parsed.scheme == "file" else uri
-
-
 def _is_test_file(path: str) -> bool:
     name = Path(path).name
     return name.startswith("test_") or ".test." in name or name.endswith("_test.go")
@@ -133,7 +127,7 @@ class ActionsFeature:
                 found.append((title, lsp.CodeActionKind.RefactorRewrite, data))
             data = ActionData("document", uri, version, start, end)
             found.append(("Document this code", lsp.CodeActionKind.RefactorRewrite, data))
-            if not _is_test_file(_path(uri)):
+            if not _is_test_file(path_of(uri)):
                 data = ActionData("tests", uri, version, start, end)
                 found.append(("Write tests", lsp.CodeActionKind.Source, data))
         actions = []
@@ -156,10 +150,10 @@ class ActionsFeature:
             raise StaleEdit("the selection is no longer in the document; run it again")
         n = self._config().actions.context_lines
         code = "\n".join(lines[data.start_line : data.end_line + 1])
-        target = test_target(_path(data.uri), self._root()) if data.action == "tests" else None
+        target = test_target(path_of(data.uri), self._root()) if data.action == "tests" else None
         request = ActionRequest(
             action=data.action,
-            path=_path(data.uri),
+            path=path_of(data.uri),
             code=code,
             before="\n".join(lines[max(0, data.start_line - n) : data.start_line]),
             after="\n".join(lines[data.end_line + 1 : data.end_line + 1 + n]),

@@ -9,7 +9,6 @@ import logging
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlparse
 
 import msgspec
 from lsprotocol import types as lsp
@@ -19,6 +18,7 @@ from pygls.lsp.server import LanguageServer
 from aiguilleur.config import data_dir
 from aiguilleur.languages import language_of
 from aiguilleur.lsp.chat import ChatError, ChatFeature, chat_path, new_chat_text, parse
+from aiguilleur.lsp.uris import path_of
 from aiguilleur.runtime import NoRoute
 
 if TYPE_CHECKING:
@@ -36,11 +36,6 @@ class NewChat(msgspec.Struct, frozen=True):
     start_line: int = 0
     end_line: int = -1
     question: str = ""
-
-
-def _path(uri: str) -> str:
-    parsed = urlparse(uri)
-    return unquote(parsed.path) if parsed.scheme == "file" else uri
 
 
 def is_chat(text: str) -> bool:
@@ -77,7 +72,7 @@ def register(server: LanguageServer, session: Session) -> None:
         return bool(result.applied)
 
     async def ask(about: str, messages: Any, on_text: Any) -> Any:
-        return await session.runtime.chat(_path(about), messages, on_text)
+        return await session.runtime.chat(path_of(about), messages, on_text)
 
     feature = ChatFeature(apply, ask, encoding)
 
@@ -86,7 +81,7 @@ def register(server: LanguageServer, session: Session) -> None:
         if doc is not None:
             return str(doc.source)
         try:
-            return Path(_path(uri)).read_text(encoding="utf-8")
+            return Path(path_of(uri)).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as error:
             raise JsonRpcInvalidParams(f"cannot read {uri}: {error}") from error
 
@@ -154,7 +149,7 @@ def register(server: LanguageServer, session: Session) -> None:
         lines = source.split("\n")
         end = len(lines) - 1 if req.end_line < 0 else min(req.end_line, len(lines) - 1)
         code = "\n".join(lines[req.start_line : end + 1]) if req.end_line != -1 else source
-        about = _path(req.uri)
+        about = path_of(req.uri)
         cfg = session.runtime.config.chat
         directory = Path(cfg.dir).expanduser() if cfg.dir else data_dir() / "chats"
         path = chat_path(directory, about)

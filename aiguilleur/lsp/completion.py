@@ -14,6 +14,7 @@ from aiguilleur.backends.base import Cancelled, Superseded
 from aiguilleur.config import Config
 from aiguilleur.lsp.context import ContextRing, fim_context
 from aiguilleur.lsp.positions import chars_to_units, line_bounds, offset_at
+from aiguilleur.lsp.uris import path_of
 from aiguilleur.types import Completion, GenerationParams, Request, RequestKind, Usage
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,7 @@ class CompletionFeature:
 
     def note_open(self, uri: str, text: str) -> None:
         if len(text) <= MAX_DOCUMENT_CHARS:
-            self.ring.add(_path(uri), text.splitlines(keepends=True), 0)
+            self.ring.add(path_of(uri), text.splitlines(keepends=True), 0)
 
     def forget(self, uri: str) -> None:
         self._shown.pop(uri, None)
@@ -94,7 +95,9 @@ class CompletionFeature:
             return
         text = texts(prev)
         if text is not None and len(text) <= MAX_DOCUMENT_CHARS:
-            self.ring.add(_path(prev), text.splitlines(keepends=True), self._last_line.get(prev, 0))
+            self.ring.add(
+                path_of(prev), text.splitlines(keepends=True), self._last_line.get(prev, 0)
+            )
 
     async def suggest(
         self,
@@ -168,10 +171,10 @@ class CompletionFeature:
         ctx = fim_context(
             text,
             offset,
-            _path(uri),
+            path_of(uri),
             prefix_tokens=cfg.prefix_tokens,
             suffix_tokens=cfg.suffix_tokens,
-            extra=self.ring.chunks(_path(uri)),
+            extra=self.ring.chunks(path_of(uri)),
         )
         current = text[line_start:line_end]
         return Request(
@@ -255,10 +258,3 @@ def _word_before(line_before_cursor: str) -> str:
     while i > 0 and (line_before_cursor[i - 1].isalnum() or line_before_cursor[i - 1] == "_"):
         i -= 1
     return line_before_cursor[i:]
-
-
-def _path(uri: str) -> str:
-    from urllib.parse import unquote, urlparse
-
-    parsed = urlparse(uri)
-    return unquote(parsed.path) if parsed.scheme == "file" else uri

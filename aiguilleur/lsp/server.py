@@ -9,7 +9,6 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
 
 import msgspec
 from lsprotocol import types as lsp
@@ -21,6 +20,7 @@ from aiguilleur.lsp import action_commands, chat_commands
 from aiguilleur.lsp.actions import ActionsFeature
 from aiguilleur.lsp.completion import CompletionFeature, Suggestion
 from aiguilleur.lsp.protocol import AiguilleurProtocol, AiguilleurServer
+from aiguilleur.lsp.uris import path_of
 from aiguilleur.runtime import Runtime
 from aiguilleur.types import ModelInfo
 
@@ -163,10 +163,9 @@ class Session:
 
 
 def _doc_path(uri: str | None) -> Path | None:
-    if not uri:
+    if not uri or not uri.startswith("file:"):
         return None
-    parsed = urlparse(uri)
-    return Path(unquote(parsed.path)) if parsed.scheme == "file" else None
+    return Path(path_of(uri))
 
 
 def build_server(user_config: Path | None = None) -> LanguageServer:
