@@ -108,7 +108,8 @@ class RemoteRoutes:
         if not self.spenders:
             self._first_refresh.set()
             return
-        self.prices = self._cached_prices() or {}
+        cached = await asyncio.to_thread(self._cached_prices)
+        self.prices = cached or {}
         self._tasks.append(asyncio.create_task(self._refresh_loop()))
 
     def _cached_prices(self) -> dict[str, ModelPrice] | None:
@@ -123,7 +124,7 @@ class RemoteRoutes:
         spender = next(iter(self.spenders.values()), None)
         if spender is None:
             return
-        if not self.prices or self._cached_prices() is None:
+        if not self.prices or await asyncio.to_thread(self._cached_prices) is None:
             try:
                 body = await spender.client.get_json("/models")
                 self.prices = parse_prices(body)
@@ -181,7 +182,7 @@ class RemoteRoutes:
                 max_tokens=max_tokens,
                 temperature=temperature,
             )
-            hit = self.responses.get(key)
+            hit = await asyncio.to_thread(self.responses.get, key)  # disk: off the loop
             if hit is not None:
                 if route.key:
                     await asyncio.to_thread(
@@ -202,7 +203,8 @@ class RemoteRoutes:
         result = await self._answer(route, request, ctx, raw, messages, max_tokens, temperature)
         if key is not None and self.responses is not None:
             u = result.usage
-            self.responses.put(
+            await asyncio.to_thread(
+                self.responses.put,
                 key,
                 CachedAnswer(
                     result.text,
