@@ -78,6 +78,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # After `exit` (pygls leaves through SystemExit) or when the editor just went away:
         # let the engine finish saving its KV state and the store write it to disk.
         server.aiguilleur_session.runtime.close()  # type: ignore[attr-defined]
+        log.info("serve.stopped")
     return 0
 
 

@@ -36,9 +36,37 @@ class _Unreadable:
         self.error = error
 
 
+class _EditorWriter:
+    """pygls' writer, quiet once the editor has closed its end: an editor that quits
+    without waiting for our last answers is normal, not a server error."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.gone = False
+
+    def write(self, data: bytes) -> Any:
+        if self.gone:
+            return None
+        try:
+            return self.inner.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            self.gone = True
+            log.info("editor.gone: it closed our stdout; answers from now on are dropped")
+            return None
+
+    def close(self) -> Any:
+        try:
+            return self.inner.close()
+        except (BrokenPipeError, ConnectionResetError):
+            return None
+
+
 class AiguilleurProtocol(LanguageServerProtocol):
     # Set when `shutdown` arrives, before its handler runs.
     shutting_down = False
+
+    def set_writer(self, writer: Any, include_headers: bool = True) -> None:
+        super().set_writer(_EditorWriter(writer), include_headers)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
