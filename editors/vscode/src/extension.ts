@@ -127,7 +127,26 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     }),
   );
 
-  await client.start();
+  try {
+    await client.start();
+  } catch (err) {
+    // Most often `aiguilleur` is not on the PATH the editor was started with.
+    const fix = 'Open Settings';
+    void vscode.window
+      .showErrorMessage(
+        `aiguilleur: could not start \`${command.join(' ')}\` (${String(err)}). ` +
+          'Install it (`pipx install \'.[local]\'` in a clone of aiguilleur) or set ' +
+          '`aiguilleur.command` to its full path, then reload the window.',
+        fix,
+      )
+      .then((choice) => {
+        if (choice === fix) {
+          void vscode.commands.executeCommand('workbench.action.openSettings', 'aiguilleur.command');
+        }
+      });
+    status.text = '$(error) aiguilleur: not running';
+    return;
+  }
   await refreshStatus();
   const timer = setInterval(() => void refreshStatus(), 60_000);
   context.subscriptions.push({ dispose: () => clearInterval(timer) });
