@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import threading
 import time
@@ -46,6 +47,19 @@ _CTX_MARGIN = 8
 _IDLE_SAVE_S = 0.75
 # Tokens per evaluation slice of an idle prefill (tens of ms on a laptop CPU).
 _PREFILL_SLICE = 32
+
+
+def _fail(future: concurrent.futures.Future[Any], error: BaseException) -> None:
+    """Settle `future` with `error`, unless it is settled already: asyncio.wrap_future
+    cancels the concurrent future (from the loop's thread) when the task awaiting it is
+    cancelled, so a queued job's future can turn CANCELLED at any moment."""
+    with contextlib.suppress(concurrent.futures.InvalidStateError):
+        future.set_exception(error)
+
+
+def _succeed(future: concurrent.futures.Future[Any], result: Any) -> None:
+    with contextlib.suppress(concurrent.futures.InvalidStateError):
+        future.set_result(result)
 
 
 class EngineStats(msgspec.Struct, frozen=True):
@@ -144,12 +158,12 @@ class LlamaEngine:
         job = _Job(request)
         with self._lock:
             if self._closed:
-                job.future.set_exception(BackendUnavailable("the local engine is shut down"))
+                _fail(job.future, BackendUnavailable("the local engine is shut down"))
                 return job.future
             old = self._pending.pop(request.key, None)
             if old is not None:
                 self._counts["superseded"] += 1
-                old.future.set_exception(Superseded("superseded"))
+                _fail(old.future, Superseded("superseded"))
             if self._running is not None and self._running.request.key == request.key:
                 self._running.abort("superseded")
             if self._prefill is not None:  # the user is typing: a warm-up is moot now
@@ -206,7 +220,7 @@ class LlamaEngine:
                 if job.future is future:
                     del self._pending[key]
                     self._counts["cancelled"] += 1
-                    job.future.set_exception(Cancelled("cancelled"))
+                    _fail(job.future, Cancelled("cancelled"))
                     return
             if self._running is not None and self._running.future is future:
                 self._running.abort("cancelled")
@@ -238,7 +252,7 @@ class LlamaEngine:
         with self._lock:
             self._closed = True
             for job in self._pending.values():
-                job.future.set_exception(BackendUnavailable("the local engine is shut down"))
+                _fail(job.future, BackendUnavailable("the local engine is shut down"))
             self._pending.clear()
             if self._running is not None:
                 self._running.abort("cancelled")
@@ -246,7 +260,7 @@ class LlamaEngine:
                 self._prefill.future.cancel()
                 self._prefill = None
             for chat in self._chats:
-                chat.future.set_exception(BackendUnavailable("the local engine is shut down"))
+                _fail(chat.future, BackendUnavailable("the local engine is shut down"))
             self._chats.clear()
             if self._chatting is not None:
                 self._chatting.cancel.set()
@@ -263,12 +277,12 @@ class LlamaEngine:
         except Exception as error:  # any load failure leaves the server running, model-less
             message = f"cannot load {self.model_path}: {error}"
             log.error("engine.load_failed path=%s error=%s", self.model_path, error)
-            self.loaded.set_exception(BackendUnavailable(message))
+            _fail(self.loaded, BackendUnavailable(message))
             if self._on_loaded:
                 self._on_loaded(None, message)
             self._fail_all(BackendUnavailable(message))
             return
-        self.loaded.set_result(info)
+        _succeed(self.loaded, info)
         if self._on_loaded:
             self._on_loaded(info, None)
         while True:
@@ -286,14 +300,14 @@ class LlamaEngine:
                     result = self._prefill_job(job) if job.prefill else self._complete(job)
                     if not job.prefill:
                         self._count("completed")
-                    job.future.set_result(result)
+                    _succeed(job.future, result)
             except Cancelled as error:
                 if not job.prefill:
                     self._count("superseded" if isinstance(error, Superseded) else "cancelled")
-                job.future.set_exception(error)
+                _fail(job.future, error)
             except Exception as error:
                 log.exception("engine.request_failed")
-                job.future.set_exception(BackendUnavailable(f"local engine error: {error}"))
+                _fail(job.future, BackendUnavailable(f"local engine error: {error}"))
             finally:
                 with self._lock:
                     self._running = None
@@ -348,20 +362,20 @@ class LlamaEngine:
                 )
                 if done:
                     self._count("chats")
-                    job.future.set_result(job.result())
+                    _succeed(job.future, job.result())
         except Cancelled as error:
             done = True
             if not job.future.done():
-                job.future.set_exception(error)
+                _fail(job.future, error)
         except Exception as error:
             done = True
             log.exception("engine.chat_failed")
             if not job.future.done():
-                job.future.set_exception(BackendUnavailable(f"local chat failed: {error}"))
+                _fail(job.future, BackendUnavailable(f"local chat failed: {error}"))
         with self._lock:
             self._chatting = None
             if not done and self._closed:
-                job.future.set_exception(BackendUnavailable("the local engine is shut down"))
+                _fail(job.future, BackendUnavailable("the local engine is shut down"))
             elif not done:
                 self._chats.appendleft(job)
                 self._counts["chat_yields"] += 1
@@ -375,7 +389,7 @@ class LlamaEngine:
         with self._lock:
             self._closed = True
             for job in self._pending.values():
-                job.future.set_exception(error)
+                _fail(job.future, error)
             self._pending.clear()
 
     def _load(self) -> ModelInfo:

@@ -17,7 +17,7 @@ from pygls.lsp.server import LanguageServer
 
 from aiguilleur.config import data_dir
 from aiguilleur.languages import language_of
-from aiguilleur.lsp.chat import ChatError, ChatFeature, chat_path, new_chat_text, parse
+from aiguilleur.lsp.chat import YOU, ChatError, ChatFeature, chat_path, new_chat_text, parse
 from aiguilleur.lsp.uris import path_of
 from aiguilleur.runtime import NoRoute
 
@@ -161,7 +161,10 @@ def register(server: LanguageServer, session: Session) -> None:
         except OSError as error:
             raise JsonRpcInternalError(f"cannot write {path}: {error}") from error
         uri = path.as_uri()
-        await server.window_show_document_async(lsp.ShowDocumentParams(uri, take_focus=True))
+        # The cursor goes where the question is typed (or ends), ready for the user.
+        at = lsp.Position(text.split("\n").index(YOU) + 2, len(req.question.split("\n")[0]))
+        shown = lsp.ShowDocumentParams(uri, take_focus=True, selection=lsp.Range(at, at))
+        await server.window_show_document_async(shown)
         if req.question and parse(text).messages[-1].role == "user":
             await with_progress("aiguilleur chat", feature.send(uri, text_of(uri)))
         return {"uri": uri}

@@ -120,6 +120,10 @@ async def test_explain_opens_a_chat_and_streams_the_answer_into_it(
     chat_uri = result["uri"]
     assert [d.uri for d in client.shown_documents] == [chat_uri]
     text = editor.texts[chat_uri]
+    selection = client.shown_documents[0].selection
+    assert selection is not None  # the cursor ends the question
+    assert text.split("\n")[selection.start.line] == "Explain this code."
+    assert selection.start.character == len("Explain this code.")
     assert text.startswith("# Chat: m.py, lines 1-2")
     assert "## You\n\nExplain this code.\n\n```python\ndef add(a, b):" in text
     assert "## aiguilleur · vendor/chat · " in text and "tokens · $" in text
@@ -268,3 +272,9 @@ async def test_a_chat_without_arguments_is_about_the_file_being_edited(
     chat = Path(result["uri"].removeprefix("file://")).read_text()
     assert "about: " + str(chat_home.workspace / "m.py") in chat
     assert "def add(a, b):" in chat
+    # No question yet: the editor puts the cursor on the empty line where it goes.
+    [shown] = client.shown_documents
+    assert shown.selection is not None
+    at = shown.selection.start
+    lines = chat.split("\n")
+    assert lines[at.line - 2] == "## You" and lines[at.line] == "" and at.character == 0

@@ -21,13 +21,19 @@ function settings(): Record<string, unknown> {
   return vscode.workspace.getConfiguration('aiguilleur').get('settings') ?? {};
 }
 
-async function refreshStatus(): Promise<void> {
+interface ServerStatus {
+  model: { name: string } | null;
+  model_problem: string | null;
+}
+
+// Returns true while the local model is still loading, so the caller asks again soon.
+async function refreshStatus(): Promise<boolean> {
   if (!client || !status) {
-    return;
+    return false;
   }
   try {
     const [serverStatus, usage] = await Promise.all([
-      client.sendRequest<{ model: { name: string } | null }>('aiguilleur/status', {}),
+      client.sendRequest<ServerStatus>('aiguilleur/status', {}),
       client.sendRequest<UsageReport>('workspace/executeCommand', {
         command: 'aiguilleur.usage',
         arguments: [{ quiet: true }],
@@ -37,13 +43,24 @@ async function refreshStatus(): Promise<void> {
     const spent = (usage?.rows ?? [])
       .filter((r) => r.day === today)
       .reduce((sum, r) => sum + r.cost_usd + r.pending_usd, 0);
-    const model = serverStatus?.model?.name ?? 'no local model';
+    const loading = !serverStatus?.model && !serverStatus?.model_problem;
+    const model = serverStatus?.model?.name ?? (loading ? 'loading model…' : 'no local model');
     status.text = `$(rocket) ${model} · $${spent.toFixed(4)} today`;
-    status.tooltip = (usage?.budgets ?? [])
+    const budgets = (usage?.budgets ?? [])
       .map((b) => `${b.key} ${b.period}: $${b.left_usd.toFixed(2)} of $${b.limit_usd.toFixed(2)} left`)
-      .join('\n') || 'aiguilleur: no budgets configured';
+      .join('\n');
+    const problem = serverStatus?.model_problem ? `local model: ${serverStatus.model_problem}\n` : '';
+    status.tooltip = problem + (budgets || 'aiguilleur: no budgets configured');
+    return loading;
   } catch {
     status.text = '$(rocket) aiguilleur';
+    return false;
+  }
+}
+
+async function refreshWhileLoading(): Promise<void> {
+  for (let i = 0; i < 300 && (await refreshStatus()); i++) {
+    await new Promise((resolve) => setTimeout(resolve, 2000));
   }
 }
 
@@ -147,7 +164,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     status.text = '$(error) aiguilleur: not running';
     return;
   }
-  await refreshStatus();
+  void refreshWhileLoading();
   const timer = setInterval(() => void refreshStatus(), 60_000);
   context.subscriptions.push({ dispose: () => clearInterval(timer) });
 }

@@ -1,0 +1,66 @@
+"""The engine's queue when the task awaiting a request is cancelled.
+
+asyncio.wrap_future cancels the concurrent future from the event loop's thread when the
+awaiting task is cancelled, so a queued job's future can be CANCELLED before the engine
+cancels or supersedes it. Seen in VS Code, where typing cancels inline requests: the
+next request failed with InvalidStateError instead of being answered."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from aiguilleur.backends.llama import LlamaEngine
+from aiguilleur.backends.llama_model import EngineSettings
+from aiguilleur.types import FimContext, GenerationParams, Request, RequestKind
+
+
+def request(prefix: str) -> Request:
+    return Request(
+        RequestKind.COMPLETION,
+        key="session",
+        context=FimContext(path="a.py", prefix=prefix, suffix="\n"),
+        params=GenerationParams(max_tokens=4),
+    )
+
+
+def test_a_job_cancelled_by_its_waiter_can_be_cancelled_and_superseded(
+    tiny_model: Path,
+) -> None:
+    engine = LlamaEngine(tiny_model, EngineSettings(n_ctx=512, n_batch=64))
+    try:
+        engine.loaded.result(60)
+        # Holding the engine's lock keeps the worker from taking the jobs meanwhile.
+        with engine._lock:
+            first = engine.submit(request("def f():\n    return "))
+            assert first.cancel()  # what wrap_future does when the awaiting task is cancelled
+            engine.cancel(first)
+            second = engine.submit(request("def f():\n    return 1"))
+            assert second.cancel()
+            third = engine.submit(request("def f():\n    return 12"))  # supersedes `second`
+        assert third.result(60).text is not None
+        assert engine.stats().queued == 0
+    finally:
+        engine.close()
+        engine.join(30)
+
+
+async def test_cancelling_the_awaiting_task_then_asking_again_gets_an_answer(
+    tiny_model: Path,
+) -> None:
+    engine = LlamaEngine(tiny_model, EngineSettings(n_ctx=512, n_batch=64))
+    try:
+        await asyncio.wrap_future(engine.loaded)
+        with engine._lock:  # queued, not yet taken by the worker
+            waiting = asyncio.ensure_future(engine.complete(request("x = ")))
+            await asyncio.sleep(0)
+            waiting.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiting
+        answer = await engine.complete(request("x = 1"))
+        assert answer.usage.prompt_tokens > 0
+    finally:
+        engine.close()
+        engine.join(30)
