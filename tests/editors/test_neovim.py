@@ -145,13 +145,13 @@ def menu(nv: Any) -> dict[str, Any] | None:
     return info if info.get("pum_visible") and ours else None
 
 
-def accept(nv: Any) -> None:
-    nv.input("<C-y>")
+def accept(nv: Any, keys: str = "<Tab>") -> None:
+    nv.input(keys)
     wait_for("the menu to close", lambda: not nv.call("pumvisible"))
 
 
 @menu_only
-def test_typing_opens_the_menu_at_the_right_byte_column_and_ctrl_y_accepts(
+def test_typing_opens_the_menu_at_the_right_byte_column_and_tab_accepts(
     home: TestHome, tiny_model: Path
 ) -> None:
     home.write_config(f'[local]\nmodel = "{tiny_model}"\nn_ctx = 2048\n' + LOCAL)
@@ -163,14 +163,21 @@ def test_typing_opens_the_menu_at_the_right_byte_column_and_ctrl_y_accepts(
         # Neovim 0.11 asks only on trigger characters; editors/neovim makes it ask as
         # the user types, and shows the single suggestion as a selected menu entry.
         info = wait_for("the completion menu", lambda: menu(nv))
-        assert info["selected"] == 0
+        assert info["selected"] == -1  # nothing selected: Enter stays a line break
         item = info["items"][0]["user_data"]["nvim"]["lsp"]["completion_item"]
         assert nv.current.line == TYPED_LINE  # nothing typed into the buffer yet
         accept(nv)
         # The item replaced `na` (after 'é😋', 6 bytes but 3 UTF-16 units) by itself.
-        assert nv.current.line == TYPED_LINE[:-2] + item["textEdit"]["newText"]
+        accepted = TYPED_LINE[:-2] + item["textEdit"]["newText"]
+        assert nv.current.line == accepted
         assert nv.current.buffer[:][4] == "print(add(1, 2))"
         assert nv.api.get_mode()["mode"] == "i"
+        # With the menu open again (a space asks too), Enter breaks the line.
+        nv.input(" ")
+        wait_for("the completion menu", lambda: menu(nv))
+        nv.input("<CR>")
+        wait_for("a new line", lambda: len(nv.current.buffer) == 6)
+        assert nv.current.buffer[3] == accepted + " " or nv.current.buffer[3] == accepted
 
 
 @menu_only
@@ -193,7 +200,7 @@ def test_accepting_inserts_the_whole_suggestion_not_only_its_first_word(
             type_on_line_4(nv, "na")
             info = wait_for("the completion menu", lambda: menu(nv))
             assert info["items"][0]["word"] == "name.upper() + '!'"  # the whole first line
-            accept(nv)
+            accept(nv, "<C-n><C-y>")  # Neovim's own keys work as well as Tab
             lines = nv.current.buffer[:]
             cursor = nv.current.window.cursor
     assert lines[3:6] == ["s = 'é😋' + name.upper() + '!'", "print(s)", "print(add(1, 2))"]

@@ -1,6 +1,6 @@
 -- aiguilleur for Neovim 0.11+: put editors/neovim on the runtimepath, then
 --   vim.lsp.enable('aiguilleur')
--- Ghost text on Neovim 0.12+ (Tab accepts), the completion menu on 0.11 (<C-y> accepts).
+-- Ghost text on Neovim 0.12+, the completion menu on 0.11; Tab accepts on both.
 
 local function ours(item)
   return type(item) == 'table' and type(item.detail) == 'string' and item.detail:find('^aiguilleur') ~= nil
@@ -54,15 +54,26 @@ return {
         chars[#chars + 1] = string.char(i)
       end
       client.server_capabilities.completionProvider.triggerCharacters = chars
-      -- A single suggestion must show as a menu, not be typed into the buffer at once.
+      -- A single suggestion must show as a menu, typed into the buffer only when taken,
+      -- and with nothing selected, so that Enter stays a line break.
       local cot = vim.opt_global.completeopt:get()
-      if not vim.tbl_contains(cot, 'menuone') then
-        table.insert(cot, 'menuone')
-      end
-      if not vim.tbl_contains(cot, 'noselect') and not vim.tbl_contains(cot, 'noinsert') then
-        table.insert(cot, 'noinsert')
+      for _, flag in ipairs({ 'menuone', 'noselect' }) do
+        if not vim.tbl_contains(cot, flag) then
+          table.insert(cot, flag)
+        end
       end
       vim.bo[bufnr].completeopt = table.concat(cot, ',')
+      -- Tab takes our suggestion when the menu shows it, and stays Tab otherwise.
+      vim.keymap.set('i', '<Tab>', function()
+        if vim.fn.pumvisible() == 1 then
+          local info = vim.fn.complete_info({ 'selected', 'items' })
+          local entry = info.items[math.max(info.selected, 0) + 1]
+          if entry and ours(vim.tbl_get(entry, 'user_data', 'nvim', 'lsp', 'completion_item')) then
+            return info.selected >= 0 and '<C-y>' or '<C-n><C-y>'
+          end
+        end
+        return '<Tab>'
+      end, { buffer = bufnr, expr = true, desc = 'aiguilleur: accept the suggestion' })
       vim.lsp.completion.enable(true, client.id, bufnr, {
         autotrigger = true,
         -- Show and filter on the suggestion's whole first line.
