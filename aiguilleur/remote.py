@@ -15,7 +15,6 @@ from pathlib import Path
 
 import msgspec
 
-from aiguilleur.backends.base import BackendError, RateLimited, Transient
 from aiguilleur.backends.openai_compat import OpenAICompatClient, WireResult
 from aiguilleur.backends.openrouter import (
     ModelPrice,
@@ -32,6 +31,7 @@ from aiguilleur.backends.remote_fim import (
 from aiguilleur.cache.ledger import Budget, SpendLedger
 from aiguilleur.cache.responses import CachedAnswer, ResponseCache, cache_key
 from aiguilleur.config import Config, cache_dir
+from aiguilleur.errors import BackendError, RateLimited, Transient
 from aiguilleur.keys import KeyProblem, read_key
 from aiguilleur.spending import Spender
 from aiguilleur.types import Answer, ChatMessage, Completion, FimContext, Request, Route, Usage

@@ -12,7 +12,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from aiguilleur.backends.base import BackendError, BackendUnavailable, Cancelled
 from aiguilleur.backends.llama import LlamaEngine
 from aiguilleur.backends.llama_model import EngineSettings
 from aiguilleur.backends.llama_state import kv_namespace
@@ -21,6 +20,7 @@ from aiguilleur.backends.prompts import render
 from aiguilleur.cache.kv import KVStateStore, KVStoreStats
 from aiguilleur.cache.ledger import BudgetRefused
 from aiguilleur.config import Config, cache_dir, data_dir, models_dir
+from aiguilleur.errors import BackendError, BackendUnavailable, Cancelled
 from aiguilleur.languages import language_of
 from aiguilleur.privacy import find_secret, is_private
 from aiguilleur.remote import RemoteRoutes

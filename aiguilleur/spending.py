@@ -13,16 +13,16 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiguilleur.backends.base import (
+from aiguilleur.backends.openai_compat import WireResult
+from aiguilleur.backends.openrouter import ModelPrice, OpenRouterClient
+from aiguilleur.cache.ledger import Budget, Reservation, SpendLedger
+from aiguilleur.errors import (
     OutOfCredit,
     RateLimited,
     Rejected,
     StreamFailed,
     Transient,
 )
-from aiguilleur.backends.openai_compat import WireResult
-from aiguilleur.backends.openrouter import ModelPrice, OpenRouterClient
-from aiguilleur.cache.ledger import Budget, Reservation, SpendLedger
 from aiguilleur.types import ChatMessage
 
 log = logging.getLogger(__name__)

@@ -24,7 +24,6 @@ from typing import Any
 
 import msgspec
 
-from aiguilleur.backends.base import BackendUnavailable, Cancelled, Superseded
 from aiguilleur.backends.fim import FimPrompt, TokenCounter, build_prompt
 from aiguilleur.backends.llama_chat import ChatJob, ChatResult, chat_step
 from aiguilleur.backends.llama_model import (
@@ -36,6 +35,7 @@ from aiguilleur.backends.llama_model import (
 from aiguilleur.backends.llama_state import StateKeeper
 from aiguilleur.backends.postprocess import stop_point, trim_overlap
 from aiguilleur.cache.kv import KVStateStore
+from aiguilleur.errors import BackendUnavailable, Cancelled, Superseded
 from aiguilleur.types import ChatMessage, Completion, FimTokens, ModelInfo, Request, Usage
 
 log = logging.getLogger(__name__)

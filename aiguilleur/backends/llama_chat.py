@@ -11,9 +11,9 @@ from typing import Any
 
 import msgspec
 
-from aiguilleur.backends.base import Cancelled
 from aiguilleur.backends.llama_model import next_token
 from aiguilleur.backends.llama_state import StateKeeper
+from aiguilleur.errors import Cancelled
 from aiguilleur.types import ChatMessage
 
 CHATML = (

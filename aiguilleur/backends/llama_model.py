@@ -9,8 +9,8 @@ from typing import Any
 
 import msgspec
 
-from aiguilleur.backends.base import BackendUnavailable
 from aiguilleur.backends.fim import resolve_fim_tokens
+from aiguilleur.errors import BackendUnavailable
 from aiguilleur.types import FimTokens, ModelInfo
 
 

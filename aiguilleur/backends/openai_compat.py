@@ -2,7 +2,7 @@
 
 Shared by the OpenRouter backend and by any OpenAI-compatible server (llama-server,
 vLLM, Ollama, LM Studio). One pooled `httpx.AsyncClient` per key, explicit timeouts, and
-HTTP failures mapped onto the typed errors of `backends.base`. The key is held only in
+HTTP failures mapped onto the typed errors of `aiguilleur.errors`. The key is held only in
 the client's default headers: it is never part of a message, a log line or a result.
 """
 
@@ -16,7 +16,7 @@ import httpx
 import msgspec
 from httpx_sse import aconnect_sse
 
-from aiguilleur.backends.base import (
+from aiguilleur.errors import (
     OutOfCredit,
     RateLimited,
     Rejected,

@@ -10,8 +10,8 @@ from typing import Any
 
 import msgspec
 
-from aiguilleur.backends.base import BackendError, Rejected, Transient
 from aiguilleur.backends.openai_compat import OpenAICompatClient
+from aiguilleur.errors import BackendError, Rejected, Transient
 
 log = logging.getLogger(__name__)
 

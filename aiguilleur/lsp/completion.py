@@ -10,8 +10,8 @@ from collections.abc import Awaitable, Callable
 import msgspec
 from pygls.exceptions import JsonRpcRequestCancelled
 
-from aiguilleur.backends.base import Cancelled, Superseded
 from aiguilleur.config import Config
+from aiguilleur.errors import Cancelled, Superseded
 from aiguilleur.lsp.context import ContextRing, fim_context
 from aiguilleur.lsp.positions import chars_to_units, line_bounds, offset_at
 from aiguilleur.lsp.uris import path_of

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from aiguilleur.backends.base import OutOfCredit, RateLimited, Rejected, StreamFailed, Transient
 from aiguilleur.backends.openai_compat import OpenAICompatClient
 from aiguilleur.backends.openrouter import OpenRouterClient, parse_prices, provider_preferences
 from aiguilleur.cache.ledger import Budget, BudgetRefused, SpendLedger, Status
+from aiguilleur.errors import OutOfCredit, RateLimited, Rejected, StreamFailed, Transient
 from aiguilleur.spending import PriceUnknown, Spender
 from aiguilleur.types import ChatMessage
 from tests.support.fake_openrouter import Failure, FakeKey, FakeModel, FakeOpenRouter

@@ -1,10 +1,7 @@
-"""The backend interface and the errors every backend raises."""
+"""The errors backends raise and the runtime and lsp/ catch: shared by the layers, like
+the shapes in types.py, so that lsp/ needs no backend module to handle them."""
 
 from __future__ import annotations
-
-from typing import Protocol
-
-from aiguilleur.types import Completion, Request
 
 
 class BackendError(Exception):
@@ -21,14 +18,6 @@ class Cancelled(BackendError):
 
 class Superseded(Cancelled):
     """A newer request for the same document replaced this one (latest wins)."""
-
-
-class Backend(Protocol):
-    name: str
-
-    async def complete(self, request: Request) -> Completion: ...
-
-    def close(self) -> None: ...
 
 
 class RateLimited(BackendError):
