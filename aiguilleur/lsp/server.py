@@ -192,6 +192,7 @@ def build_server(user_config: Path | None = None) -> LanguageServer:
         ls: LanguageServer, params: lsp.DidChangeConfigurationParams
     ) -> None:
         session.layers.client_settings = as_settings(params.settings)
+        log.info("config.changed_by_editor tables=%s", sorted(session.layers.client_settings))
         session.reload_config()
         await asyncio.to_thread(
             session.runtime.reconfigure, session.loaded.config, session._loaded_from_thread

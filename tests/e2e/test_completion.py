@@ -140,3 +140,25 @@ async def test_binary_and_huge_documents_get_no_suggestion(model_home: TestHome)
         # ...and the server still completes normal files afterwards.
         uri = open_doc(client, model_home.workspace / "ok.py", SOURCE)
         assert await inline(client, uri, 5, 11)
+
+
+async def test_settings_sent_by_the_editor_apply_to_the_next_completion(
+    model_home: TestHome,
+) -> None:
+    # The VS Code extension sends `aiguilleur.settings` as initializationOptions, then
+    # through workspace/didChangeConfiguration when the user edits them.
+    async with lsp_session(model_home, init_options={"completion": {"max_tokens": 2}}) as client:
+        uri = open_doc(client, model_home.workspace / "s.py", SOURCE)
+        await inline(client, uri, 5, 11)
+        before = await last_completion(client, uri)
+        assert before is not None
+        client.workspace_did_change_configuration(
+            lsp.DidChangeConfigurationParams(settings={"completion": {"max_tokens": 6}})
+        )
+        # A character the suggestion does not start with: the engine runs again.
+        change_doc(client, uri, 2, 5, 11, " " if before["text"].startswith("\t") else "\t")
+        await inline(client, uri, 5, 12)
+        after = await last_completion(client, uri)
+    assert after is not None
+    assert before["usage"]["completion_tokens"] <= 2
+    assert 2 < after["usage"]["completion_tokens"] <= 6
