@@ -185,7 +185,12 @@ class FakeOpenRouter:
                     return self._error(403, "Key limit exceeded (daily limit)")
                 fake._answer(self, url.path, body, key, model, failure)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(ThreadingHTTPServer):
+            # The stdlib's backlog of 5 resets connections when hundreds arrive at once
+            # (the concurrency tests); a real API's front end does not.
+            request_queue_size = 1024
+
+        self._server = Server(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
