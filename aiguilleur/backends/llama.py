@@ -7,6 +7,8 @@ after the first one that differs; cancellation is checked between evaluation sli
 between generated tokens. With a KV state store, a stored state that shares more of the
 prompt than the live context is restored first, and the live state is saved when the
 user pauses, before it is overwritten, and at shutdown (see llama_state.StateKeeper).
+This module is the queue and the thread; llama_fim runs one completion, llama_chat one
+step of a chat answer.
 """
 
 from __future__ import annotations
@@ -24,29 +26,19 @@ from typing import Any
 
 import msgspec
 
-from aiguilleur.backends.fim import FimPrompt, TokenCounter, build_prompt
 from aiguilleur.backends.llama_chat import ChatJob, ChatResult, chat_step
-from aiguilleur.backends.llama_model import (
-    EngineSettings,
-    load_model,
-    next_token,
-    tokenize,
-)
+from aiguilleur.backends.llama_fim import FimJob, FimRunner
+from aiguilleur.backends.llama_model import EngineSettings, load_model
 from aiguilleur.backends.llama_state import StateKeeper
-from aiguilleur.backends.postprocess import stop_point, trim_overlap
 from aiguilleur.cache.kv import KVStateStore
 from aiguilleur.errors import BackendUnavailable, Cancelled, Superseded
-from aiguilleur.types import ChatMessage, Completion, FimTokens, ModelInfo, Request, Usage
+from aiguilleur.types import ChatMessage, Completion, ModelInfo, Request
 
 log = logging.getLogger(__name__)
 
-# Tokens kept free at the end of the context for generation, beyond max_tokens.
-_CTX_MARGIN = 8
 # After this long without requests, the live state is saved if no stored state holds
 # it. Keystrokes come faster than this; a pause to think does not.
 _IDLE_SAVE_S = 0.75
-# Tokens per evaluation slice of an idle prefill (tens of ms on a laptop CPU).
-_PREFILL_SLICE = 32
 
 
 def _fail(future: concurrent.futures.Future[Any], error: BaseException) -> None:
@@ -84,26 +76,6 @@ class EngineStats(msgspec.Struct, frozen=True):
     chat_yields: int = 0  # times a chat answer stepped aside for a completion
 
 
-class _Job:
-    __slots__ = ("cancel", "future", "prefill", "reason", "request", "submitted")
-
-    def __init__(self, request: Request, prefill: bool = False) -> None:
-        self.request = request
-        self.prefill = prefill
-        self.cancel = threading.Event()
-        self.reason = "cancelled"
-        self.future: concurrent.futures.Future[Completion] = concurrent.futures.Future()
-        self.submitted = time.perf_counter()
-
-    def abort(self, reason: str) -> None:
-        self.reason = reason
-        self.cancel.set()
-
-    def check(self) -> None:
-        if self.cancel.is_set():
-            raise Superseded(self.reason) if self.reason == "superseded" else Cancelled(self.reason)
-
-
 class LlamaEngine:
     """Backend `local`: completions from a GGUF model loaded in this process."""
 
@@ -120,14 +92,14 @@ class LlamaEngine:
         self.settings = settings
         self._on_loaded = on_loaded
         self._keeper = StateKeeper(store if settings.reuse_prefix else None, self._count)
-        self._prefill: _Job | None = None
+        self._prefill: FimJob | None = None
         self._chats: deque[ChatJob] = deque()
         self._chatting: ChatJob | None = None
         self._idle_save_at: float | None = None
         self.loaded: concurrent.futures.Future[ModelInfo] = concurrent.futures.Future()
         self._lock = threading.Condition()
-        self._pending: OrderedDict[str, _Job] = OrderedDict()
-        self._running: _Job | None = None
+        self._pending: OrderedDict[str, FimJob] = OrderedDict()
+        self._running: FimJob | None = None
         self._closed = False
         self._counts = {
             "completed": 0,
@@ -147,15 +119,14 @@ class LlamaEngine:
             "chat_yields": 0,
         }
         self._llm: Any = None
-        self._fim: FimTokens | None = None
-        self._tokens: TokenCounter | None = None
+        self._runner: FimRunner | None = None
         self._thread = threading.Thread(target=self._run, name="llama-engine", daemon=True)
         self._thread.start()
 
     # -- public API (any thread / the event loop) ---------------------------------------
 
     def submit(self, request: Request) -> concurrent.futures.Future[Completion]:
-        job = _Job(request)
+        job = FimJob(request)
         with self._lock:
             if self._closed:
                 _fail(job.future, BackendUnavailable("the local engine is shut down"))
@@ -182,7 +153,7 @@ class LlamaEngine:
                 return
             if self._prefill is not None:
                 self._prefill.future.cancel()
-            self._prefill = _Job(request, prefill=True)
+            self._prefill = FimJob(request, prefill=True)
             self._lock.notify()
 
     async def chat(
@@ -297,7 +268,9 @@ class LlamaEngine:
                 continue
             try:
                 if job.future.set_running_or_notify_cancel():
-                    result = self._prefill_job(job) if job.prefill else self._complete(job)
+                    runner = self._runner
+                    assert runner is not None  # set before the first job is taken
+                    result = runner.prefill(job) if job.prefill else runner.complete(job)
                     if not job.prefill:
                         self._count("completed")
                     _succeed(job.future, result)
@@ -315,7 +288,7 @@ class LlamaEngine:
         self._keeper.save_if_dirty(self._llm)  # the next start begins where this one ends
         self._llm = None
 
-    def _next_job(self) -> _Job | None:
+    def _next_job(self) -> FimJob | None:
         """The next request, else a prefill, else None when closing or when it is time
         for an idle save."""
         with self._lock:
@@ -394,151 +367,14 @@ class LlamaEngine:
 
     def _load(self) -> ModelInfo:
         llm, fim, info = load_model(self.model_path, self.settings)
-        self._llm, self._fim = llm, fim
-        self._tokens = TokenCounter(self._tokenize)
-        return info
-
-    def _tokenize(self, text: str) -> list[int]:
-        return tokenize(self._llm, text)
-
-    def _prompt(self, req: Request) -> tuple[FimPrompt, list[int]]:
-        """The FIM prompt and its tokens, cut to fit the context."""
-        fim = self._fim
-        if fim is None or self._tokens is None:
-            raise BackendUnavailable(
-                f"{self.model_path.name} has no fill-in-the-middle tokens: use a code model "
-                "(e.g. Qwen2.5-Coder; `aiguilleur pull`)"
-            )
-        room = self.settings.n_ctx - req.params.max_tokens - _CTX_MARGIN
-        budget = max(16, min(req.prefix_tokens, room - req.suffix_tokens))
-        extra = max(0, min(req.extra_tokens, room - req.suffix_tokens - budget))
-        prompt = build_prompt(
-            req.context,
+        self._llm = llm
+        self._runner = FimRunner(
+            llm,
             fim,
-            self._tokenize,
-            self._tokens,
-            prefix_tokens=budget,
-            suffix_tokens=req.suffix_tokens,
-            extra_tokens=extra,
+            self.settings,
+            self._keeper,
+            self.model_path.name,
+            self._count,
+            lambda: bool(self._pending),
         )
-        tokens = prompt.tokens
-        if len(tokens) > room:  # only when the budgets themselves exceed the context
-            tokens = tokens[-room:]
-        return prompt, tokens
-
-    def _complete(self, job: _Job) -> Completion:
-        req = job.request
-        started = time.perf_counter()
-        queue_ms = (started - job.submitted) * 1000
-        _, tokens = self._prompt(req)
-        # Reuse the KV cache (live, else a stored state) up to the first differing token.
-        n_past, restored = 0, 0
-        if self.settings.reuse_prefix:
-            n_past, restored = self._keeper.reuse(self._llm, tokens)
-        n_past = min(n_past, len(tokens) - 1)  # the last prompt token must be evaluated
-        restore_ms = (time.perf_counter() - started) * 1000
-        self._eval(job, tokens, n_past)
-        prompt_done = time.perf_counter()
-
-        text, n_gen, reason = self._generate(job, prompt_done)
-        text = trim_overlap(text, req.context.suffix)
-        finished = time.perf_counter()
-        usage = Usage(
-            prompt_tokens=len(tokens),
-            evaluated_tokens=len(tokens) - n_past,
-            reused_tokens=n_past,
-            restored_tokens=restored,
-            completion_tokens=n_gen,
-            prompt_ms=(prompt_done - started) * 1000,
-            restore_ms=restore_ms,
-            generation_ms=(finished - prompt_done) * 1000,
-            queue_ms=queue_ms,
-        )
-        log.debug(
-            "engine.done prompt=%d evaluated=%d restored=%d generated=%d prompt_ms=%.1f "
-            "gen_ms=%.1f",
-            usage.prompt_tokens,
-            usage.evaluated_tokens,
-            restored,
-            n_gen,
-            usage.prompt_ms,
-            usage.generation_ms,
-        )
-        return Completion(
-            text, usage, route="local", model=self.model_path.name, stop_reason=reason
-        )
-
-    def _prefill_job(self, job: _Job) -> Completion:
-        prompt, tokens = self._prompt(job.request)
-        target = min(prompt.prefix_end, len(tokens))
-        log.debug(
-            "prefill.start path=%s tokens=%d target=%d",
-            job.request.context.path,
-            len(tokens),
-            target,
-        )
-        n_past, _ = self._keeper.reuse(self._llm, tokens[:target])
-        done = self._eval(job, tokens[:target], n_past, yield_to_requests=True)
-        self._count("prefilled", done)
-        return Completion("", Usage(evaluated_tokens=done), route="local", model="")
-
-    def _eval(
-        self, job: _Job, tokens: list[int], n_past: int, yield_to_requests: bool = False
-    ) -> int:
-        """Evaluate tokens[n_past:] in slices, checking for cancellation between them.
-        Returns how many were evaluated (a prefill stops early when a request arrives)."""
-        llm = self._llm
-        llm.n_tokens = n_past
-        self._keeper.truncated(n_past)
-        # A prefill runs in small slices: a request waits for at most one of them.
-        batch = (
-            min(self.settings.n_batch, _PREFILL_SLICE)
-            if yield_to_requests
-            else self.settings.n_batch
-        )
-        done = 0
-        for i in range(n_past, len(tokens), batch):
-            job.check()
-            if yield_to_requests and self._pending:
-                break
-            piece = tokens[i : i + batch]
-            llm.eval(piece)
-            done += len(piece)
-            self._count("evaluated", len(piece))
-        return done
-
-    def _generate(self, job: _Job, t0: float) -> tuple[str, int, str]:
-        import llama_cpp
-
-        llm = self._llm
-        gen = job.request.params
-        assert self._fim is not None
-        stops = self._fim.stops
-        vocab = llm._model.vocab
-        deadline = t0 + gen.time_budget_ms / 1000
-        raw = b""
-        n = 0
-        reason = "length"
-        text = ""
-        while n < gen.max_tokens:
-            job.check()
-            if time.perf_counter() > deadline:
-                reason = "time"
-                break
-            token = next_token(llm, gen.temperature)
-            if token in stops or llama_cpp.llama_vocab_is_eog(vocab, token):
-                reason = "eog"
-                break
-            raw += llm.detokenize([token])
-            n += 1
-            text = raw.decode("utf-8", errors="ignore")
-            cut = stop_point(text, single_line=gen.single_line, min_indent=gen.min_indent)
-            if cut is not None:
-                return text[:cut], n, "boundary"
-            self._count("generated")
-            if n < gen.max_tokens:
-                if llm.n_tokens >= self.settings.n_ctx - 1:
-                    reason = "context"
-                    break
-                llm.eval([token])
-        return text, n, reason
+        return info

@@ -1,0 +1,215 @@
+"""One fill-in-the-middle request on the engine thread: the prompt cut to fit the
+context, the KV cache reused up to the first differing token, evaluation in slices
+(checking for cancellation between them), and generation token by token until a stop.
+
+The queue that decides which request runs lives in llama.py; this module only runs one.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aiguilleur.backends.fim import FimPrompt, TokenCounter, build_prompt
+from aiguilleur.backends.llama_model import EngineSettings, next_token, tokenize
+from aiguilleur.backends.llama_state import StateKeeper
+from aiguilleur.backends.postprocess import stop_point, trim_overlap
+from aiguilleur.errors import BackendUnavailable, Cancelled, Superseded
+from aiguilleur.types import Completion, FimTokens, Request, Usage
+
+log = logging.getLogger(__name__)
+
+# Tokens kept free at the end of the context for generation, beyond max_tokens.
+_CTX_MARGIN = 8
+# Tokens per evaluation slice of an idle prefill (tens of ms on a laptop CPU).
+_PREFILL_SLICE = 32
+
+
+class FimJob:
+    __slots__ = ("cancel", "future", "prefill", "reason", "request", "submitted")
+
+    def __init__(self, request: Request, prefill: bool = False) -> None:
+        self.request = request
+        self.prefill = prefill
+        self.cancel = threading.Event()
+        self.reason = "cancelled"
+        self.future: concurrent.futures.Future[Completion] = concurrent.futures.Future()
+        self.submitted = time.perf_counter()
+
+    def abort(self, reason: str) -> None:
+        self.reason = reason
+        self.cancel.set()
+
+    def check(self) -> None:
+        if self.cancel.is_set():
+            raise Superseded(self.reason) if self.reason == "superseded" else Cancelled(self.reason)
+
+
+class FimRunner:
+    """Runs FIM jobs on the loaded model. Called only from the engine thread."""
+
+    def __init__(
+        self,
+        llm: Any,
+        fim: FimTokens | None,
+        settings: EngineSettings,
+        keeper: StateKeeper,
+        model_name: str,
+        count: Callable[[str, int], None],
+        waiting: Callable[[], bool],
+    ) -> None:
+        self.llm = llm
+        self.fim = fim
+        self.settings = settings
+        self.keeper = keeper
+        self.model_name = model_name
+        self.count = count
+        self.waiting = waiting  # a request is queued: a prefill stops for it
+        self.tokens = TokenCounter(self.tokenize)
+
+    def tokenize(self, text: str) -> list[int]:
+        return tokenize(self.llm, text)
+
+    def prompt(self, req: Request) -> tuple[FimPrompt, list[int]]:
+        """The FIM prompt and its tokens, cut to fit the context."""
+        fim = self.fim
+        if fim is None:
+            raise BackendUnavailable(
+                f"{self.model_name} has no fill-in-the-middle tokens: use a code model "
+                "(e.g. Qwen2.5-Coder; `aiguilleur pull`)"
+            )
+        room = self.settings.n_ctx - req.params.max_tokens - _CTX_MARGIN
+        budget = max(16, min(req.prefix_tokens, room - req.suffix_tokens))
+        extra = max(0, min(req.extra_tokens, room - req.suffix_tokens - budget))
+        prompt = build_prompt(
+            req.context,
+            fim,
+            self.tokenize,
+            self.tokens,
+            prefix_tokens=budget,
+            suffix_tokens=req.suffix_tokens,
+            extra_tokens=extra,
+        )
+        tokens = prompt.tokens
+        if len(tokens) > room:  # only when the budgets themselves exceed the context
+            tokens = tokens[-room:]
+        return prompt, tokens
+
+    def complete(self, job: FimJob) -> Completion:
+        req = job.request
+        started = time.perf_counter()
+        queue_ms = (started - job.submitted) * 1000
+        _, tokens = self.prompt(req)
+        # Reuse the KV cache (live, else a stored state) up to the first differing token.
+        n_past, restored = 0, 0
+        if self.settings.reuse_prefix:
+            n_past, restored = self.keeper.reuse(self.llm, tokens)
+        n_past = min(n_past, len(tokens) - 1)  # the last prompt token must be evaluated
+        restore_ms = (time.perf_counter() - started) * 1000
+        self._eval(job, tokens, n_past)
+        prompt_done = time.perf_counter()
+
+        text, n_gen, reason = self._generate(job, prompt_done)
+        text = trim_overlap(text, req.context.suffix)
+        finished = time.perf_counter()
+        usage = Usage(
+            prompt_tokens=len(tokens),
+            evaluated_tokens=len(tokens) - n_past,
+            reused_tokens=n_past,
+            restored_tokens=restored,
+            completion_tokens=n_gen,
+            prompt_ms=(prompt_done - started) * 1000,
+            restore_ms=restore_ms,
+            generation_ms=(finished - prompt_done) * 1000,
+            queue_ms=queue_ms,
+        )
+        log.debug(
+            "engine.done prompt=%d evaluated=%d restored=%d generated=%d prompt_ms=%.1f "
+            "gen_ms=%.1f",
+            usage.prompt_tokens,
+            usage.evaluated_tokens,
+            restored,
+            n_gen,
+            usage.prompt_ms,
+            usage.generation_ms,
+        )
+        return Completion(text, usage, route="local", model=self.model_name, stop_reason=reason)
+
+    def prefill(self, job: FimJob) -> Completion:
+        prompt, tokens = self.prompt(job.request)
+        target = min(prompt.prefix_end, len(tokens))
+        log.debug(
+            "prefill.start path=%s tokens=%d target=%d",
+            job.request.context.path,
+            len(tokens),
+            target,
+        )
+        n_past, _ = self.keeper.reuse(self.llm, tokens[:target])
+        done = self._eval(job, tokens[:target], n_past, yield_to_requests=True)
+        self.count("prefilled", done)
+        return Completion("", Usage(evaluated_tokens=done), route="local", model="")
+
+    def _eval(
+        self, job: FimJob, tokens: list[int], n_past: int, yield_to_requests: bool = False
+    ) -> int:
+        """Evaluate tokens[n_past:] in slices, checking for cancellation between them.
+        Returns how many were evaluated (a prefill stops early when a request arrives)."""
+        llm = self.llm
+        llm.n_tokens = n_past
+        self.keeper.truncated(n_past)
+        # A prefill runs in small slices: a request waits for at most one of them.
+        batch = (
+            min(self.settings.n_batch, _PREFILL_SLICE)
+            if yield_to_requests
+            else self.settings.n_batch
+        )
+        done = 0
+        for i in range(n_past, len(tokens), batch):
+            job.check()
+            if yield_to_requests and self.waiting():
+                break
+            piece = tokens[i : i + batch]
+            llm.eval(piece)
+            done += len(piece)
+            self.count("evaluated", len(piece))
+        return done
+
+    def _generate(self, job: FimJob, t0: float) -> tuple[str, int, str]:
+        import llama_cpp
+
+        llm = self.llm
+        gen = job.request.params
+        assert self.fim is not None
+        stops = self.fim.stops
+        vocab = llm._model.vocab
+        deadline = t0 + gen.time_budget_ms / 1000
+        raw = b""
+        n = 0
+        reason = "length"
+        text = ""
+        while n < gen.max_tokens:
+            job.check()
+            if time.perf_counter() > deadline:
+                reason = "time"
+                break
+            token = next_token(llm, gen.temperature)
+            if token in stops or llama_cpp.llama_vocab_is_eog(vocab, token):
+                reason = "eog"
+                break
+            raw += llm.detokenize([token])
+            n += 1
+            text = raw.decode("utf-8", errors="ignore")
+            cut = stop_point(text, single_line=gen.single_line, min_indent=gen.min_indent)
+            if cut is not None:
+                return text[:cut], n, "boundary"
+            self.count("generated", 1)
+            if n < gen.max_tokens:
+                if llm.n_tokens >= self.settings.n_ctx - 1:
+                    reason = "context"
+                    break
+                llm.eval([token])
+        return text, n, reason
