@@ -33,22 +33,30 @@ DEFAULT_PRIVATE = (
     ".gnupg/**",
 )
 
-# Shapes of secrets, by name. A match keeps the request local; the name (never the
-# match) may be shown to the user.
-SECRET_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("private key", re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----")),
-    ("AWS access key", re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b")),
-    ("GitHub token", re.compile(r"\bgh[pousr]_[A-Za-z0-9]{36,}\b")),
-    ("GitHub token", re.compile(r"\bgithub_pat_[A-Za-z0-9_]{40,}\b")),
+# Shapes of secrets, by name, each with literal hints: a pattern runs only on text that
+# holds one of its hints (case-insensitively where the pattern is), since a regex that
+# starts with \b tries every position (~0.25 ms per pattern on a 9 KB window) while a
+# substring test costs microseconds, and this runs at every keystroke.
+SECRET_PATTERNS: tuple[tuple[str, tuple[str, ...], re.Pattern[str]], ...] = (
+    ("private key", ("-----BEGIN ",), re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----")),
+    ("AWS access key", ("AKIA", "ASIA"), re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b")),
+    (
+        "GitHub token",
+        ("ghp_", "gho_", "ghu_", "ghs_", "ghr_"),
+        re.compile(r"\bgh[pousr]_[A-Za-z0-9]{36,}\b"),
+    ),
+    ("GitHub token", ("github_pat_",), re.compile(r"\bgithub_pat_[A-Za-z0-9_]{40,}\b")),
     (
         "OpenRouter/OpenAI/Anthropic key",
+        ("sk-",),
         re.compile(r"\bsk-(?:or-v1-|ant-|proj-)?[A-Za-z0-9_-]{20,}"),
     ),
-    ("Slack token", re.compile(r"\bxox[abprs]-[A-Za-z0-9-]{10,}")),
-    ("Google API key", re.compile(r"\bAIza[0-9A-Za-z_-]{35}\b")),
-    ("Stripe key", re.compile(r"\b[rs]k_live_[0-9A-Za-z]{20,}")),
+    ("Slack token", ("xox",), re.compile(r"\bxox[abprs]-[A-Za-z0-9-]{10,}")),
+    ("Google API key", ("AIza",), re.compile(r"\bAIza[0-9A-Za-z_-]{35}\b")),
+    ("Stripe key", ("k_live_",), re.compile(r"\b[rs]k_live_[0-9A-Za-z]{20,}")),
     (
         "password assignment",
+        ("password", "passwd", "secret", "api_key", "apikey", "token"),
         re.compile(
             r"""(?i)\b(?:password|passwd|secret|api_?key|token)\s*[:=]\s*['"][^'"\s]{8,}['"]"""
         ),
@@ -78,7 +86,9 @@ def is_private(path: str, extra_globs: tuple[str, ...] | list[str] = ()) -> bool
 
 def find_secret(text: str) -> str | None:
     """The kind of the first secret-shaped string in `text`, or None."""
-    for name, pattern in SECRET_PATTERNS:
-        if pattern.search(text):
+    folded = text.lower()
+    for name, hints, pattern in SECRET_PATTERNS:
+        where = folded if pattern.flags & re.IGNORECASE else text
+        if any(h in where for h in hints) and pattern.search(text):
             return name
     return None

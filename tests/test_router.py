@@ -126,6 +126,17 @@ def test_user_globs_add_to_the_defaults() -> None:
         ("token: ghp_" + "a" * 36, "GitHub token"),
         ('OPENROUTER = "sk-or-v1-' + "0" * 40 + '"', "OpenRouter/OpenAI/Anthropic key"),
         ('password = "hunter2hunter2"', "password assignment"),
+        # Every pattern only runs when one of its literal hints is in the text: one case
+        # per hint family, so that a wrong hint shows up here.
+        ("creds = 'ASIAIOSFODNN7EXAMPLE'", "AWS access key"),
+        ("x = 'gho_" + "b" * 36 + "'", "GitHub token"),
+        ("x = 'github_pat_" + "c" * 40 + "'", "GitHub token"),
+        ("x = 'sk-ant-" + "d" * 30 + "'", "OpenRouter/OpenAI/Anthropic key"),
+        ("x = 'xoxp-1234567890-abc'", "Slack token"),
+        ("x = 'AIza" + "e" * 35 + "'", "Google API key"),
+        ("x = 'rk_live_" + "f" * 24 + "'", "Stripe key"),
+        ('API_KEY = "0123456789abcdef"', "password assignment"),
+        ('self.Token: "abcdefgh12345678"', "password assignment"),
         ("def add(a, b):\n    return a + b\n", None),
         ("password = input('password: ')", None),
     ],
