@@ -134,6 +134,27 @@ def read(log: Path) -> str:
     return log.read_text() if log.exists() else ""
 
 
+def workspace(home: TestHome, tiny_model: Path, routes: str = "") -> Path:
+    """The tiny model as the local route (plus `routes`), and the file to edit."""
+    home.write_config(f'[local]\nmodel = "{tiny_model}"\nn_ctx = 2048\n' + LOCAL + routes)
+    src = home.workspace / "m.py"
+    src.write_text(SOURCE)
+    return src
+
+
+@contextmanager
+def known_suggestion(home: TestHome, tiny_model: Path) -> Iterator[tuple[FakeOpenRouter, Path]]:
+    """A suggestion known in advance, with spaces and a second line: the completion route
+    is the fake, as an openai-compatible server, answering "me.upper() + '!'\\nprint(s)"."""
+    reply = "me.upper() + '!'\nprint(s)"
+    with FakeOpenRouter(models=[FakeModel("vendor/coder", reply=reply)], anonymous=True) as fake:
+        routes = (
+            '[[routes.completion]]\nname = "team"\nbackend = "openai-compatible"\n'
+            f'base_url = "{fake.base_url}"\nmodel = "vendor/coder"\n'
+        )
+        yield fake, workspace(home, tiny_model, routes)
+
+
 def type_on_line_4(nv: Any, text: str) -> None:
     nv.command("call cursor(4, 1)")
     nv.input("A" + text)
@@ -154,9 +175,7 @@ def accept(nv: Any, keys: str = "<Tab>") -> None:
 def test_typing_opens_the_menu_at_the_right_byte_column_and_tab_accepts(
     home: TestHome, tiny_model: Path
 ) -> None:
-    home.write_config(f'[local]\nmodel = "{tiny_model}"\nn_ctx = 2048\n' + LOCAL)
-    src = home.workspace / "m.py"
-    src.write_text(SOURCE)
+    src = workspace(home, tiny_model)
     with neovim(home, src) as nv:
         assert nv.exec_lua("return vim.lsp.get_clients()[1].offset_encoding") == "utf-8"
         type_on_line_4(nv, "na")
@@ -186,23 +205,13 @@ def test_accepting_inserts_the_whole_suggestion_not_only_its_first_word(
 ) -> None:
     # A remote route (the fake, as an openai-compatible server) makes the suggestion
     # known: spaces and a second line, which Neovim 0.11 would cut at the first space.
-    reply = "me.upper() + '!'\nprint(s)"
-    with FakeOpenRouter(models=[FakeModel("vendor/coder", reply=reply)], anonymous=True) as fake:
-        home.write_config(
-            f'[local]\nmodel = "{tiny_model}"\nn_ctx = 2048\n'
-            + LOCAL
-            + '[[routes.completion]]\nname = "team"\nbackend = "openai-compatible"\n'
-            f'base_url = "{fake.base_url}"\nmodel = "vendor/coder"\n'
-        )
-        src = home.workspace / "m.py"
-        src.write_text(SOURCE)
-        with neovim(home, src) as nv:
-            type_on_line_4(nv, "na")
-            info = wait_for("the completion menu", lambda: menu(nv))
-            assert info["items"][0]["word"] == "name.upper() + '!'"  # the whole first line
-            accept(nv, "<C-n><C-y>")  # Neovim's own keys work as well as Tab
-            lines = nv.current.buffer[:]
-            cursor = nv.current.window.cursor
+    with known_suggestion(home, tiny_model) as (_fake, src), neovim(home, src) as nv:
+        type_on_line_4(nv, "na")
+        info = wait_for("the completion menu", lambda: menu(nv))
+        assert info["items"][0]["word"] == "name.upper() + '!'"  # the whole first line
+        accept(nv, "<C-n><C-y>")  # Neovim's own keys work as well as Tab
+        lines = nv.current.buffer[:]
+        cursor = nv.current.window.cursor
     assert lines[3:6] == ["s = 'é😋' + name.upper() + '!'", "print(s)", "print(add(1, 2))"]
     assert tuple(cursor) == (5, len("print(s)"))
 
@@ -210,9 +219,7 @@ def test_accepting_inserts_the_whole_suggestion_not_only_its_first_word(
 def test_a_code_action_resolves_and_applies_and_a_chat_streams_into_a_buffer(
     home: TestHome, tiny_model: Path
 ) -> None:
-    home.write_config(f'[local]\nmodel = "{tiny_model}"\nn_ctx = 2048\n' + LOCAL)
-    src = home.workspace / "m.py"
-    src.write_text(SOURCE)
+    src = workspace(home, tiny_model)
     with neovim(home, src) as nv:
         before = nv.current.buffer[:]
         # The user's path: vim.lsp.buf.code_action, which resolves the chosen action and
@@ -261,27 +268,17 @@ return table.concat(parts)
 def test_ghost_text_appears_as_the_user_types_and_tab_accepts_it(
     home: TestHome, tiny_model: Path
 ) -> None:
-    reply = "me.upper() + '!'\nprint(s)"
-    with FakeOpenRouter(models=[FakeModel("vendor/coder", reply=reply)], anonymous=True) as fake:
-        home.write_config(
-            f'[local]\nmodel = "{tiny_model}"\nn_ctx = 2048\n'
-            + LOCAL
-            + '[[routes.completion]]\nname = "team"\nbackend = "openai-compatible"\n'
-            f'base_url = "{fake.base_url}"\nmodel = "vendor/coder"\n'
-        )
-        src = home.workspace / "m.py"
-        src.write_text(SOURCE)
-        with neovim(home, src) as nv:
-            type_on_line_4(nv, "na")
-            ghost = wait_for("ghost text", lambda: nv.exec_lua(GHOST_TEXT))
-            assert nv.current.line == TYPED_LINE  # shown, not inserted
-            nv.input("<Tab>")
-            wait_for("the suggestion to be inserted", lambda: nv.current.line != TYPED_LINE)
-            lines = nv.current.buffer[:]
-            # Tab with no suggestion stays Tab.
-            fake.models[0].reply = ""
-            nv.input("<Esc>GA<Tab>")
-            # (the python ftplugin makes Tab insert four spaces)
-            wait_for("a typed Tab", lambda: nv.current.buffer[:][-1] == "print(add(1, 2))    ")
+    with known_suggestion(home, tiny_model) as (fake, src), neovim(home, src) as nv:
+        type_on_line_4(nv, "na")
+        ghost = wait_for("ghost text", lambda: nv.exec_lua(GHOST_TEXT))
+        assert nv.current.line == TYPED_LINE  # shown, not inserted
+        nv.input("<Tab>")
+        wait_for("the suggestion to be inserted", lambda: nv.current.line != TYPED_LINE)
+        lines = nv.current.buffer[:]
+        # Tab with no suggestion stays Tab.
+        fake.models[0].reply = ""
+        nv.input("<Esc>GA<Tab>")
+        # (the python ftplugin makes Tab insert four spaces)
+        wait_for("a typed Tab", lambda: nv.current.buffer[:][-1] == "print(add(1, 2))    ")
     assert "me.upper() + '!'" in ghost
     assert lines[3:6] == ["s = 'é😋' + name.upper() + '!'", "print(s)", "print(add(1, 2))"]
