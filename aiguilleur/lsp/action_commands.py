@@ -44,6 +44,13 @@ def register(
         listed = session.actions.list(doc.uri, doc.source, doc.version, params, resolvable())
         return listed + chat_actions(doc.uri, doc.source, params)
 
+    def is_ours(data: Any) -> bool:
+        try:
+            msgspec.convert(data, ActionData)
+        except (msgspec.ValidationError, TypeError):
+            return False
+        return True
+
     async def action_edit(data: Any) -> tuple[lsp.WorkspaceEdit, Answer]:
         await session.ready()
         try:
@@ -69,9 +76,13 @@ def register(
 
     @server.feature(lsp.CODE_ACTION_RESOLVE)
     async def code_action_resolve(ls: LanguageServer, action: lsp.CodeAction) -> lsp.CodeAction:
+        if not is_ours(action.data):
+            # Helix resolves every action before running it, including those that carry
+            # only a command (Explain, Ask, Send) and other servers' ones: nothing to add.
+            return action
         edit, answer = await action_edit(action.data)
         action.edit = edit
-        log_paid(answer)
+        session.log_paid(answer.model, answer.route, answer.usage)
         return action
 
     @server.command(ACTION_COMMAND)
@@ -79,21 +90,10 @@ def register(
         if not args:
             raise JsonRpcInvalidParams("aiguilleur.action needs the action as its argument")
         edit, answer = await action_edit(args[0])
-        log_paid(answer)
+        session.log_paid(answer.model, answer.route, answer.usage)
         result = await server.workspace_apply_edit_async(
             lsp.ApplyWorkspaceEditParams(edit=edit, label="aiguilleur")
         )
         if not result.applied:
             session.show(f"aiguilleur: the editor did not apply the edit ({result.failure_reason})")
         return {"applied": result.applied}
-
-    def log_paid(answer: Answer) -> None:
-        u = answer.usage
-        if u.cost_usd > 0:
-            server.window_log_message(
-                lsp.LogMessageParams(
-                    type=lsp.MessageType.Info,
-                    message=f"aiguilleur: {answer.model} via {answer.route}: {u.prompt_tokens} "
-                    f"tokens in, {u.completion_tokens} out, ${u.cost_usd:.6f}",
-                )
-            )

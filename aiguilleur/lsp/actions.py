@@ -17,6 +17,7 @@ from lsprotocol import types as lsp
 
 from aiguilleur.config import Config
 from aiguilleur.lsp.positions import chars_to_units
+from aiguilleur.lsp.sanitize import for_editor
 from aiguilleur.lsp.uris import path_of
 from aiguilleur.testfiles import TestTarget, test_target
 from aiguilleur.types import ActionRequest, Answer
@@ -166,9 +167,10 @@ class ActionsFeature:
         answer = await self._ask(request)
         if current_version() != data.version:
             raise StaleEdit("the document changed while the answer was computed; run it again")
+        produced = code_only(for_editor(answer.text))
         if target is not None:
-            return self._test_file_edit(target, code_only(answer.text)), answer
-        new_code = reindent(code_only(answer.text), code)
+            return self._test_file_edit(target, produced), answer
+        new_code = reindent(produced, code)
         last = data.end_line + 1
         if last < len(lines):
             end, new_text = lsp.Position(last, 0), new_code + "\n"

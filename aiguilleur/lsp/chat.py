@@ -32,6 +32,7 @@ from pathlib import Path
 import msgspec
 
 from aiguilleur.lsp.positions import chars_to_units
+from aiguilleur.lsp.sanitize import for_editor
 from aiguilleur.types import Answer, ChatMessage
 
 YOU = "## You"
@@ -125,7 +126,9 @@ class ChatFeature:
         await doc.append(f"\n{BOT} …\n\n")
         heading_line = doc.line_count() - 3
         pending: list[str] = []
-        task = asyncio.ensure_future(self._ask(turns.about or uri, turns.messages, pending.append))
+        task = asyncio.ensure_future(
+            self._ask(turns.about or uri, turns.messages, lambda t: pending.append(for_editor(t)))
+        )
         try:
             while not task.done():
                 await asyncio.wait({task}, timeout=FLUSH_S)
@@ -144,7 +147,8 @@ class ChatFeature:
         if pending:
             await doc.append("".join(pending))
         u = answer.usage
-        heading = answer_heading(answer.model, u.prompt_tokens + u.completion_tokens, u.cost_usd)
+        tokens = u.prompt_tokens + u.completion_tokens
+        heading = answer_heading(for_editor(answer.model), tokens, u.cost_usd)
         await doc.replace_line(heading_line, heading)
         await doc.append(f"\n\n{YOU}\n\n")
         return answer

@@ -14,6 +14,7 @@ from aiguilleur.config import Config
 from aiguilleur.errors import Cancelled, Superseded
 from aiguilleur.lsp.context import ContextRing, fim_context
 from aiguilleur.lsp.positions import chars_to_units, line_bounds, offset_at
+from aiguilleur.lsp.sanitize import for_editor
 from aiguilleur.lsp.uris import path_of
 from aiguilleur.types import Completion, GenerationParams, Request, RequestKind, Usage
 
@@ -128,14 +129,14 @@ class CompletionFeature:
 
         def make(completion: Completion, typed: bool, usage: Usage) -> Suggestion:
             return Suggestion(
-                text=completion.text,
+                text=for_editor(completion.text),
                 line=line,
                 character=char_units,
                 word_start=char_units - word_units,
                 word=word,
                 usage=usage,
                 route=completion.route,
-                model=completion.model,
+                model=for_editor(completion.model),
                 typed_through=typed,
             )
 

@@ -20,9 +20,10 @@ from aiguilleur.lsp import action_commands, chat_commands
 from aiguilleur.lsp.actions import ActionsFeature
 from aiguilleur.lsp.completion import CompletionFeature, Suggestion
 from aiguilleur.lsp.protocol import AiguilleurProtocol, AiguilleurServer
+from aiguilleur.lsp.sanitize import for_editor
 from aiguilleur.lsp.uris import path_of
 from aiguilleur.runtime import Runtime
-from aiguilleur.types import ModelInfo
+from aiguilleur.types import ModelInfo, Usage
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,24 @@ class Session:
     # -- messages -------------------------------------------------------------------
 
     def show(self, message: str, kind: lsp.MessageType = lsp.MessageType.Warning) -> None:
-        self.server.window_show_message(lsp.ShowMessageParams(type=kind, message=message))
+        # Messages can quote a remote server's error text: no control characters either.
+        self.server.window_show_message(
+            lsp.ShowMessageParams(type=kind, message=for_editor(message))
+        )
+
+    def log_paid(self, model: str, route: str, usage: Usage) -> None:
+        """Every cent is visible: the editor's log shows what each paid answer cost."""
+        if usage.cost_usd <= 0:
+            return
+        self.server.window_log_message(
+            lsp.LogMessageParams(
+                type=lsp.MessageType.Info,
+                message=for_editor(
+                    f"aiguilleur: {model} via {route}: {usage.prompt_tokens} tokens in, "
+                    f"{usage.completion_tokens} out, ${usage.cost_usd:.6f}"
+                ),
+            )
+        )
 
     def show_config_problems(self) -> None:
         problems = self.loaded.problems
@@ -244,16 +262,8 @@ def build_server(user_config: Path | None = None) -> LanguageServer:
             current_version,
             texts,
         )
-        if s is not None and s.usage.cost_usd > 0 and not s.typed_through:
-            # Every cent is visible: the editor's log shows what each paid answer cost.
-            u = s.usage
-            server.window_log_message(
-                lsp.LogMessageParams(
-                    type=lsp.MessageType.Info,
-                    message=f"aiguilleur: {s.model} via {s.route}: {u.prompt_tokens} tokens "
-                    f"in, {u.completion_tokens} out, ${u.cost_usd:.6f}",
-                )
-            )
+        if s is not None and not s.typed_through:
+            session.log_paid(s.model, s.route, s.usage)
         return s
 
     def texts(uri: str) -> str | None:
