@@ -42,10 +42,39 @@ class Transient(BackendError):
 
 
 class StreamFailed(BackendError):
-    """The answer broke off after it started (an error chunk, or the connection cut):
-    tokens may have been billed. `generation_id` lets the caller ask what they cost."""
+    """The answer broke off after it started (an error chunk, the connection cut, a stream
+    that ended without its end marker, a chunk that does not parse): it is incomplete and
+    must not be used, but tokens may have been billed. `cost_usd` is what the server
+    reported before the break, if it did; else `generation_id` lets the caller ask."""
 
-    def __init__(self, message: str, generation_id: str = "", text: str = "") -> None:
+    def __init__(
+        self,
+        message: str,
+        generation_id: str = "",
+        text: str = "",
+        cost_usd: float | None = None,
+        prompt_tokens: int = 0,
+        completion_tokens: int = 0,
+    ) -> None:
         super().__init__(message)
         self.generation_id = generation_id
         self.text = text
+        self.cost_usd = cost_usd
+        self.prompt_tokens = prompt_tokens
+        self.completion_tokens = completion_tokens
+
+
+class AnswerCut(Exception):
+    """A streamed answer broke off after part of it reached the user (a chat): it cannot
+    fall back to another route, which would append a second answer to half of the first.
+    Not a BackendError, so no route loop catches it."""
+
+    def __init__(self, message: str, route: str, model: str) -> None:
+        super().__init__(message)
+        self.route = route
+        self.model = model
+
+
+class IncompleteAnswer(Exception):
+    """The model used all its tokens before its answer ended: as an edit it would cut the
+    user's code in half, so it is not applied."""

@@ -43,6 +43,8 @@ KEY_INFO_EVERY_S = 300.0
 # A key refused for budget or credit is skipped this long before it is tried again.
 EXHAUSTED_S = 300.0
 FIRST_REFRESH_WAIT_S = 5.0
+# Closing (new settings) waits this long for costs still being asked after the fact.
+SETTLE_WAIT_S = 10.0
 
 
 class RemoteRoutes:
@@ -314,7 +316,8 @@ class RemoteRoutes:
             generation_ms=(time.perf_counter() - started) * 1000,
             cost_usd=u.cost_usd or 0.0,
         )
-        return Answer(result.text, route.name, result.model_used or route.model, usage)
+        model = result.model_used or route.model
+        return Answer(result.text, route.name, model, usage, result.finish_reason)
 
     async def _retry_once(self, send: Callable[[], Awaitable[WireResult]]) -> WireResult:
         """408/5xx/timeouts: one more try after a pause, then the caller falls back."""
@@ -357,6 +360,8 @@ class RemoteRoutes:
     async def close(self) -> None:
         for task in self._tasks:
             task.cancel()
+        for s in self.spenders.values():
+            await s.drain(SETTLE_WAIT_S)
         for s in self.spenders.values():
             await s.client.aclose()
         for c in self._compat.values():

@@ -20,7 +20,7 @@ from aiguilleur.backends.prompts import render
 from aiguilleur.cache.kv import KVStateStore, KVStoreStats
 from aiguilleur.cache.ledger import BudgetRefused
 from aiguilleur.config import Config, cache_dir, data_dir, models_dir
-from aiguilleur.errors import BackendError, BackendUnavailable, Cancelled
+from aiguilleur.errors import AnswerCut, BackendError, BackendUnavailable, Cancelled
 from aiguilleur.languages import language_of
 from aiguilleur.privacy import find_secret, is_private
 from aiguilleur.remote import RemoteRoutes
@@ -62,6 +62,19 @@ def kv_store(
         return None
     directory = cache_dir(config) / "kv" if disk else None
     return KVStateStore(kv_namespace(model), directory, ram, disk, on_problem)
+
+
+class _Relay:
+    """Passes streamed text on, remembering whether any was."""
+
+    def __init__(self, on_text: Callable[[str], None] | None) -> None:
+        self._on_text = on_text
+        self.sent = False
+
+    def send(self, text: str) -> None:
+        if self._on_text is not None:
+            self.sent = True
+            self._on_text(text)
 
 
 class NoRoute(Exception):
@@ -239,10 +252,15 @@ class Runtime:
             remote = self.remote
             if remote is None:
                 continue
+            relay = _Relay(on_text)
             try:
-                return await remote.ask(route, kind.value, messages, max_tokens, on_text)
+                return await remote.ask(route, kind.value, messages, max_tokens, relay.send)
             except (BackendError, BudgetRefused) as error:
                 log.info("route.failed route=%s error=%s", route.name, type(error).__name__)
+                if relay.sent:
+                    # Part of this answer is already in the user's document: another
+                    # route's answer cannot follow it.
+                    raise AnswerCut(str(error), route.name, route.model) from error
                 remote.note_failure(route, error, time.time())
                 reasons.append((route.name, str(error)))
         raise NoRoute(kind, reasons)
@@ -270,7 +288,7 @@ class Runtime:
             generation_ms=result.generation_ms,
         )
         model = self.model_info.name if self.model_info else "local"
-        return Answer(result.text, route.name, model, usage)
+        return Answer(result.text, route.name, model, usage, result.finish_reason)
 
     async def code_action(self, request: ActionRequest) -> Answer:
         """The model's answer for a code action, through the code_action routes."""

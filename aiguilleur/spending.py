@@ -3,7 +3,9 @@
 One `Spender` per OpenRouter key. It never sends a request whose worst-case price is
 unknown, and never lets a request through that the ledger refuses; after the answer it
 settles with `usage.cost`, or, when the answer broke off, with what OpenRouter's
-generation endpoint says it cost; if that stays unknown, the reservation stays spent.
+generation endpoint says it cost (asked in the background); if that stays unknown, the
+reservation stays spent. A broken answer (see StreamFailed) is settled the same way and
+re-raised: it is never used.
 """
 
 from __future__ import annotations
@@ -55,6 +57,9 @@ class Spender:
         self.budget = budget
         self._prices = prices
         self._remote_remaining = remote_remaining
+        # Costs asked after the fact: OpenRouter may take seconds (or never) to know them,
+        # and neither the answer nor a fallback after a broken one waits for that.
+        self._settling: set[asyncio.Task[None]] = set()
 
     def worst_case(
         self, model: str, prompt_tokens: int, max_tokens: int, max_price: float | None
@@ -149,7 +154,20 @@ class Spender:
             await asyncio.to_thread(self.ledger.release, reservation, str(error))
             raise
         except StreamFailed as error:
-            await self._settle_after_the_fact(reservation, error.generation_id, str(error))
+            # A broken answer is not used, but it may have been billed: settle it with
+            # the cost the stream reported, else what OpenRouter says afterwards.
+            if error.cost_usd is None:
+                self._settle_later(reservation, error.generation_id, str(error))
+            else:
+                await asyncio.to_thread(
+                    self.ledger.settle,
+                    reservation,
+                    error.cost_usd,
+                    model_used=model,
+                    prompt_tokens=error.prompt_tokens,
+                    completion_tokens=error.completion_tokens,
+                    generation_id=error.generation_id,
+                )
             raise
         except BaseException:  # cancelled mid-answer: what it cost is learnt later, or never
             await asyncio.shield(
@@ -157,7 +175,7 @@ class Spender:
             )
             raise
         if result.usage.cost_usd is None:
-            await self._settle_after_the_fact(reservation, result.generation_id, "no usage.cost")
+            self._settle_later(reservation, result.generation_id, "no usage.cost")
         else:
             u = result.usage
             await asyncio.to_thread(
@@ -171,6 +189,24 @@ class Spender:
                 generation_id=result.generation_id,
             )
         return result
+
+    def _settle_later(self, reservation: Reservation, generation_id: str, why: str) -> None:
+        """Settle in the background; until then the worst case stays reserved (and a
+        server that exits first leaves it to the next one's orphan sweep: unknown, still
+        counted at its worst case)."""
+        task = asyncio.create_task(self._settle_after_the_fact(reservation, generation_id, why))
+        self._settling.add(task)
+        task.add_done_callback(self._settled)
+
+    def _settled(self, task: asyncio.Task[None]) -> None:
+        self._settling.discard(task)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            log.error("spend.settle_failed key=%s error=%r", self.label, error)
+
+    async def drain(self, timeout: float) -> None:
+        """Wait (bounded) for the costs still being asked after the fact."""
+        if self._settling:
+            await asyncio.wait(set(self._settling), timeout=timeout)
 
     async def _settle_after_the_fact(
         self, reservation: Reservation, generation_id: str, why: str

@@ -110,6 +110,8 @@ class Answer(msgspec.Struct, frozen=True):
     route: str
     model: str
     usage: Usage
+    # "length": the model ran out of tokens before its answer ended.
+    finish_reason: str = ""
 
 
 class Route(msgspec.Struct, frozen=True):

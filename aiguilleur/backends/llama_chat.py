@@ -51,6 +51,7 @@ class ChatResult(msgspec.Struct, frozen=True):
     prompt_tokens: int
     completion_tokens: int
     generation_ms: float
+    finish_reason: str = "stop"  # or "length": max_tokens came before the end
 
 
 class ChatJob:
@@ -68,6 +69,7 @@ class ChatJob:
         self.generated: list[int] = []
         self.raw = b""
         self.sent = 0  # characters of the decoded text already handed to on_text
+        self.finish = "length"  # until the model ends its answer itself
         self.cancel = threading.Event()
         self.future: concurrent.futures.Future[ChatResult] = concurrent.futures.Future()
         self.started = time.perf_counter()
@@ -84,6 +86,7 @@ class ChatJob:
             len(self.tokens or []),
             len(self.generated),
             (time.perf_counter() - self.started) * 1000,
+            self.finish,
         )
 
 
@@ -127,6 +130,7 @@ def chat_step(
             return False
         token = next_token(llm, 0.0)
         if llama_cpp.llama_vocab_is_eog(vocab, token):
+            job.finish = "stop"
             return True
         job.generated.append(token)
         job.raw += llm.detokenize([token])
@@ -138,6 +142,7 @@ def chat_step(
             job.on_text(text[job.sent :])
             job.sent = len(text)
         if cut >= 0:
+            job.finish = "stop"
             return True
         llm.eval([token])
     return True

@@ -192,6 +192,21 @@ class OpenAICompatClient:
         model_used = str(body.get("model"))
         usage = WireUsage()
         finish = ""
+        # An answer is whole only once its end is seen: `[DONE]` or a finish_reason. A
+        # stream that just stops (a proxy or a network that drops the connection cleanly)
+        # would otherwise pass for a complete answer.
+        ended = False
+
+        def broken(why: str) -> StreamFailed:
+            return StreamFailed(
+                f"{where}: {why}",
+                generation_id,
+                "".join(parts),
+                usage.cost_usd,
+                usage.prompt_tokens,
+                usage.completion_tokens,
+            )
+
         try:
             async with aconnect_sse(self.http, "POST", path, json=body) as source:
                 response = source.response
@@ -201,22 +216,22 @@ class OpenAICompatClient:
                     raise_for_status(response, _json_or_none(response), where)
                 async for event in source.aiter_sse():
                     if event.data == "[DONE]":
+                        ended = True
                         break
                     if not event.data:
                         continue
                     try:
                         chunk = msgspec.json.decode(event.data)
                     except msgspec.DecodeError:
-                        continue  # not JSON: skip it as a comment
+                        raise broken("a chunk of the answer is not JSON") from None
                     if not isinstance(chunk, dict):
-                        continue
+                        raise broken("a chunk of the answer is not a JSON object")
                     generation_id = generation_id or str(chunk.get("id") or "")
                     model_used = str(chunk.get("model") or model_used)
                     if chunk.get("usage"):
                         usage = _usage(chunk["usage"])
                     if chunk.get("error"):
-                        message = _error_message(chunk, "error in the stream")
-                        raise StreamFailed(f"{where}: {message}", generation_id, "".join(parts))
+                        raise broken(_error_message(chunk, "error in the stream"))
                     for choice in chunk.get("choices") or []:
                         if not isinstance(choice, dict):
                             continue
@@ -232,25 +247,24 @@ class OpenAICompatClient:
                         if choice.get("finish_reason"):
                             finish = str(choice["finish_reason"])
                             if finish == "error":
-                                raise StreamFailed(
-                                    f"{where}: the provider ended the answer with an error",
-                                    generation_id,
-                                    "".join(parts),
-                                )
+                                raise broken("the provider ended the answer with an error")
+                            ended = True
         except (StreamFailed, RateLimited, OutOfCredit, Rejected, Transient):
             raise
-        except httpx.TimeoutException as error:
-            if parts:
-                raise StreamFailed(f"{where}: timed out mid-answer", generation_id) from error
-            raise Transient(f"{where}: timed out") from error
         except httpx.HTTPError as error:
-            if parts or generation_id:
-                raise StreamFailed(
-                    f"{where}: connection lost mid-answer ({type(error).__name__})",
-                    generation_id,
-                    "".join(parts),
-                ) from error
-            raise Transient(f"{where}: {type(error).__name__}") from error
+            if ended:
+                # The whole answer came; only the usage chunk or `[DONE]` was lost: what
+                # it cost is asked afterwards (the generation endpoint).
+                log.info("stream.cut_after_end where=%s error=%s", where, type(error).__name__)
+            elif parts or generation_id:
+                cut = "timed out" if isinstance(error, httpx.TimeoutException) else "cut"
+                raise broken(f"connection {cut} mid-answer ({type(error).__name__})") from error
+            elif isinstance(error, httpx.TimeoutException):
+                raise Transient(f"{where}: timed out") from error
+            else:
+                raise Transient(f"{where}: {type(error).__name__}") from error
+        if not ended:
+            raise broken("the answer stopped before its end (no [DONE], no finish_reason)")
         return WireResult("".join(parts), generation_id, model_used, usage, finish)
 
 

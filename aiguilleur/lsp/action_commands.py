@@ -11,6 +11,7 @@ from lsprotocol import types as lsp
 from pygls.exceptions import JsonRpcContentModified, JsonRpcInternalError, JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
 
+from aiguilleur.errors import IncompleteAnswer
 from aiguilleur.lsp.actions import ACTION_COMMAND, ActionData, StaleEdit
 from aiguilleur.lsp.chat_commands import chat_actions, is_chat
 from aiguilleur.runtime import NoRoute
@@ -70,7 +71,7 @@ def register(
         except StaleEdit as error:
             session.show(f"aiguilleur: {error}")
             raise JsonRpcContentModified(str(error)) from error
-        except NoRoute as error:
+        except (NoRoute, IncompleteAnswer) as error:
             session.show(f"aiguilleur: {error}")
             raise JsonRpcInternalError(str(error)) from error
 

@@ -3,7 +3,9 @@
 Listing is instant (no model call). The model is asked when the user picks an action:
 through `codeAction/resolve` for clients that resolve edits, else through the
 `aiguilleur.action` command, which sends the edit with `workspace/applyEdit`. An edit is
-computed for one document version and refused if the document changed meanwhile.
+computed for one document version and refused if the document changed meanwhile, or
+if the answer is incomplete (it ran out of tokens, or its stream broke off: the route
+then falls back to the next one).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import msgspec
 from lsprotocol import types as lsp
 
 from aiguilleur.config import Config
+from aiguilleur.errors import IncompleteAnswer
 from aiguilleur.lsp.positions import chars_to_units
 from aiguilleur.lsp.sanitize import for_editor
 from aiguilleur.lsp.uris import path_of
@@ -167,6 +170,13 @@ class ActionsFeature:
         answer = await self._ask(request)
         if current_version() != data.version:
             raise StaleEdit("the document changed while the answer was computed; run it again")
+        if answer.finish_reason == "length":
+            limit = self._config().actions.max_tokens
+            raise IncompleteAnswer(
+                f"the answer from {answer.model} used all its tokens before it ended, so the "
+                f"edit would be incomplete; nothing was changed. Raise `[actions] max_tokens` "
+                f"(now {limit}) or select less code"
+            )
         produced = code_only(for_editor(answer.text))
         if target is not None:
             return self._test_file_edit(target, produced), answer

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import msgspec
 
+from aiguilleur.errors import AnswerCut
 from aiguilleur.lsp.positions import chars_to_units
 from aiguilleur.lsp.sanitize import for_editor
 from aiguilleur.types import Answer, ChatMessage
@@ -141,6 +142,11 @@ class ChatFeature:
             task.cancel()
             await asyncio.shield(doc.append(f"{''.join(pending)}\n\n*(stopped)*\n\n{YOU}\n\n"))
             raise
+        except AnswerCut as cut:
+            # What arrived stays, marked, with the reason; the next Send can go on from it.
+            await doc.replace_line(heading_line, f"{BOT} · {for_editor(cut.model)} · cut")
+            await doc.append(f"{''.join(pending)}\n\n*(cut: {for_editor(str(cut))})*\n\n{YOU}\n\n")
+            raise ChatError(f"the answer broke off and is incomplete ({cut})") from cut
         except Exception:
             await doc.append(f"\n\n*(no answer)*\n\n{YOU}\n\n")
             raise
@@ -150,6 +156,8 @@ class ChatFeature:
         tokens = u.prompt_tokens + u.completion_tokens
         heading = answer_heading(for_editor(answer.model), tokens, u.cost_usd)
         await doc.replace_line(heading_line, heading)
+        if answer.finish_reason == "length":
+            await doc.append("\n\n*(cut: the answer reached `[chat] max_tokens`)*")
         await doc.append(f"\n\n{YOU}\n\n")
         return answer
 

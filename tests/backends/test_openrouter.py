@@ -4,6 +4,7 @@ router acts on, prices, key info, and budgets that hold with 200 concurrent requ
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from pathlib import Path
 
@@ -125,12 +126,87 @@ async def test_a_broken_answer_is_settled_from_the_generation_endpoint(
     s = spender(fake, tmp_path, Budget(daily=1.0))
     with pytest.raises(StreamFailed) as broken:
         await s.chat("vendor/coder", ASK, max_tokens=16, feature="chat", route="strong")
+    await s.drain(30)
     await s.client.aclose()
     lookups = [r for r in fake.requests if r.path.startswith("/api/v1/generation")]
     assert len(lookups) == fake.generation_404s + 1  # it retried through the 404s
     gid = broken.value.generation_id
     assert s.ledger.count(Status.SETTLED) == 1
     assert s.ledger.spent("work", "daily") == pytest.approx(fake.generations[gid]["total_cost"])
+
+
+BROKEN = [
+    Failure(end_after=2),  # the body ends cleanly: no finish_reason, no [DONE]
+    Failure(cut_after=2),  # the connection is shut down mid-answer
+    Failure(garbage_after=2),  # a chunk that is not JSON
+]
+
+
+@pytest.mark.parametrize("failure", BROKEN, ids=["ended", "cut", "garbage"])
+async def test_an_answer_without_its_end_is_a_failure_not_a_short_answer(
+    fake: FakeOpenRouter, failure: Failure
+) -> None:
+    fake.failures.append(failure)
+    c = client(fake)
+    with pytest.raises(StreamFailed) as broken:
+        await c.chat("vendor/coder", ASK, max_tokens=16)
+    assert broken.value.text == "return a"  # what arrived, for a chat to keep
+    assert broken.value.generation_id.startswith("gen-")
+    again = await c.chat("vendor/coder", ASK, max_tokens=16)  # the client is still sound
+    await c.aclose()
+    assert again.text == "return a + b" and again.finish_reason == "stop"
+
+
+@pytest.mark.parametrize("failure", BROKEN, ids=["ended", "cut", "garbage"])
+async def test_a_broken_answer_is_settled_never_missing(
+    fake: FakeOpenRouter, tmp_path: Path, failure: Failure
+) -> None:
+    fake.failures.append(failure)
+    s = spender(fake, tmp_path, Budget(daily=1.0))
+    with pytest.raises(StreamFailed) as broken:
+        await s.chat("vendor/coder", ASK, max_tokens=16, feature="chat", route="strong")
+    # Raised at once, so the caller falls back without waiting for OpenRouter to know
+    # the cost: until it does, the worst case stays reserved.
+    assert s.ledger.count(Status.RESERVED) == 1
+    await s.drain(30)
+    await s.client.aclose()
+    gid = broken.value.generation_id
+    assert s.ledger.count(Status.RESERVED) == 0
+    assert s.ledger.count(Status.SETTLED) == 1  # from the generation endpoint
+    assert s.ledger.spent("work", "daily") == pytest.approx(fake.generations[gid]["total_cost"])
+
+
+async def test_a_broken_answer_that_reported_its_usage_is_settled_from_it(
+    fake: FakeOpenRouter, tmp_path: Path
+) -> None:
+    fake.failures.append(Failure(end_after=2, usage_before_end=True))
+    s = spender(fake, tmp_path, Budget(daily=1.0))
+    with pytest.raises(StreamFailed) as broken:
+        await s.chat("vendor/coder", ASK, max_tokens=16, feature="chat", route="strong")
+    await s.client.aclose()
+    assert not [r for r in fake.requests if r.path.startswith("/api/v1/generation")]
+    gid = broken.value.generation_id
+    assert s.ledger.spent("work", "daily") == pytest.approx(fake.generations[gid]["total_cost"])
+    assert s.ledger.count(Status.SETTLED) == 1
+
+
+async def test_unknown_cost_of_a_broken_answer_keeps_its_worst_case_spent(
+    fake: FakeOpenRouter, tmp_path: Path
+) -> None:
+    fake.failures.append(Failure(cut_after=2))
+    fake.generation_404s = 1000  # OpenRouter never learns what it cost
+    s = spender(fake, tmp_path, Budget(daily=1.0))
+    # Asked twice without backoff rather than over the 30 s a real lookup waits.
+    s.client.generation_cost = functools.partial(  # type: ignore[method-assign]
+        s.client.generation_cost, attempts=2, delay=0.0
+    )
+    worst = s.worst_case("vendor/coder", 16 + len("add two numbers"), 16, None)
+    with pytest.raises(StreamFailed):
+        await s.chat("vendor/coder", ASK, max_tokens=16, feature="chat", route="strong")
+    await s.drain(30)
+    await s.client.aclose()
+    assert s.ledger.count(Status.UNKNOWN) == 1 and s.ledger.count(Status.RESERVED) == 0
+    assert s.ledger.spent("work", "daily") == pytest.approx(worst)
 
 
 async def test_refused_requests_free_their_reservation(

@@ -155,6 +155,14 @@ def known_suggestion(home: TestHome, tiny_model: Path) -> Iterator[tuple[FakeOpe
         yield fake, workspace(home, tiny_model, routes)
 
 
+def documenting(fake: FakeOpenRouter) -> str:
+    """A code_action route to the fake, as an openai-compatible server."""
+    return (
+        '[[routes.code_action]]\nname = "team"\nbackend = "openai-compatible"\n'
+        f'base_url = "{fake.base_url}"\nmodel = "vendor/doc"\n'
+    )
+
+
 def type_on_line_4(nv: Any, text: str) -> None:
     nv.command("call cursor(4, 1)")
     nv.input("A" + text)
@@ -216,11 +224,19 @@ def test_accepting_inserts_the_whole_suggestion_not_only_its_first_word(
     assert tuple(cursor) == (5, len("print(s)"))
 
 
+DOCUMENTED = 'def add(a, b):\n    """Add a and b."""\n    return a + b'
+
+
 def test_a_code_action_resolves_and_applies_and_a_chat_streams_into_a_buffer(
     home: TestHome, tiny_model: Path
 ) -> None:
-    src = workspace(home, tiny_model)
-    with neovim(home, src) as nv:
+    # The edit comes from a known answer (the fake, as an openai-compatible server): the
+    # tiny model's random one never ends before max_tokens, and such an edit is refused.
+    model = FakeModel("vendor/doc", reply=f"```python\n{DOCUMENTED}\n```")
+    with (
+        FakeOpenRouter(models=[model], anonymous=True) as fake,
+        neovim(home, workspace(home, tiny_model, documenting(fake))) as nv,
+    ):
         before = nv.current.buffer[:]
         # The user's path: vim.lsp.buf.code_action, which resolves the chosen action and
         # applies its edit with Neovim's own workspace-edit code.
@@ -229,7 +245,8 @@ def test_a_code_action_resolves_and_applies_and_a_chat_streams_into_a_buffer(
             "{ 2, 0 } }, filter = function(a) return a.title:find('Document') ~= nil end })"
         )
         after = wait_for("the Document edit", lambda: (b := nv.current.buffer[:]) != before and b)
-        assert after[-3:] == before[-3:]  # the action replaced lines 1-2, nothing else
+        # The action replaced lines 1-2 with the answer, nothing else.
+        assert after == [*DOCUMENTED.split("\n"), *before[2:]]
         nv.command("1,2AiguilleurChat What does this do?")
 
         def chat_text() -> str | None:

@@ -9,7 +9,8 @@
   first calls after a generation, as the real one does for a short while);
 - per-key credit limits answered with 403 `Key limit exceeded (daily limit)`, and failures
   a test can queue: 402, 429 with `Retry-After`, 5xx, a mid-stream error chunk (HTTP 200,
-  `error` object, `finish_reason: "error"`), a connection cut before the usage chunk;
+  `error` object, `finish_reason: "error"`), a connection cut before the usage chunk or
+  mid-answer, a body that ends cleanly without an end marker, a chunk that is not JSON;
 - a log of every request it received (path, headers, body).
 """
 
@@ -53,6 +54,13 @@ class Failure:
     retry_after: int | None = None
     mid_stream_error: bool = False
     cut_before_usage: bool = False
+    # The answer breaks off after this many pieces: the connection is shut down
+    # (`cut_after`), the HTTP body ends cleanly with no finish_reason and no [DONE] (as a
+    # proxy may: `end_after`), or a chunk that is not JSON follows (`garbage_after`).
+    cut_after: int | None = None
+    end_after: int | None = None
+    garbage_after: int | None = None
+    usage_before_end: bool = False  # with end_after: the usage chunk came before the end
 
 
 @dataclass
@@ -237,6 +245,7 @@ class FakeOpenRouter:
         limit = int(body.get("max_tokens") or len(words))
         pieces = [w if i == 0 else " " + w for i, w in enumerate(words)][:limit]
         completion_tokens = len(pieces)
+        finish = "length" if len(pieces) < len(words) else "stop"  # cut by max_tokens
         if float(model.prompt_price) < 0:  # a router model: priced by where it went
             cost = 0.0005
         else:
@@ -270,7 +279,7 @@ class FakeOpenRouter:
         obj = "chat.completion" if chat else "text_completion"
         if not body.get("stream"):
             text = "".join(pieces)
-            choice: dict[str, Any] = {"index": 0, "finish_reason": "stop"}
+            choice: dict[str, Any] = {"index": 0, "finish_reason": finish}
             choice.update(
                 {"message": {"role": "assistant", "content": text}} if chat else {"text": text}
             )
@@ -327,6 +336,20 @@ class FakeOpenRouter:
                 write("data: [DONE]\n\n")
                 h.wfile.write(b"0\r\n\r\n")
                 return
+            if failure is not None and i == failure.cut_after:
+                h.close_connection = True
+                h.wfile.flush()
+                h.connection.shutdown(2)
+                return
+            if failure is not None and i == failure.end_after:
+                if failure.usage_before_end:
+                    chunk({"choices": [], "usage": usage})
+                h.wfile.write(b"0\r\n\r\n")  # a clean end of the body, and nothing more
+                return
+            if failure is not None and i == failure.garbage_after:
+                write('data: {"choices": [{"delta": {"content": "x"\n\n')
+                h.wfile.write(b"0\r\n\r\n")
+                return
             delta = {"role": "assistant", "content": piece} if chat else None
             c = {"index": 0, "finish_reason": None}
             c.update({"delta": delta} if chat else {"text": piece})
@@ -336,7 +359,7 @@ class FakeOpenRouter:
             h.wfile.flush()
             h.connection.shutdown(2)  # the network went away before the usage chunk
             return
-        last = {"index": 0, "finish_reason": "stop"}
+        last = {"index": 0, "finish_reason": finish}
         last.update({"delta": {"content": ""}} if chat else {"text": ""})
         chunk({"choices": [last]})
         chunk({"choices": [], "usage": usage})
