@@ -1,4 +1,4 @@
-"""Command line: `aiguilleur serve|complete|doctor|demo|pull|cache|usage`."""
+"""Command line: `aiguilleur serve|complete|doctor|demo|pull|cache|usage|trust`."""
 
 from __future__ import annotations
 
@@ -124,6 +124,13 @@ def cmd_cache(args: argparse.Namespace) -> int:
     return cache_clear() if args.action == "clear" else cache_stats()
 
 
+def cmd_trust(args: argparse.Namespace) -> int:
+    from aiguilleur.trustcmd import run_trust
+
+    _setup_logging(args.verbose, None)
+    return run_trust(args.directory, args.revoke, args.list)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="aiguilleur", description="An AI language server: local and routed completions."
@@ -186,6 +193,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     common(p)
     p.set_defaults(func=cmd_usage)
+
+    p = sub.add_parser(
+        "trust", help="let a workspace's .aiguilleur.toml, as it is now, use all its settings"
+    )
+    p.add_argument("directory", nargs="?", help="the workspace (default: the current dir)")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--revoke", action="store_true", help="stop trusting it")
+    group.add_argument("--list", action="store_true", help="list the trusted workspace files")
+    common(p)
+    p.set_defaults(func=cmd_trust)
 
     p = sub.add_parser("cache", help="KV state store: `stats` (default) or `clear`")
     p.add_argument("action", nargs="?", choices=["stats", "clear"], default="stats")

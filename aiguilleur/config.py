@@ -1,7 +1,8 @@
 """Settings as msgspec Structs, and their loading from layered sources.
 
 Precedence (later wins): built-in defaults < user file < workspace file
-< editor initializationOptions < workspace/didChangeConfiguration.
+< editor initializationOptions < workspace/didChangeConfiguration. A workspace file the
+user has not trusted only gets what trust.py allows; private globs of every layer add up.
 
 A bad key never stops the server: the key is dropped from its layer (so the value
 from the layer below, or the default, stays) and a ConfigProblem names the file, the
@@ -18,6 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+
+from aiguilleur.cache.trust_store import TrustStore, digest
+from aiguilleur.trust import Ignored, TrustState, pick_routes, restrict
 
 WORKSPACE_FILE = ".aiguilleur.toml"
 
@@ -171,6 +175,23 @@ class LoadedConfig(msgspec.Struct, frozen=True):
     config: Config
     sources: tuple[str, ...]
     problems: tuple[ConfigProblem, ...]
+    workspace_file: str = ""
+    trust: TrustState = TrustState.NONE
+    # What the workspace file asked for and did not get, for want of trust.
+    ignored: tuple[Ignored, ...] = ()
+
+    def untrusted_message(self) -> str | None:
+        """What was ignored and how to allow it, for the user; None if nothing was."""
+        if not self.ignored:
+            return None
+        changed = " changed since you trusted it, so" if self.trust is TrustState.CHANGED else ""
+        lines = "\n".join(f"- {i.describe()}" for i in self.ignored)
+        root = Path(self.workspace_file).parent
+        return (
+            f"{self.workspace_file}{changed} is not trusted: a repository can carry it, so "
+            f"these settings in it were ignored:\n{lines}\n"
+            f"If you trust this file as it is now: aiguilleur trust {root}"
+        )
 
 
 def user_config_path() -> Path:
@@ -250,16 +271,16 @@ def _strip_forbidden(
             )
 
 
-def _apply_layer(
+def _valid_layer(
     base: dict[str, Any], layer: dict[str, Any], source: str, problems: list[ConfigProblem]
 ) -> dict[str, Any]:
+    """`layer` without the keys that would not make a valid Config on top of `base`."""
     layer = copy.deepcopy(layer)
     # Each round drops one bad key; a layer cannot have more bad keys than keys.
     for _ in range(1000):
-        merged = _deep_merge(base, layer)
         try:
-            msgspec.convert(merged, Config)
-            return merged
+            msgspec.convert(_deep_merge(base, layer), Config)
+            return layer
         except msgspec.ValidationError as error:
             path = _error_path(error)
             message = _AT.sub("", str(error))
@@ -270,55 +291,120 @@ def _apply_layer(
             problems.append(ConfigProblem(source, ".".join(path), message))
             if not _drop(layer, path):
                 problems.append(ConfigProblem(source, "", "ignored as a whole"))
-                return base
-    return base
+                return {}
+    return {}
 
 
-def _read_toml(path: Path, problems: list[ConfigProblem]) -> dict[str, Any] | None:
+def _private_globs(layer: dict[str, Any]) -> list[str]:
+    privacy = layer.get("privacy")
+    globs = privacy.get("private") if isinstance(privacy, dict) else None
+    return [str(g) for g in globs] if isinstance(globs, list) else []
+
+
+def _parse_toml(content: bytes, path: Path, problems: list[ConfigProblem]) -> dict[str, Any]:
     try:
-        with path.open("rb") as f:
-            return tomllib.load(f)
+        return tomllib.loads(content.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        problems.append(ConfigProblem(str(path), "", f"cannot be read ({error}); ignored"))
+        return {}
+
+
+def _read_bytes(path: Path, problems: list[ConfigProblem]) -> bytes | None:
+    try:
+        return path.read_bytes()
     except FileNotFoundError:
         return None
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+    except OSError as error:
         problems.append(ConfigProblem(str(path), "", f"cannot be read ({error}); ignored"))
         return None
+
+
+def trust_store() -> TrustStore:
+    return TrustStore(data_dir() / "trusted.json")
 
 
 class ConfigLayers:
     """The raw layers, kept so a later layer (didChangeConfiguration) can be re-merged."""
 
-    def __init__(self, workspace_root: Path | None = None, user_file: Path | None = None) -> None:
+    def __init__(
+        self,
+        workspace_root: Path | None = None,
+        user_file: Path | None = None,
+        trust: TrustStore | None = None,
+    ) -> None:
         self.workspace_root = workspace_root
         self.user_file = user_file or user_config_path()
+        self.trust = trust or trust_store()
         self.init_options: dict[str, Any] = {}
         self.client_settings: dict[str, Any] = {}
+
+    @property
+    def workspace_file(self) -> Path | None:
+        return None if self.workspace_root is None else self.workspace_root / WORKSPACE_FILE
+
+    def watched_files(self) -> list[Path]:
+        """The files whose change changes the settings."""
+        ws = self.workspace_file
+        return [self.user_file, *([ws] if ws else []), self.trust.path]
 
     def load(self) -> LoadedConfig:
         problems: list[ConfigProblem] = []
         sources: list[str] = []
         merged: dict[str, Any] = {}
-        user = _read_toml(self.user_file, problems)
+        # Private globs only add up: no layer removes one that another added.
+        private: list[str] = []
+
+        def apply(layer: dict[str, Any], source: str) -> None:
+            nonlocal merged
+            sources.append(source)
+            private.extend(_private_globs(layer))
+            merged = _deep_merge(merged, layer)
+
+        user = _read_bytes(self.user_file, problems)
         if user is not None:
-            sources.append(str(self.user_file))
-            merged = _apply_layer(merged, user, str(self.user_file), problems)
-        if self.workspace_root is not None:
-            ws_path = self.workspace_root / WORKSPACE_FILE
-            ws = _read_toml(ws_path, problems)
-            if ws is not None:
-                sources.append(str(ws_path))
-                _strip_forbidden(ws, str(ws_path), problems)
-                merged = _apply_layer(merged, ws, str(ws_path), problems)
+            layer = _parse_toml(user, self.user_file, problems)
+            apply(_valid_layer(merged, layer, str(self.user_file), problems), str(self.user_file))
+        state = TrustState.NONE
+        ignored: tuple[Ignored, ...] = ()
+        ws_path = self.workspace_file
+        content = _read_bytes(ws_path, problems) if ws_path is not None else None
+        if ws_path is not None and content is not None:
+            # The bytes hashed for trust are the bytes parsed: no window between the two.
+            state = self._trust_state(ws_path, content)
+            layer = _parse_toml(content, ws_path, problems)
+            _strip_forbidden(layer, str(ws_path), problems)
+            layer = _valid_layer(merged, layer, str(ws_path), problems)
+            below = msgspec.convert(merged, Config)
+            layer = pick_routes(layer, below)
+            if state is not TrustState.TRUSTED:
+                layer, dropped = restrict(layer, below)
+                ignored = tuple(dropped)
+            apply(layer, str(ws_path))
         for name, layer in (
             ("initializationOptions", self.init_options),
             ("workspace/didChangeConfiguration", self.client_settings),
         ):
             if layer:
-                sources.append(name)
                 layer = copy.deepcopy(layer)
                 _strip_forbidden(layer, name, problems, _USER_FILE_ONLY)
-                merged = _apply_layer(merged, layer, name, problems)
-        return LoadedConfig(msgspec.convert(merged, Config), tuple(sources), tuple(problems))
+                apply(_valid_layer(merged, layer, name, problems), name)
+        if private:
+            privacy = merged.get("privacy", {})
+            merged["privacy"] = {**privacy, "private": list(dict.fromkeys(private))}
+        return LoadedConfig(
+            msgspec.convert(merged, Config),
+            tuple(sources),
+            tuple(problems),
+            str(ws_path) if content is not None else "",
+            state,
+            ignored,
+        )
+
+    def _trust_state(self, path: Path, content: bytes) -> TrustState:
+        entry = self.trust.lookup(path)
+        if entry is None:
+            return TrustState.UNTRUSTED
+        return TrustState.TRUSTED if entry.sha256 == digest(content) else TrustState.CHANGED
 
 
 def as_settings(value: object) -> dict[str, Any]:

@@ -7,7 +7,8 @@ import tempfile
 from pathlib import Path
 
 from aiguilleur.backends.models import discover
-from aiguilleur.config import ConfigLayers, cache_dir, models_dir
+from aiguilleur.config import WORKSPACE_FILE, ConfigLayers, cache_dir, models_dir
+from aiguilleur.trust import TrustState
 
 
 def _line(ok: bool | None, text: str) -> None:
@@ -25,8 +26,18 @@ def run_doctor(timeout: float = 300.0) -> int:
         f"user file: {layers.user_file}"
         + ("" if layers.user_file.exists() else " (absent: defaults)"),
     )
-    ws = Path.cwd() / ".aiguilleur.toml"
-    _line(None, f"workspace file: {ws}" + ("" if ws.exists() else " (absent)"))
+    ws = Path.cwd() / WORKSPACE_FILE
+    state = {
+        TrustState.NONE: " (absent)",
+        TrustState.TRUSTED: " (trusted: all its settings apply, keys and budgets excepted)",
+        TrustState.UNTRUSTED: " (not trusted: it may only make things safer)",
+        TrustState.CHANGED: " (changed since you trusted it: it may only make things safer)",
+    }[loaded.trust]
+    _line(None, f"workspace file: {ws}{state}")
+    for item in loaded.ignored:
+        _line(None, f"ignored, for want of trust: {item.describe()}")
+    if loaded.ignored:
+        _line(None, f"to let it apply them, as it is now: aiguilleur trust {Path.cwd()}")
     for p in loaded.problems:
         problems += 1
         _line(False, p.describe())

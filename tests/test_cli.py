@@ -104,3 +104,31 @@ def test_usage_shows_spend_and_budgets_left(home: TestHome) -> None:
         ("daily", 1.75),
         ("monthly", 9.75),
     }
+
+
+def test_trust_pins_the_workspace_file_and_doctor_says_what_is_ignored(home: TestHome) -> None:
+    ws_file = home.workspace / ".aiguilleur.toml"
+    ws_file.write_text("[completion]\nmax_tokens = 512\n")
+    untrusted = aiguilleur(home, "doctor")
+    assert "(not trusted" in untrusted.stdout
+    assert "ignored, for want of trust: completion.max_tokens = 512" in untrusted.stdout
+    assert f"aiguilleur trust {home.workspace}" in untrusted.stdout
+
+    trusted = aiguilleur(home, "trust")
+    assert trusted.returncode == 0 and "completion.max_tokens = 512" in trusted.stdout
+    listed = aiguilleur(home, "trust", "--list")
+    assert listed.stdout.startswith(f"trusted   {ws_file}")
+    assert "(trusted: all its settings apply" in aiguilleur(home, "doctor").stdout
+
+    ws_file.write_text("[completion]\nmax_tokens = 1024\n")
+    assert aiguilleur(home, "trust", "--list").stdout.startswith(f"changed   {ws_file}")
+    assert "(changed since you trusted it" in aiguilleur(home, "doctor").stdout
+
+    assert aiguilleur(home, "trust", "--revoke", str(home.workspace)).returncode == 0
+    assert aiguilleur(home, "trust", "--list").stdout == "no trusted workspace files\n"
+    assert aiguilleur(home, "trust", "--revoke").returncode == 1  # nothing left to revoke
+
+
+def test_trust_without_a_workspace_file_says_so(home: TestHome) -> None:
+    result = aiguilleur(home, "trust")
+    assert result.returncode == 1 and ".aiguilleur.toml" in result.stdout

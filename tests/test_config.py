@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from aiguilleur.cache.trust_store import TrustStore
 from aiguilleur.config import ConfigLayers
 
 
@@ -11,7 +12,7 @@ def test_layers_merge_in_order_and_bad_keys_fall_back(tmp_path: Path) -> None:
     (tmp_path / ".aiguilleur.toml").write_text(
         '[completion]\nmax_tokens = "x"\nsuffix_tokens = 64\n[cache]\ndir = "/elsewhere"\n'
     )
-    layers = ConfigLayers(tmp_path, user)
+    layers = ConfigLayers(tmp_path, user, TrustStore(tmp_path / "trusted.json"))
     layers.init_options = {"completion": {"prefix_tokens": 700}}
     layers.client_settings = {"local": {"n_ctx": 8192}}
     loaded = layers.load()

