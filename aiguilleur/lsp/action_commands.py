@@ -18,7 +18,7 @@ from aiguilleur.runtime import NoRoute
 from aiguilleur.types import Answer
 
 if TYPE_CHECKING:
-    from aiguilleur.lsp.server import Session
+    from aiguilleur.lsp.session import Session
 
 
 def register(

@@ -22,7 +22,7 @@ from aiguilleur.lsp.uris import path_of
 from aiguilleur.runtime import NoRoute
 
 if TYPE_CHECKING:
-    from aiguilleur.lsp.server import Session
+    from aiguilleur.lsp.session import Session
 
 log = logging.getLogger(__name__)
 
