@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import logging
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +16,8 @@ import msgspec
 from aiguilleur.backends.fim import resolve_fim_tokens
 from aiguilleur.errors import BackendUnavailable
 from aiguilleur.types import FimTokens, ModelInfo
+
+log = logging.getLogger(__name__)
 
 
 class EngineSettings(msgspec.Struct, frozen=True):
@@ -30,14 +36,15 @@ def load_model(path: Path, settings: EngineSettings) -> tuple[Any, FimTokens | N
     from llama_cpp import Llama
 
     start = time.perf_counter()
-    llm = Llama(
-        model_path=str(path),
-        n_ctx=settings.n_ctx,
-        n_batch=settings.n_batch,
-        n_ubatch=settings.n_batch,
-        n_threads=settings.n_threads,
-        verbose=False,
-    )
+    with _safe_model_params():
+        llm = Llama(
+            model_path=str(path),
+            n_ctx=settings.n_ctx,
+            n_batch=settings.n_batch,
+            n_ubatch=settings.n_batch,
+            n_threads=settings.n_threads,
+            verbose=False,
+        )
     vocab = llm._model.vocab
     gguf_ids = [
         getattr(llama_cpp, f"llama_vocab_fim_{k}")(vocab)
@@ -58,6 +65,42 @@ def load_model(path: Path, settings: EngineSettings) -> tuple[Any, FimTokens | N
         load_ms=(time.perf_counter() - start) * 1000,
     )
     return llm, fim, info
+
+
+_LOADING = threading.Lock()
+
+
+@contextlib.contextmanager
+def _safe_model_params() -> Iterator[None]:
+    """Model parameters that do not crash the process.
+
+    On a CPU with AMX, the AMX matrix multiplication of the llama.cpp that llama-cpp-python
+    0.3.36 vendors dies with SIGILL at the first quantized evaluation: its tile
+    configuration is optimized away and its worker threads lack the kernel's XTILEDATA
+    permission (ggml-org/llama.cpp#26954). That code is reached only through llama.cpp's
+    "extra buffer types", which Llama() does not let us set: on a build with AMX they are
+    turned off here, for the time of the load (weight repacking goes with them).
+    """
+    import llama_cpp
+    import llama_cpp.llama_cpp as low
+
+    if b"AMX_INT8 = 1" not in llama_cpp.llama_print_system_info():
+        yield
+        return
+    default = low.llama_model_default_params
+
+    def without_extra_buffers() -> Any:
+        params = default()
+        params.use_extra_bufts = False
+        return params
+
+    with _LOADING:
+        log.info("model.params extra_buffer_types=off reason=amx")
+        low.llama_model_default_params = without_extra_buffers
+        try:
+            yield
+        finally:
+            low.llama_model_default_params = default
 
 
 def tokenize(llm: Any, text: str) -> list[int]:
