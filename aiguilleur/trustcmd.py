@@ -22,22 +22,22 @@ def run_trust(directory: str | None, revoke: bool, list_all: bool) -> int:
         return 0
     root = Path(directory or ".").resolve()
     file = root / WORKSPACE_FILE
-    if revoke:
-        if store.revoke(file):
-            print(f"{file} is no longer trusted")
-            return 0
-        print(f"{file} was not trusted")
-        return 1
     try:
+        if revoke:
+            if store.revoke(file):
+                print(f"{file} is no longer trusted")
+                return 0
+            print(f"{file} was not trusted")
+            return 1
         content = file.read_bytes()
+        gains = ConfigLayers(root, trust=store).load().ignored
+        if file.read_bytes() != content:
+            print(f"aiguilleur: {file} changed while it was read; run the command again")
+            return 1
+        store.trust(file, content)
     except OSError as error:
-        print(f"aiguilleur: cannot trust {file}: {error}")
+        print(f"aiguilleur: cannot {'revoke' if revoke else 'trust'} {file}: {error}")
         return 1
-    gains = ConfigLayers(root, trust=store).load().ignored
-    if file.read_bytes() != content:
-        print(f"aiguilleur: {file} changed while it was read; run the command again")
-        return 1
-    store.trust(file, content)
     print(f"trusted {file} as it is now (sha256 {digest(content)[:16]}…)")
     if gains:
         print("it may now, beyond what an untrusted workspace may:")
