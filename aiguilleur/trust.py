@@ -145,7 +145,7 @@ def restrict(layer: dict[str, Any], below: Config) -> tuple[dict[str, Any], list
 
 def _needs_trust(table: str) -> str:
     reason = _WHY_TRUST.get(table)
-    return f"{Power.TRUST.value}" + (f" (it {reason})" if reason else "")
+    return Power.TRUST.value + (f" (it {reason})" if reason else "")
 
 
 def _refusal(power: Power, wanted: Any, current: Any, table: str) -> str | None:

@@ -14,7 +14,7 @@ from pygls.exceptions import JsonRpcException
 
 from tests.support.fake_openrouter import FakeKey, FakeModel, FakeOpenRouter
 from tests.support.home import TestHome
-from tests.support.lsp import lsp_session, open_doc
+from tests.support.lsp import code_actions, lsp_session, open_doc
 
 KEY = "sk-or-v1-actions-test"
 SOURCE = "import os\n\ndef add(a, b):\n    return a + b\n\nprint(add(1, 2))\n"
@@ -57,17 +57,6 @@ def apply(text: str, edits: list[lsp.TextEdit]) -> str:
     return text
 
 
-async def actions(client: Any, uri: str, start: int, end: int, diags: Any = ()) -> list[Any]:
-    result = await client.text_document_code_action_async(
-        lsp.CodeActionParams(
-            text_document=lsp.TextDocumentIdentifier(uri),
-            range=lsp.Range(lsp.Position(start, 0), lsp.Position(end, 0)),
-            context=lsp.CodeActionContext(diagnostics=list(diags)),
-        )
-    )
-    return list(result or [])
-
-
 def titled(found: list[Any], word: str) -> Any:
     return next(a for a in found if word in a.title)
 
@@ -77,7 +66,7 @@ async def test_document_is_listed_without_a_model_call_and_resolves_to_an_edit(
 ) -> None:
     async with session(action_home) as client:
         uri = open_doc(client, action_home.workspace / "m.py", SOURCE)
-        found = await actions(client, uri, 2, 4)
+        found = await code_actions(client, uri, 2, 4)
         assert not fake.bodies("/chat/completions")  # listing is instant and free
         doc = titled(found, "Document")
         assert doc.edit is None and doc.command is None
@@ -95,7 +84,7 @@ async def test_an_edit_for_a_changed_document_is_refused(
 ) -> None:
     async with session(action_home) as client:
         uri = open_doc(client, action_home.workspace / "m.py", SOURCE)
-        doc = titled(await actions(client, uri, 2, 4), "Document")
+        doc = titled(await code_actions(client, uri, 2, 4), "Document")
         client.text_document_did_change(
             lsp.DidChangeTextDocumentParams(
                 lsp.VersionedTextDocumentIdentifier(version=2, uri=uri),
@@ -121,7 +110,7 @@ async def test_clients_that_do_not_resolve_get_a_command_that_applies_the_edit(
             return lsp.ApplyWorkspaceEditResult(applied=True)
 
         uri = open_doc(client, action_home.workspace / "m.py", SOURCE)
-        doc = titled(await actions(client, uri, 2, 4), "Document")
+        doc = titled(await code_actions(client, uri, 2, 4), "Document")
         # The client library resolves `Command | CodeAction` to Command here and turns the
         # action's `command` object into its repr: read it back.
         raw = ast.literal_eval(doc.command) if isinstance(doc, lsp.Command) else None
@@ -142,7 +131,7 @@ async def test_rewrite_takes_its_instruction_from_the_comment_above(
     text = "# use math.fsum for precision\ndef add(a, b):\n    return a + b\n"
     async with session(action_home) as client:
         uri = open_doc(client, action_home.workspace / "m.py", text)
-        rewrite = titled(await actions(client, uri, 1, 3), "Rewrite")
+        rewrite = titled(await code_actions(client, uri, 1, 3), "Rewrite")
         assert rewrite.title.endswith("use math.fsum for precision")
         await client.code_action_resolve_async(rewrite)
     [body] = fake.bodies("/chat/completions")
@@ -159,7 +148,7 @@ async def test_a_diagnostic_gets_a_quickfix_that_sends_its_message(
     )
     async with session(action_home) as client:
         uri = open_doc(client, action_home.workspace / "m.py", SOURCE)
-        fix = titled(await actions(client, uri, 3, 4, [diag]), "Fix")
+        fix = titled(await code_actions(client, uri, 3, 4, [diag]), "Fix")
         assert fix.kind == lsp.CodeActionKind.QuickFix
         await client.code_action_resolve_async(fix)
     [body] = fake.bodies("/chat/completions")
@@ -171,7 +160,7 @@ async def test_actions_on_private_files_never_reach_the_server(
 ) -> None:
     async with session(action_home) as client:
         uri = open_doc(client, action_home.workspace / "server.pem", "KEY DATA\nMORE\n")
-        doc = titled(await actions(client, uri, 0, 2), "Document")
+        doc = titled(await code_actions(client, uri, 0, 2), "Document")
         with pytest.raises(JsonRpcException):
             await client.code_action_resolve_async(doc)
         shown = [m.message for m in client.messages if "private" in m.message]
@@ -187,11 +176,11 @@ async def test_write_tests_creates_the_test_file_or_extends_it(
     source = action_home.workspace / "m.py"
     async with session(action_home) as client:
         uri = open_doc(client, source, SOURCE)
-        tests = titled(await actions(client, uri, 2, 4), "Write tests")
+        tests = titled(await code_actions(client, uri, 2, 4), "Write tests")
         created = (await client.code_action_resolve_async(tests)).edit
         target = action_home.workspace / "tests" / "test_m.py"
         target.write_text("import m\n")  # as if the editor applied the first edit
-        tests = titled(await actions(client, uri, 2, 4), "Write tests")
+        tests = titled(await code_actions(client, uri, 2, 4), "Write tests")
         extended = (await client.code_action_resolve_async(tests)).edit
     create, write = created.document_changes
     assert isinstance(create, lsp.CreateFile) and create.uri == target.as_uri()

@@ -20,7 +20,14 @@ from aiguilleur.cache.ledger import SpendLedger, Status
 from tests.support.editor import Editor
 from tests.support.fake_openrouter import Failure, FakeKey, FakeModel, FakeOpenRouter
 from tests.support.home import TestHome
-from tests.support.lsp import inline, last_completion, lsp_session, open_doc
+from tests.support.lsp import (
+    code_actions,
+    inline,
+    last_completion,
+    lsp_session,
+    open_doc,
+    run_command,
+)
 
 KEY = "sk-or-v1-integrity-test"
 SOURCE = "def add(a, b):\n    \n"
@@ -112,21 +119,13 @@ async def test_a_code_action_whose_stream_is_cut_leaves_the_document_untouched(
         editor = Editor(client)
         uri = (home.workspace / "m.py").as_uri()
         editor.open(uri, CODE)
-        found = await client.text_document_code_action_async(
-            lsp.CodeActionParams(
-                lsp.TextDocumentIdentifier(uri),
-                lsp.Range(lsp.Position(2, 0), lsp.Position(4, 0)),
-                lsp.CodeActionContext(diagnostics=[]),
-            )
-        )
+        found = await code_actions(client, uri, 2, 4)
         document = next(a for a in found if "Document" in a.title)
         # pytest-lsp reads the action as a Command holding the action's repr: read it back.
         raw = ast.literal_eval(document.command)
         for _ in range(2):
             with pytest.raises(JsonRpcException):
-                await client.workspace_execute_command_async(
-                    lsp.ExecuteCommandParams(command=raw["command"], arguments=raw["arguments"])
-                )
+                await run_command(client, raw["command"], *raw["arguments"])
         told = [m.message for m in client.messages if "no route could answer" in m.message]
     assert editor.texts[uri] == CODE and editor.edits == 0
     assert len(told) == 2 and "strong" in told[0]
@@ -138,13 +137,7 @@ async def test_an_edit_cut_by_max_tokens_is_not_applied(
     configure(home, tiny_model, fake, "[actions]\nmax_tokens = 2\n")
     async with session(home) as client:
         uri = open_doc(client, home.workspace / "m.py", CODE)
-        found = await client.text_document_code_action_async(
-            lsp.CodeActionParams(
-                lsp.TextDocumentIdentifier(uri),
-                lsp.Range(lsp.Position(2, 0), lsp.Position(4, 0)),
-                lsp.CodeActionContext(diagnostics=[]),
-            )
-        )
+        found = await code_actions(client, uri, 2, 4)
         document = next(a for a in found if "Document" in a.title)
         with pytest.raises(JsonRpcException) as refused:
             await client.code_action_resolve_async(document)
@@ -164,9 +157,7 @@ async def test_a_cut_chat_keeps_what_arrived_marked_as_cut_and_says_why(
         uri = (home.workspace / "c.md").as_uri()
         editor.open(uri, chat)
         with pytest.raises(JsonRpcException):
-            await client.workspace_execute_command_async(
-                lsp.ExecuteCommandParams(command="aiguilleur.chat", arguments=[uri])
-            )
+            await run_command(client, "aiguilleur.chat", uri)
         told = [m.message for m in client.messages if "broke off" in m.message]
         await settled(home)
     text = editor.texts[uri]

@@ -17,7 +17,7 @@ from pygls.exceptions import JsonRpcException
 from tests.support.editor import Editor
 from tests.support.fake_openrouter import FakeKey, FakeModel, FakeOpenRouter
 from tests.support.home import TestHome
-from tests.support.lsp import lsp_session, open_doc
+from tests.support.lsp import code_actions, lsp_session, open_doc, run_command
 
 KEY = "sk-or-v1-chat-test"
 REPLY = "It adds its two arguments and returns the sum, so add(1, 2) is 3."
@@ -48,30 +48,18 @@ def session(home: TestHome) -> Any:
     return lsp_session(home, env={"AIGUILLEUR_TEST_KEY": KEY})
 
 
-async def run(client: Any, command: str, *arguments: Any) -> Any:
-    return await client.workspace_execute_command_async(
-        lsp.ExecuteCommandParams(command=command, arguments=list(arguments))
-    )
-
-
 async def test_explain_opens_a_chat_and_streams_the_answer_into_it(
     chat_home: TestHome, fake: FakeOpenRouter
 ) -> None:
     async with session(chat_home) as client:
         editor = Editor(client)
         uri = open_doc(client, chat_home.workspace / "m.py", SOURCE)
-        found = await client.text_document_code_action_async(
-            lsp.CodeActionParams(
-                text_document=lsp.TextDocumentIdentifier(uri),
-                range=lsp.Range(lsp.Position(0, 0), lsp.Position(2, 0)),
-                context=lsp.CodeActionContext(diagnostics=[]),
-            )
-        )
+        found = await code_actions(client, uri, 0, 2)
         explain = next(a for a in found if "Explain" in a.title)
         # pytest-lsp reads a command-only action as a Command holding the action's repr.
         raw = ast.literal_eval(explain.command) if isinstance(explain, lsp.Command) else None
         assert raw is not None and raw["command"] == "aiguilleur.chat.new"
-        result = await run(client, raw["command"], *raw["arguments"])
+        result = await run_command(client, raw["command"], *raw["arguments"])
     chat_uri = result["uri"]
     assert [d.uri for d in client.shown_documents] == [chat_uri]
     text = editor.texts[chat_uri]
@@ -99,7 +87,7 @@ async def test_send_answers_the_last_turn_with_the_whole_conversation(
         editor = Editor(client)
         uri = (chat_home.workspace / "c.md").as_uri()
         editor.open(uri, chat)
-        await run(client, "aiguilleur.chat", uri)
+        await run_command(client, "aiguilleur.chat", uri)
     [body] = fake.bodies("/chat/completions")
     roles = [m["role"] for m in body["messages"]]
     assert roles == ["system", "user", "assistant", "user"]
@@ -141,7 +129,7 @@ async def test_a_chat_about_a_private_file_never_leaves(
         uri = (chat_home.workspace / "c.md").as_uri()
         editor.open(uri, chat)
         with pytest.raises(JsonRpcException):
-            await run(client, "aiguilleur.chat", uri)
+            await run_command(client, "aiguilleur.chat", uri)
         shown = [m.message for m in client.messages if "private" in m.message]
     assert not fake.bodies("/chat/completions")
     assert len(shown) == 1
@@ -193,7 +181,7 @@ async def test_cancelling_the_progress_bar_stops_the_chat(
         editor = Editor(client)
         uri = (chat_home.workspace / "c.md").as_uri()
         editor.open(uri, chat)
-        pending = asyncio.ensure_future(run(client, "aiguilleur.chat", uri))
+        pending = asyncio.ensure_future(run_command(client, "aiguilleur.chat", uri))
         while "word" not in editor.texts[uri]:
             await asyncio.sleep(0.01)
         [token] = [t for t, r in client.progress_reports.items() if "chat" in str(t)]
@@ -223,7 +211,7 @@ async def test_a_chat_without_arguments_is_about_the_file_being_edited(
                 [lsp.TextDocumentContentChangeWholeDocument(text=SOURCE + "\n")],
             )
         )
-        result = await run(client, "aiguilleur.chat.new")
+        result = await run_command(client, "aiguilleur.chat.new")
     chat = Path(result["uri"].removeprefix("file://")).read_text()
     assert "about: " + str(chat_home.workspace / "m.py") in chat
     assert "def add(a, b):" in chat

@@ -15,7 +15,7 @@ from lsprotocol import types as lsp
 from tests.support.editor import Editor
 from tests.support.fake_openrouter import FakeModel, FakeOpenRouter
 from tests.support.home import TestHome
-from tests.support.lsp import inline, lsp_session, open_doc
+from tests.support.lsp import code_actions, inline, lsp_session, open_doc, run_command
 
 # A vertical tab, an escape sequence that clears a terminal, a carriage return, a bell,
 # DEL and a C1 control: all seen (or possible) in model output.
@@ -71,13 +71,7 @@ async def test_code_action_edits_reach_the_client_without_control_characters(
 ) -> None:
     async with lsp_session(team_home) as client:
         uri = open_doc(client, team_home.workspace / "m.py", "def add(a, b):\n    return a\n")
-        found = await client.text_document_code_action_async(
-            lsp.CodeActionParams(
-                lsp.TextDocumentIdentifier(uri),
-                lsp.Range(lsp.Position(0, 0), lsp.Position(2, 0)),
-                lsp.CodeActionContext(diagnostics=[]),
-            )
-        )
+        found = await code_actions(client, uri, 0, 2)
         document = next(a for a in found if "Document" in a.title)
         resolved = await client.code_action_resolve_async(document)
     [edit] = resolved.edit.changes[uri]
@@ -92,9 +86,7 @@ async def test_chat_insertions_reach_the_client_without_control_characters(
         editor = Editor(client)
         uri = (team_home.workspace / "c.md").as_uri()
         editor.open(uri, chat)
-        await client.workspace_execute_command_async(
-            lsp.ExecuteCommandParams(command="aiguilleur.chat", arguments=[uri])
-        )
+        await run_command(client, "aiguilleur.chat", uri)
     text = editor.texts[uri]
     assert "return a[2J + b" in text and not CONTROLS.search(text)
 

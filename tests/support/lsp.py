@@ -100,3 +100,23 @@ def _plain(obj: Any) -> Any:
     if isinstance(obj, list):
         return [_plain(v) for v in obj]
     return obj
+
+
+async def code_actions(
+    client: LanguageClient, uri: str, start: int, end: int, diagnostics: Any = ()
+) -> list[Any]:
+    """The actions for lines start..end (end exclusive, at column 0), as an editor asks."""
+    result = await client.text_document_code_action_async(
+        lsp.CodeActionParams(
+            text_document=lsp.TextDocumentIdentifier(uri),
+            range=lsp.Range(lsp.Position(start, 0), lsp.Position(end, 0)),
+            context=lsp.CodeActionContext(diagnostics=list(diagnostics)),
+        )
+    )
+    return list(result or [])
+
+
+async def run_command(client: LanguageClient, command: str, *arguments: Any) -> Any:
+    return await client.workspace_execute_command_async(
+        lsp.ExecuteCommandParams(command=command, arguments=list(arguments))
+    )
