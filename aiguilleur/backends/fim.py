@@ -76,6 +76,33 @@ class FimPrompt(msgspec.Struct, frozen=True):
     # Tokens up to the end of the lines before the cursor line (before the FIM suffix
     # token): what an idle prefill evaluates.
     prefix_end: int
+    # The end of the text before the cursor, left out of the prompt: the answer must start
+    # by spelling it (token healing, see healing.py).
+    heal: bytes = b""
+
+
+# What the text before the cursor is assumed to go on with when finding where to cut it:
+# a letter, as when a word follows an indentation, a space or an operator.
+_PROBE = "a"
+
+
+def heal_cut(
+    line: str, tokenize: Tokenize, piece: Callable[[int], bytes]
+) -> tuple[list[int], bytes]:
+    """The tokens of `line` (the cursor line up to the cursor) up to the last boundary the
+    tokenizer would keep if the text went on, and the rest, to be healed.
+
+    Qwen's tokenizer writes twelve spaces alone as one token but twelve spaces and a word
+    as eleven spaces and ` word`: cut where the text-that-goes-on would be cut, and always
+    before the last token, which may yet merge with what comes."""
+    tokens = tokenize(line + _PROBE)
+    data = line.encode("utf-8")
+    while tokens:
+        done = b"".join(piece(t) for t in tokens)
+        if len(done) < len(data) and data.startswith(done):
+            return tokens, data[len(done) :]
+        tokens.pop()
+    return [], data
 
 
 class TokenCounter:
@@ -152,7 +179,10 @@ def build_prompt(
     prefix_tokens: int,
     suffix_tokens: int,
     extra_tokens: int,
+    token_text: Callable[[int], bytes] | None = None,
 ) -> FimPrompt:
+    """The prompt for `ctx`. With `token_text`, the end of the cursor line is cut for token
+    healing (heal_cut) and returned as `heal`."""
     head: list[int] = [fim.bos] if fim.bos >= 0 else []
     extra: list[int] = []
     if ctx.extra and extra_tokens > 0:
@@ -176,7 +206,13 @@ def build_prompt(
     # which comes before them, stays in the KV cache instead of being re-evaluated at
     # every keystroke (llama.cpp's /infill puts it at the end of the prefix instead).
     cut = ctx.prefix.rfind("\n") + 1
-    current = tokenize(ctx.prefix[cut:]) if cut < len(ctx.prefix) else []
+    line = ctx.prefix[cut:]
+    heal = b""
+    current: list[int] = []
+    if line and token_text is not None:
+        current, heal = heal_cut(line, tokenize, token_text)
+    elif line:
+        current = tokenize(line)
     if len(current) > prefix_tokens:  # one giant line (minified code)
         current = current[-prefix_tokens:]
     budget = prefix_tokens - len(current)
@@ -184,7 +220,7 @@ def build_prompt(
     suffix = trim_suffix(ctx.suffix, suffix_tokens, count, tokenize)
     stable = len(head) + len(extra) + 1
     tokens = [*head, *extra, fim.pre, *prefix, fim.suf, *suffix, fim.mid, *current]
-    return FimPrompt(tokens, stable, stable + len(prefix))
+    return FimPrompt(tokens, stable, stable + len(prefix), heal)
 
 
 def resolve_fim_tokens(

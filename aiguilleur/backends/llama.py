@@ -278,6 +278,8 @@ class LlamaEngine:
                 if not job.prefill:
                     self._count("superseded" if isinstance(error, Superseded) else "cancelled")
                 _fail(job.future, error)
+            except BackendUnavailable as error:  # e.g. a chat model asked to fill in code
+                _fail(job.future, error)
             except Exception as error:
                 log.exception("engine.request_failed")
                 _fail(job.future, BackendUnavailable(f"local engine error: {error}"))

@@ -15,7 +15,8 @@ from collections.abc import Callable
 from typing import Any
 
 from aiguilleur.backends.fim import FimPrompt, TokenCounter, build_prompt
-from aiguilleur.backends.llama_model import EngineSettings, next_token, tokenize
+from aiguilleur.backends.healing import VocabIndex
+from aiguilleur.backends.llama_model import EngineSettings, last_logits, next_token, tokenize
 from aiguilleur.backends.llama_state import StateKeeper
 from aiguilleur.backends.postprocess import stop_point, trim_overlap
 from aiguilleur.errors import BackendUnavailable, Cancelled, Superseded
@@ -70,6 +71,8 @@ class FimRunner:
         self.count = count
         self.waiting = waiting  # a request is queued: a prefill stops for it
         self.tokens = TokenCounter(self.tokenize)
+        # Built with the model (a few tenths of a second), not at the first keystroke.
+        self.vocab = VocabIndex(llm)
 
     def tokenize(self, text: str) -> list[int]:
         return tokenize(self.llm, text)
@@ -93,6 +96,7 @@ class FimRunner:
             prefix_tokens=budget,
             suffix_tokens=req.suffix_tokens,
             extra_tokens=extra,
+            token_text=self.vocab.piece,
         )
         tokens = prompt.tokens
         if len(tokens) > room:  # only when the budgets themselves exceed the context
@@ -103,7 +107,10 @@ class FimRunner:
         req = job.request
         started = time.perf_counter()
         queue_ms = (started - job.submitted) * 1000
-        _, tokens = self.prompt(req)
+        prompt, tokens = self.prompt(req)
+        # Token healing (healing.py): the end of the cursor line's text is left out of the
+        # prompt, and generation starts by spelling it again.
+        heal = prompt.heal
         # Reuse the KV cache (live, else a stored state) up to the first differing token.
         n_past, restored = 0, 0
         if self.settings.reuse_prefix:
@@ -113,7 +120,8 @@ class FimRunner:
         self._eval(job, tokens, n_past)
         prompt_done = time.perf_counter()
 
-        text, n_gen, reason = self._generate(job, prompt_done)
+        text, n_gen, reason = self._generate(job, prompt_done, heal)
+        log.debug("engine.generated heal=%r text=%r reason=%s", heal, text, reason)
         text = trim_overlap(text, req.context.suffix)
         finished = time.perf_counter()
         usage = Usage(
@@ -140,6 +148,8 @@ class FimRunner:
         return Completion(text, usage, route="local", model=self.model_name, stop_reason=reason)
 
     def prefill(self, job: FimJob) -> Completion:
+        if self.fim is None:  # it cannot fill in code: nothing worth warming up
+            return Completion("", Usage(), route="local", model="")
         prompt, tokens = self.prompt(job.request)
         target = min(prompt.prefix_end, len(tokens))
         log.debug(
@@ -178,8 +188,11 @@ class FimRunner:
             self.count("evaluated", len(piece))
         return done
 
-    def _generate(self, job: FimJob, t0: float) -> tuple[str, int, str]:
+    def _generate(self, job: FimJob, t0: float, heal: bytes = b"") -> tuple[str, int, str]:
+        """Generate after the prompt. The first tokens must agree with `heal` (the text
+        left out of the prompt) until they cover it; what follows it is the answer."""
         import llama_cpp
+        import numpy as np
 
         llm = self.llm
         gen = job.request.params
@@ -191,18 +204,28 @@ class FimRunner:
         n = 0
         reason = "length"
         text = ""
+        # The tokens that spell `heal` again are not counted: they are not the answer.
         while n < gen.max_tokens:
             job.check()
             if time.perf_counter() > deadline:
                 reason = "time"
                 break
+            if len(raw) < len(heal):
+                if llm.n_tokens >= self.settings.n_ctx - 1:
+                    reason = "context"
+                    break
+                allowed = self.vocab.agreeing(heal[len(raw) :])
+                token = int(allowed[int(np.argmax(last_logits(llm)[allowed]))])
+                raw += self.vocab.piece(token)
+                llm.eval([token])
+                continue
             token = next_token(llm, gen.temperature)
             if token in stops or llama_cpp.llama_vocab_is_eog(vocab, token):
                 reason = "eog"
                 break
             raw += llm.detokenize([token])
             n += 1
-            text = raw.decode("utf-8", errors="ignore")
+            text = raw[len(heal) :].decode("utf-8", errors="ignore")
             cut = stop_point(text, single_line=gen.single_line, min_indent=gen.min_indent)
             if cut is not None:
                 return text[:cut], n, "boundary"

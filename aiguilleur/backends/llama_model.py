@@ -70,6 +70,13 @@ def load_model(path: Path, settings: EngineSettings) -> tuple[Any, FimTokens | N
 _LOADING = threading.Lock()
 
 
+def amx_build() -> bool:
+    """Whether this llama.cpp build runs its AMX code on this CPU (see below)."""
+    import llama_cpp
+
+    return b"AMX_INT8 = 1" in llama_cpp.llama_print_system_info()
+
+
 @contextlib.contextmanager
 def _safe_model_params() -> Iterator[None]:
     """Model parameters that do not crash the process.
@@ -81,10 +88,9 @@ def _safe_model_params() -> Iterator[None]:
     "extra buffer types", which Llama() does not let us set: on a build with AMX they are
     turned off here, for the time of the load (weight repacking goes with them).
     """
-    import llama_cpp
     import llama_cpp.llama_cpp as low
 
-    if b"AMX_INT8 = 1" not in llama_cpp.llama_print_system_info():
+    if not amx_build():
         yield
         return
     default = low.llama_model_default_params

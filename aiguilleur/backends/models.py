@@ -42,9 +42,17 @@ ALIASES: tuple[ModelAlias, ...] = (
         "qwen2.5-coder-7b-q8_0.gguf",
         "8.1 GB",
     ),
+    # The instruct model also fills in the middle, and it can be had without the hub
+    # (aiguilleur/mirror.py): what the demo and the quality bench use offline.
+    ModelAlias(
+        "qwen2.5-coder-0.5b-instruct",
+        "Qwen/Qwen2.5-Coder-0.5B-Instruct-GGUF",
+        "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+        "0.5 GB",
+    ),
 )
 DEFAULT_ALIAS = ALIASES[0]
-_SHORT = {"0.5b": 1, "1.5b": 0, "3b": 2, "7b": 3}
+_SHORT = {"0.5b": 1, "1.5b": 0, "3b": 2, "7b": 3, "0.5b-instruct": 4}
 
 
 def find_alias(name: str) -> ModelAlias | None:

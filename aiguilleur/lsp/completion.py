@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -161,6 +162,7 @@ class CompletionFeature:
             return None
         if current_version() != version:
             return None  # the user typed meanwhile: this answer is for an old text
+        completion = msgspec.structs.replace(completion, text=_worth_showing(completion.text))
         s = make(completion, False, completion.usage)
         s = self._remember(uri, s, text[:offset], after, t0)
         log.debug("completion.done uri=%s build_ms=%.2f", uri, build_ms)
@@ -252,6 +254,16 @@ class CompletionFeature:
             model=shown.model,
             stop_reason="typed-through",
         )
+
+
+_TRAILING_BLANK_LINES = re.compile(r"(?:[ \t]*\n)+[ \t]*\Z")
+
+
+def _worth_showing(text: str) -> str:
+    """The suggestion without the blank lines it ends with (they would push the user's
+    next lines down); nothing at all if it is only whitespace."""
+    text = _TRAILING_BLANK_LINES.sub("", text)
+    return text if text.strip() else ""
 
 
 def _word_before(line_before_cursor: str) -> str:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 from aiguilleur.backends.fim import (
     FimTokens,
     TokenCounter,
@@ -76,3 +78,30 @@ def test_without_an_anchor_in_reach_the_window_still_starts_at_a_stable_line() -
     typed = trim_prefix(prefix + "2", 0, 300, COUNT, byte_tokens)
     assert bytes(first).decode().startswith("value_")  # a whole line, not a cut token run
     assert typed[: len(first)] == first  # one more keystroke keeps the prompt's prefix
+
+
+def test_healing_cuts_where_the_real_tokenizer_would_if_the_text_went_on(
+    qwen_model: Path,
+) -> None:
+    from llama_cpp import Llama
+
+    from aiguilleur.backends.fim import heal_cut
+
+    vocab = Llama(str(qwen_model), vocab_only=True, verbose=False)
+
+    def tokenize(text: str) -> list[int]:
+        return list(vocab.tokenize(text.encode(), add_bos=False, special=False))
+
+    def text_of(token: int) -> bytes:
+        return bytes(vocab.detokenize([token]))
+
+    for line, kept, healed in [
+        # Alone, twelve spaces are one token; before a word, eleven and ` word`.
+        (" " * 12, " " * 11, " "),
+        ("x = ", "x =", " "),  # the space goes with the word that comes
+        ("    ret", "   ", " ret"),  # the word may grow into ` return`
+        ("    return len", "    return", " len"),
+    ]:
+        tokens, heal = heal_cut(line, tokenize, text_of)
+        assert b"".join(text_of(t) for t in tokens) == kept.encode(), line
+        assert heal == healed.encode(), line
