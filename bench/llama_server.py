@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 
 from aiguilleur.backends.fim import TokenCounter, trim_prefix, trim_suffix
+from aiguilleur.backends.llama_model import amx_build
 from aiguilleur.lsp.context import fim_context
 from aiguilleur.replay import Keystroke, typing_states
 
@@ -39,7 +40,6 @@ class LlamaServer:
         n_ctx: int,
         n_ubatch: int,
         threads: tuple[int, int],
-        extra: list[str] | None = None,
     ) -> None:
         self.port = _free_port()
         self.log = Path(os.environ.get("TMPDIR", "/tmp")) / f"llama-server-{self.port}.log"
@@ -63,7 +63,8 @@ class LlamaServer:
             str(threads[1]),
             "-np",
             "1",
-            *(extra or []),
+            # The same workaround as load_model's (SIGILL in llama.cpp's AMX code).
+            *(["--no-repack"] if amx_build() else []),
         ]
         with self.log.open("wb") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)

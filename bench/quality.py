@@ -97,12 +97,9 @@ def llama_server_arm(
 ) -> list[Answer]:
     import httpx
 
-    from aiguilleur.backends.llama_model import amx_build
     from bench.llama_server import LlamaServer
 
-    # The same workaround as load_model (SIGILL in llama.cpp's AMX code): no repacking.
-    extra = ["--no-repack"] if amx_build() else []
-    server = LlamaServer(binary, model, 4096, 512, (threads, threads), extra)
+    server = LlamaServer(binary, model, 4096, 512, (threads, threads))
     out: list[Answer] = []
     try:
         server.wait_ready()

@@ -99,10 +99,17 @@ def heal_cut(
     data = line.encode("utf-8")
     while tokens:
         done = b"".join(piece(t) for t in tokens)
-        if len(done) < len(data) and data.startswith(done):
+        # Never inside a word: `retu` + `a` may tokenize as ` ret` + `ua`, yet the word
+        # is going to be ` return`, one token, which only a cut before it lets come.
+        inside_word = _word_byte(done[-1:]) and _word_byte(data[len(done) : len(done) + 1])
+        if len(done) < len(data) and data.startswith(done) and not inside_word:
             return tokens, data[len(done) :]
         tokens.pop()
     return [], data
+
+
+def _word_byte(b: bytes) -> bool:
+    return b.isalnum() or b == b"_"
 
 
 class TokenCounter:

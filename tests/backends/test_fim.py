@@ -100,6 +100,8 @@ def test_healing_cuts_where_the_real_tokenizer_would_if_the_text_went_on(
         (" " * 12, " " * 11, " "),
         ("x = ", "x =", " "),  # the space goes with the word that comes
         ("    ret", "   ", " ret"),  # the word may grow into ` return`
+        # `retu` + `a` tokenizes as ` ret` + `ua`: still never cut inside the word.
+        (" " * 12 + "retu", " " * 11, " retu"),
         ("    return len", "    return", " len"),
     ]:
         tokens, heal = heal_cut(line, tokenize, text_of)
