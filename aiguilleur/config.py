@@ -37,8 +37,13 @@ class LocalConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     n_batch: int = 128
     """Prompt tokens evaluated per slice: cancellation is checked between slices."""
     n_threads: int | None = None
+    """Threads for generation and prompt evaluation. Default: every core the process may
+    run on (its CPU affinity), measured fastest; fewer leave cores to other work."""
     reuse_prefix: bool = True
     """Evaluate only the tokens after the first change. Off only to measure its worth."""
+    speculative: bool = True
+    """Greedy suggestions check tokens drafted from the context in one batch (the same
+    output, sooner). Off only to measure its worth."""
 
 
 class CompletionConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -53,6 +58,9 @@ class CompletionConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     time_budget_ms: int = 1500
     """Generation stops after this long, whatever it has by then."""
     temperature: float = 0.0
+    prefetch: bool = True
+    """While a local suggestion is shown and the engine is idle, compute the one that
+    follows its acceptance (it gives way to any request)."""
 
 
 class CacheConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -66,6 +66,8 @@ def run_doctor(timeout: float = 300.0) -> int:
                     f"loads in {info.load_ms:.0f} ms: {info.name}, context {info.n_ctx}"
                     f" (trained {info.n_ctx_train}), vocabulary {info.n_vocab}",
                 )
+                source = "[local] n_threads" if config.local.n_threads else "the usable cores"
+                _line(True, f"threads: {info.n_threads} ({source})")
                 if info.fim is None:
                     problems += 1
                     _line(

@@ -36,6 +36,9 @@ class Keystroke(msgspec.Struct, frozen=True):
     server_ms: float
     typed_through: bool
     answered: bool
+    drafted_tokens: int = 0  # speculative decoding: tokens drafted from the context
+    accepted_tokens: int = 0  # and kept
+    ahead: bool = False  # answered with the suggestion computed ahead (after an accept)
 
 
 class ServerProcess:
@@ -252,6 +255,8 @@ async def replay(
                 server_ms=last.server_ms if last is not None else 0.0,
                 typed_through=bool(last.typed_through) if last is not None else False,
                 answered=last is not None,
+                drafted_tokens=u.drafted_tokens if u else 0,
+                accepted_tokens=u.accepted_tokens if u else 0,
             )
         )
     return results

@@ -49,6 +49,7 @@ def engine_settings(config: Config) -> EngineSettings:
         n_batch=config.local.n_batch,
         n_threads=config.local.n_threads,
         reuse_prefix=config.local.reuse_prefix,
+        speculative=config.local.speculative,
     )
 
 
@@ -187,9 +188,7 @@ class Runtime:
             cooling=dict(remote.cooling),
         )
 
-    async def complete(self, request: Request) -> Completion | None:
-        """The first route's answer, falling back along the routes; None when no route
-        can answer."""
+    def _routes(self, request: Request) -> list[Route]:
         now = time.time()
         selection = select_routes(
             request.kind,
@@ -198,7 +197,12 @@ class Runtime:
             private=self.private_reason(request),
             now=now,
         )
-        for route in selection.routes:
+        return list(selection.routes)
+
+    async def complete(self, request: Request) -> Completion | None:
+        """The first route's answer, falling back along the routes; None when no route
+        can answer."""
+        for route in self._routes(request):
             if route.backend == "local":
                 if self.engine is None:
                     continue
@@ -318,6 +322,21 @@ class Runtime:
         return await self.ask(
             RequestKind.CHAT, about, messages, self.config.chat.max_tokens, on_text
         )
+
+    async def prefetch(self, request: Request) -> Completion | None:
+        """The completion of `request` ahead of time, when the engine is idle: from the
+        local engine only, and only when it is the first route for this request, so that
+        a guess never sends code anywhere nor costs anything. None when it gave way."""
+        engine = self.engine
+        if engine is None or self.load_error is not None:
+            return None
+        routes = self._routes(request)
+        if not routes or routes[0].backend != "local":
+            return None
+        try:
+            return await engine.prefetch(request)
+        except (Cancelled, BackendUnavailable):
+            return None
 
     def prefill(self, request: Request) -> None:
         """Warm the KV cache for a document the user is likely to type in next."""

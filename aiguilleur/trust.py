@@ -52,6 +52,7 @@ POWERS: dict[tuple[str, str], Power] = {
             "extra_chunk_lines",
             "time_budget_ms",
             "temperature",
+            "prefetch",  # off is lower: less work done unasked
         )
     },
     ("actions", "max_tokens"): Power.LOWER,

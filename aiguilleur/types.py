@@ -67,6 +67,10 @@ class Usage(msgspec.Struct, frozen=True):
     # context (after a restart, or coming back to a file).
     restored_tokens: int = 0
     completion_tokens: int = 0
+    # Speculative decoding (backends/speculative.py): tokens drafted from the context and
+    # evaluated along with a generated one, and how many of them the model agreed with.
+    drafted_tokens: int = 0
+    accepted_tokens: int = 0
     prompt_ms: float = 0.0
     restore_ms: float = 0.0  # part of prompt_ms: finding, loading and restoring a state
     generation_ms: float = 0.0
@@ -151,3 +155,4 @@ class ModelInfo(msgspec.Struct, frozen=True):
     n_vocab: int
     fim: FimTokens | None
     load_ms: float
+    n_threads: int = 0  # for generation and prompt evaluation alike

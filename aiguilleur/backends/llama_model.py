@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -23,9 +24,10 @@ log = logging.getLogger(__name__)
 class EngineSettings(msgspec.Struct, frozen=True):
     n_ctx: int = 4096
     n_batch: int = 128
-    n_threads: int | None = None
+    n_threads: int | None = None  # None: every core this process may run on
     # Off only for the bench's "fresh prompt per request" baseline.
     reuse_prefix: bool = True
+    speculative: bool = True  # drafts from the context (speculative.py), greedy only
 
 
 def load_model(path: Path, settings: EngineSettings) -> tuple[Any, FimTokens | None, ModelInfo]:
@@ -36,13 +38,15 @@ def load_model(path: Path, settings: EngineSettings) -> tuple[Any, FimTokens | N
     from llama_cpp import Llama
 
     start = time.perf_counter()
+    threads = settings.n_threads or usable_cores()
     with _safe_model_params():
         llm = Llama(
             model_path=str(path),
             n_ctx=settings.n_ctx,
             n_batch=settings.n_batch,
             n_ubatch=settings.n_batch,
-            n_threads=settings.n_threads,
+            n_threads=threads,
+            n_threads_batch=threads,
             verbose=False,
         )
     vocab = llm._model.vocab
@@ -63,8 +67,19 @@ def load_model(path: Path, settings: EngineSettings) -> tuple[Any, FimTokens | N
         n_vocab=llm.n_vocab(),
         fim=fim,
         load_ms=(time.perf_counter() - start) * 1000,
+        n_threads=threads,
     )
     return llm, fim, info
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, e.g. under taskset or a
+    container's cpuset), which is what llama.cpp's threads can use. llama-cpp-python's
+    own default, half of all cores, left one of two cores idle while the user waited."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # macOS and Windows have no affinity call
+        return max(1, os.cpu_count() or 1)
 
 
 _LOADING = threading.Lock()

@@ -10,8 +10,9 @@ def indent_of(line: str) -> int:
 def stop_point(text: str, *, single_line: bool, min_indent: int | None) -> int | None:
     """Index at which generated `text` should be cut, or None to keep generating.
 
-    Single-line requests end at the first newline. Otherwise a complete line indented
-    less than the cursor's block ends the block the user is writing.
+    Single-line requests end at the first newline. Otherwise a line indented less than
+    the cursor's block ends the block the user is writing, as soon as its first visible
+    character is there: the tokens of a line that will be cut are not worth generating.
     """
     first_nl = text.find("\n")
     if first_nl < 0:
@@ -21,14 +22,15 @@ def stop_point(text: str, *, single_line: bool, min_indent: int | None) -> int |
     if min_indent is None:
         return None
     start = first_nl + 1
-    while True:
+    while start <= len(text):
         end = text.find("\n", start)
-        if end < 0:
-            return None
-        line = text[start:end]
+        line = text[start:] if end < 0 else text[start:end]
         if line.strip() and indent_of(line) < min_indent:
             return start - 1
+        if end < 0:
+            return None
         start = end + 1
+    return None
 
 
 def trim_overlap(text: str, suffix: str) -> str:

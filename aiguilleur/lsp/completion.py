@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -17,6 +18,7 @@ from aiguilleur.lsp.context import ContextRing, fim_context
 from aiguilleur.lsp.positions import chars_to_units, line_bounds, offset_at
 from aiguilleur.lsp.sanitize import for_editor
 from aiguilleur.lsp.uris import path_of
+from aiguilleur.tasks import TaskSet
 from aiguilleur.types import Completion, GenerationParams, Request, RequestKind, Usage
 
 log = logging.getLogger(__name__)
@@ -38,7 +40,8 @@ class Suggestion(msgspec.Struct, frozen=True):
     usage: Usage
     route: str
     model: str
-    typed_through: bool = False
+    typed_through: bool = False  # answered from what was shown or computed ahead
+    ahead: bool = False  # computed ahead, while the suggestion before it was shown
     server_ms: float = 0.0
 
 
@@ -57,12 +60,20 @@ class CompletionFeature:
         self,
         complete: Callable[[Request], Awaitable[Completion | None]],
         config: Callable[[], Config],
+        prefetch: Callable[[Request], Awaitable[Completion | None]] | None = None,
     ) -> None:
         self._complete = complete
+        self._prefetch = prefetch
         self._config = config
         cfg = config().completion
         self.ring = ContextRing(cfg.extra_chunks, cfg.extra_chunk_lines)
         self._shown: OrderedDict[str, _Shown] = OrderedDict()
+        # Per document, the suggestion that follows the shown one once it is accepted.
+        self._ahead: OrderedDict[str, _Shown] = OrderedDict()
+        # The prefetch running for a document, with the text before and after the cursor
+        # it is for: a request for exactly that text waits for it rather than stop it.
+        self._ahead_running: dict[str, tuple[str, str, asyncio.Task[None]]] = {}
+        self._tasks = TaskSet()
         self._last_uri: str | None = None
         self._last_line: dict[str, int] = {}
         self.last: dict[str, Suggestion] = {}
@@ -79,6 +90,7 @@ class CompletionFeature:
 
     def forget(self, uri: str) -> None:
         self._shown.pop(uri, None)
+        self._ahead.pop(uri, None)
         self.last.pop(uri, None)
 
     def note_change(self, uri: str, line: int | None, texts: Callable[[str], str | None]) -> None:
@@ -130,6 +142,7 @@ class CompletionFeature:
 
         def make(completion: Completion, typed: bool, usage: Usage) -> Suggestion:
             return Suggestion(
+                ahead=completion.stop_reason == "ahead",
                 text=for_editor(completion.text),
                 line=line,
                 character=char_units,
@@ -142,10 +155,20 @@ class CompletionFeature:
             )
 
         after = text[offset : offset + _AFTER_CHARS]
-        through = self._type_through(uri, text, offset, after)
+        through = self._type_through(self._shown.get(uri), text, offset, after, "typed-through")
         if through is not None:
             s = make(through, True, through.usage)
             return self._remember(uri, s, text[:offset], after, t0)
+        running = self._ahead_running.get(uri)
+        if running is not None and (text[:offset], after) == running[:2]:
+            await asyncio.shield(running[2])
+            if current_version() != version:
+                return None
+        ahead = self._type_through(self._ahead.pop(uri, None), text, offset, after, "ahead")
+        if ahead is not None:
+            s = self._remember(uri, make(ahead, True, ahead.usage), text[:offset], after, t0)
+            self._look_ahead(uri, text, offset, s.text)
+            return s
 
         window = text[max(0, offset - 64_000) : offset + 16_000]
         if "\x00" in window:
@@ -166,7 +189,37 @@ class CompletionFeature:
         s = make(completion, False, completion.usage)
         s = self._remember(uri, s, text[:offset], after, t0)
         log.debug("completion.done uri=%s build_ms=%.2f", uri, build_ms)
+        if s.text and completion.route == "local":
+            self._look_ahead(uri, text, offset, completion.text)
         return s
+
+    def _look_ahead(self, uri: str, text: str, offset: int, shown: str) -> None:
+        """Compute, while the engine is idle, the suggestion for the text as it will be
+        once `shown` is accepted (llama.vim does the same), so that accepting it and
+        going on gets the next one at once."""
+        prefetch = self._prefetch
+        if prefetch is None or not self._config().completion.prefetch:
+            return
+        accepted = text[:offset] + shown + text[offset:]
+        end = offset + len(shown)
+        bounds = line_bounds(accepted, accepted.count("\n", 0, end))
+        assert bounds is not None
+        request = self._request(uri, accepted, end, *bounds)
+        before, after = accepted[:end], accepted[end : end + _AFTER_CHARS]
+
+        async def run() -> None:
+            completion = await prefetch(request)
+            if completion is None:
+                return
+            ahead = _worth_showing(completion.text)
+            if ahead:
+                _keep(
+                    self._ahead,
+                    uri,
+                    _Shown(before, after, ahead, completion.route, completion.model),
+                )
+
+        self._tasks.spawn(run(), "prefetch")
 
     def _request(self, uri: str, text: str, offset: int, line_start: int, line_end: int) -> Request:
         cfg = self._config().completion
@@ -228,14 +281,14 @@ class CompletionFeature:
         )
         self.last[uri] = s
         if s.text:
-            self._shown[uri] = _Shown(before, after, s.text, s.route, s.model)
-            self._shown.move_to_end(uri)
-            while len(self._shown) > 64:
-                self._shown.popitem(last=False)
+            _keep(self._shown, uri, _Shown(before, after, s.text, s.route, s.model))
         return s
 
-    def _type_through(self, uri: str, text: str, offset: int, after: str) -> Completion | None:
-        shown = self._shown.get(uri)
+    @staticmethod
+    def _type_through(
+        shown: _Shown | None, text: str, offset: int, after: str, how: str
+    ) -> Completion | None:
+        """What is left of `shown` when the user typed its start (or nothing of it)."""
         if shown is None:
             return None
         n = len(shown.before)
@@ -248,12 +301,15 @@ class CompletionFeature:
             return None
         rest = shown.text[len(typed) :]
         return Completion(
-            rest,
-            Usage(cached=True),
-            route=shown.route,
-            model=shown.model,
-            stop_reason="typed-through",
+            rest, Usage(cached=True), route=shown.route, model=shown.model, stop_reason=how
         )
+
+
+def _keep(shown: OrderedDict[str, _Shown], uri: str, entry: _Shown) -> None:
+    shown[uri] = entry
+    shown.move_to_end(uri)
+    while len(shown) > 64:
+        shown.popitem(last=False)
 
 
 _TRAILING_BLANK_LINES = re.compile(r"(?:[ \t]*\n)+[ \t]*\Z")

@@ -35,7 +35,9 @@ class Session:
         self._told: set[str] = set()
         self._reloading = asyncio.Lock()
         self.runtime = Runtime(self.loaded.config, self._problem_from_thread)
-        self.completion = CompletionFeature(self.runtime.complete, lambda: self.runtime.config)
+        self.completion = CompletionFeature(
+            self.runtime.complete, lambda: self.runtime.config, self.runtime.prefetch
+        )
         self.actions = ActionsFeature(
             self.runtime.code_action,
             lambda: self.runtime.config,

@@ -14,6 +14,7 @@ import pytest
 
 from aiguilleur.backends.llama import LlamaEngine
 from aiguilleur.backends.llama_model import EngineSettings
+from aiguilleur.errors import Cancelled
 from aiguilleur.types import FimContext, GenerationParams, Request, RequestKind
 
 
@@ -61,6 +62,35 @@ async def test_cancelling_the_awaiting_task_then_asking_again_gets_an_answer(
                 await waiting
         answer = await engine.complete(request("x = 1"))
         assert answer.usage.prompt_tokens > 0
+    finally:
+        engine.close()
+        engine.join(30)
+
+
+async def test_a_prefetch_gives_way_to_a_request_at_once(small_model: Path) -> None:
+    engine = LlamaEngine(small_model, EngineSettings(n_ctx=4096, n_batch=64))
+    try:
+        await asyncio.wrap_future(engine.loaded)
+        long = Request(
+            RequestKind.COMPLETION,
+            key="session",
+            context=FimContext(path="a.py", prefix="def f():\n    return 1\n\n", suffix="\n"),
+            params=GenerationParams(max_tokens=3000, time_budget_ms=600_000),
+        )
+        ahead = asyncio.ensure_future(engine.prefetch(long))
+        while engine.stats().generated_tokens == 0:  # it is generating
+            await asyncio.sleep(0.01)
+        answer = await engine.complete(request("x = 1"))
+        assert answer.usage.prompt_tokens > 0
+        with pytest.raises(Cancelled):
+            await ahead
+        stats = engine.stats()
+        assert stats.prefetch_yields == 1 and stats.prefetched == 0 and stats.completed == 1
+        # Far fewer tokens than it was asked for: it stopped between two of them.
+        assert stats.generated_tokens < 3000
+        # With nothing else to do, a prefetch runs to its end.
+        done = await engine.prefetch(request("y = 2"))
+        assert done.usage.completion_tokens > 0 and engine.stats().prefetched == 1
     finally:
         engine.close()
         engine.join(30)

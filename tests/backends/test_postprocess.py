@@ -13,6 +13,14 @@ def test_indentation_drop_ends_the_block() -> None:
     assert stop_point(text, single_line=False, min_indent=4) == len("x = 1\n    y = 2")
 
 
+def test_the_block_ends_at_the_first_letter_of_a_dedented_line() -> None:
+    # Generation stops there: the rest of `def g` would be cut anyway.
+    assert stop_point("x = 1\n    y = 2\nd", single_line=False, min_indent=4) == 15
+    # Indentation alone, or a line still as deep as the block, does not end it.
+    assert stop_point("x = 1\n  ", single_line=False, min_indent=4) is None
+    assert stop_point("x = 1\n\n    y", single_line=False, min_indent=4) is None
+
+
 def test_text_already_after_the_cursor_is_not_repeated() -> None:
     assert trim_overlap("name)", ")\n") == "name"
     gen = "    return x\n\nprint(1)"

@@ -3,14 +3,12 @@ files, and after opening a file, the first suggestion does not re-evaluate the p
 
 from __future__ import annotations
 
-import asyncio
-import time
 from typing import Any
 
 import pytest
 
 from tests.support.home import TestHome
-from tests.support.lsp import inline, last_completion, lsp_session, open_doc
+from tests.support.lsp import idle, inline, last_completion, lsp_session, open_doc, status
 
 # The whole file fits the prefix window, so the window starts at line 0 everywhere.
 CONFIG = (
@@ -22,20 +20,6 @@ CONFIG = (
 def source(name: str, lines: int = 16) -> str:
     body = "".join(f"    {name}_{i} = compute({i}, '{name}')\n" for i in range(lines))
     return f"def {name}():\n{body}    return None\n"
-
-
-async def status(client: Any) -> Any:
-    return await client.protocol.send_request_async("aiguilleur/status", {})
-
-
-async def idle(client: Any, until: Any = lambda s: True, seconds: float = 60) -> Any:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        s = await status(client)
-        if s.engine is not None and s.model is not None and not s.engine.busy and until(s):
-            return s
-        await asyncio.sleep(0.05)
-    raise AssertionError("the engine never became idle")
 
 
 async def suggest_at_line(client: Any, home: TestHome, name: str, line: int) -> tuple[str, Any]:

@@ -11,7 +11,7 @@ from lsprotocol import types as lsp
 from pygls.exceptions import JsonRpcRequestCancelled
 
 from tests.support.home import TestHome
-from tests.support.lsp import inline, lsp_session, open_doc
+from tests.support.lsp import inline, lsp_session, open_doc, status
 
 LONG_LINE = "def f():\n    return 1\n\n"
 
@@ -22,10 +22,6 @@ def inline_params(uri: str, line: int, char: int) -> lsp.InlineCompletionParams:
         text_document=lsp.TextDocumentIdentifier(uri),
         position=lsp.Position(line, char),
     )
-
-
-async def status(client: Any) -> Any:
-    return await client.protocol.send_request_async("aiguilleur/status", {})
 
 
 async def wait_engine(client: Any, busy: bool, seconds: float = 60) -> Any:

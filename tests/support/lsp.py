@@ -6,7 +6,8 @@ import asyncio
 import contextlib
 import os
 import sys
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +92,24 @@ async def inline(client: LanguageClient, uri: str, line: int, char: int) -> list
 async def last_completion(client: LanguageClient, uri: str) -> dict[str, Any] | None:
     result = await client.protocol.send_request_async("aiguilleur/lastCompletion", {"uri": uri})
     return None if result is None else _plain(result)
+
+
+async def status(client: LanguageClient) -> Any:
+    """aiguilleur/status: the model, the engine's counters, the KV store."""
+    return await client.protocol.send_request_async("aiguilleur/status", {})
+
+
+async def idle(
+    client: LanguageClient, until: Callable[[Any], bool] = lambda s: True, seconds: float = 60
+) -> Any:
+    """The status once the engine is loaded, idle, and `until` holds."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        s = await status(client)
+        if s.engine is not None and s.model is not None and not s.engine.busy and until(s):
+            return s
+        await asyncio.sleep(0.05)
+    raise AssertionError("the engine never became idle")
 
 
 def _plain(obj: Any) -> Any:

@@ -1,0 +1,42 @@
+"""The suggestion after an accepted one: computed while the first is shown, answered at
+once when the user accepts it, and the same as the engine would give when asked."""
+
+from __future__ import annotations
+
+from tests.support.home import TestHome
+from tests.support.lsp import change_doc, idle, inline, last_completion, lsp_session, open_doc
+
+SOURCE = "import os\n\n\ndef main(argv):\n    name = os.path.basename(argv[0])\n    return \n"
+
+
+def accepted(text: str, line: int, char: int, suggestion: str) -> tuple[str, int, int]:
+    """The document once `suggestion` is accepted at (line, char), and the new cursor."""
+    lines = text.split("\n")
+    lines[line] = lines[line][:char] + suggestion + lines[line][char:]
+    added = suggestion.split("\n")
+    end_line = line + len(added) - 1
+    end_char = (char if len(added) == 1 else 0) + len(added[-1])
+    return "\n".join(lines), end_line, end_char
+
+
+async def test_accepting_a_suggestion_gets_the_next_one_without_the_engine(
+    model_home: TestHome,
+) -> None:
+    async with lsp_session(model_home) as client:
+        uri = open_doc(client, model_home.workspace / "main.py", SOURCE)
+        [first] = await inline(client, uri, 5, 11)
+        # The engine computes the next suggestion while this one is shown.
+        before = await idle(client, lambda s: s.engine.prefetched == 1)
+        change_doc(client, uri, 2, 5, 11, first)  # Tab: the editor inserts it
+        text, line, char = accepted(SOURCE, 5, 11, first)
+        [second] = await inline(client, uri, line, char)
+        shown = await last_completion(client, uri)
+        after = await idle(client)
+    assert shown is not None and shown["ahead"] and shown["typed_through"]
+    assert after.engine.completed == before.engine.completed == 1  # no request reached it
+    # It is what the engine answers when asked for that text (a fresh server, no prefetch).
+    model_home.write_config(model_home.config_file.read_text() + "prefetch = false\n")
+    async with lsp_session(model_home) as client:
+        uri = open_doc(client, model_home.workspace / "main.py", text)
+        assert await inline(client, uri, line, char) == [second]
+        assert (await idle(client)).engine.prefetched == 0
