@@ -91,6 +91,7 @@ class CompletionFeature:
     def forget(self, uri: str) -> None:
         self._shown.pop(uri, None)
         self._ahead.pop(uri, None)
+        self._ahead_running.pop(uri, None)
         self.last.pop(uri, None)
 
     def note_change(self, uri: str, line: int | None, texts: Callable[[str], str | None]) -> None:
@@ -167,7 +168,8 @@ class CompletionFeature:
         ahead = self._type_through(self._ahead.pop(uri, None), text, offset, after, "ahead")
         if ahead is not None:
             s = self._remember(uri, make(ahead, True, ahead.usage), text[:offset], after, t0)
-            self._look_ahead(uri, text, offset, s.text)
+            if s.text:
+                self._look_ahead(uri, text, offset, s.text)
             return s
 
         window = text[max(0, offset - 64_000) : offset + 16_000]
@@ -208,18 +210,21 @@ class CompletionFeature:
         before, after = accepted[:end], accepted[end : end + _AFTER_CHARS]
 
         async def run() -> None:
-            completion = await prefetch(request)
+            try:
+                completion = await prefetch(request)
+            finally:
+                running = self._ahead_running.get(uri)
+                if running is not None and running[2] is task:
+                    del self._ahead_running[uri]
             if completion is None:
                 return
+            # Kept even when empty: that nothing follows is an answer too, given at once.
             ahead = _worth_showing(completion.text)
-            if ahead:
-                _keep(
-                    self._ahead,
-                    uri,
-                    _Shown(before, after, ahead, completion.route, completion.model),
-                )
+            entry = _Shown(before, after, ahead, completion.route, completion.model)
+            _keep(self._ahead, uri, entry)
 
-        self._tasks.spawn(run(), "prefetch")
+        task = self._tasks.spawn(run(), "prefetch")
+        self._ahead_running[uri] = (before, after, task)
 
     def _request(self, uri: str, text: str, offset: int, line_start: int, line_end: int) -> Request:
         cfg = self._config().completion
@@ -295,7 +300,10 @@ class CompletionFeature:
         if offset < n or after != shown.after:
             return None
         typed = text[n:offset]
-        if not shown.text.startswith(typed) or len(typed) >= len(shown.text):
+        nothing_ahead = how == "ahead" and not shown.text and not typed
+        if not nothing_ahead and (
+            not shown.text.startswith(typed) or len(typed) >= len(shown.text)
+        ):
             return None
         if not text.startswith(shown.before):
             return None

@@ -20,6 +20,8 @@ def test_the_draft_follows_the_most_recent_longest_match() -> None:
     # followed by 7 8 4 ...
     assert draft(history, max_ngram=3, max_draft=3).tolist() == [7, 8, 4]
     assert draft(np.array([1, 2, 3], dtype=np.intc)).tolist() == []
+    # A single token seen before is not enough to draft from, by default.
+    assert draft(np.array([4, 5, 6, 4], dtype=np.intc)).tolist() == []
 
 
 def test_a_longer_match_wins_over_a_more_recent_shorter_one() -> None:
