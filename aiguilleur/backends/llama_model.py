@@ -27,7 +27,7 @@ class EngineSettings(msgspec.Struct, frozen=True):
     n_threads: int | None = None  # None: every core this process may run on
     # Off only for the bench's "fresh prompt per request" baseline.
     reuse_prefix: bool = True
-    speculative: bool = True  # drafts from the context (speculative.py), greedy only
+    speculative: bool = False  # drafts from the context (speculative.py), greedy only
 
 
 def load_model(path: Path, settings: EngineSettings) -> tuple[Any, FimTokens | None, ModelInfo]:
