@@ -72,7 +72,7 @@ def engine_rate(model: Path, threads: int, speculative: bool, source: str, n: in
     finally:
         engine.close()
         engine.join(60)
-    name = "aiguilleur" if speculative else "aiguilleur, plain decoding"
+    name = "aiguilleur, speculative" if speculative else "aiguilleur (plain decoding)"
     return Rate(name, tokens, ms, drafted, accepted)
 
 
