@@ -260,35 +260,51 @@ def replay_section(
     report["ratios"] = ratios
 
 
-def rate_section(model: Path, source: Path, threads: int) -> dict[str, Any]:
+def rate_section(model: Path, source: Path, threads: int, rounds: int = 3) -> dict[str, Any]:
+    """Generation speed, plain decoding against llama-bench at the same context depth,
+    in interleaved rounds (the machines are shared: a ratio within one round, then the
+    median of the rounds), and speculative decoding against plain decoding."""
     from bench.speed import engine_rate, llama_bench_rate
 
-    print(f"\ngeneration rate, {threads} threads ...", flush=True)
+    print(f"\ngeneration rate, {threads} threads, {rounds} rounds ...", flush=True)
     text = source.read_text()
-    rates = [
-        engine_rate(model, threads, False, text, 8),
-        engine_rate(model, threads, True, text, 8),
-    ]
     binary = os.environ.get("LLAMA_BENCH")
-    bench_rate = llama_bench_rate(binary, model, threads) if binary else None
-    if bench_rate is not None:
-        rates.append(bench_rate)
-    else:
+    if not binary:
         print("(llama-bench skipped: set LLAMA_BENCH=/path/to/llama-bench to compare with it)")
-    print(f"{'arm':<30}{'tokens':>8}{'ms/token':>10}{'tokens/s':>10}{'draft ok%':>10}")
+    rates = []
+    bench_ratios: list[float] = []
+    spec_ratios: list[float] = []
+    for _ in range(rounds):
+        plain = engine_rate(model, threads, False, text, 4)
+        fast = engine_rate(model, threads, True, text, 4)
+        rates += [plain, fast]
+        if fast.tokens_per_s and plain.tokens_per_s:
+            spec_ratios.append(fast.tokens_per_s / plain.tokens_per_s)
+        if binary:
+            bench = llama_bench_rate(binary, model, threads, depth=plain.depth, repetitions=2)
+            if bench is not None and bench.tokens_per_s:
+                rates.append(bench)
+                bench_ratios.append(plain.tokens_per_s / bench.tokens_per_s)
+    header = f"{'arm':<30}{'depth':>7}{'tokens':>8}{'ms/token':>10}{'tokens/s':>10}"
+    print(header + f"{'draft ok%':>10}")
     for r in rates:
         ok = f"{100 * r.accepted / r.drafted:.0f}" if r.drafted else ""
         per = r.ms / max(1, r.tokens)
-        print(f"{r.arm:<30}{r.tokens:>8}{per:>10.1f}{r.tokens_per_s:>10.1f}{ok:>10}")
-    plain, fast = rates[0], rates[1]
+        print(f"{r.arm:<30}{r.depth:>7}{r.tokens:>8}{per:>10.1f}{r.tokens_per_s:>10.1f}{ok:>10}")
     out: dict[str, Any] = {
         "rates": [{**msgspec.to_builtins(r), "tokens_per_s": r.tokens_per_s} for r in rates]
     }
-    if bench_rate is not None and bench_rate.tokens_per_s:
-        out["plain_over_llama_bench"] = plain.tokens_per_s / bench_rate.tokens_per_s
-        print(f"plain decoding / llama-bench tg: {out['plain_over_llama_bench']:.2f}x")
-    if plain.tokens_per_s:
-        out["speculative_speedup"] = fast.tokens_per_s / plain.tokens_per_s
+    if bench_ratios:
+        out["plain_over_llama_bench_rounds"] = bench_ratios
+        out["plain_over_llama_bench"] = statistics.median(bench_ratios)
+        shown = ", ".join(f"{x:.2f}" for x in bench_ratios)
+        print(
+            f"plain decoding / llama-bench tg: {out['plain_over_llama_bench']:.2f}x "
+            f"(median of rounds: {shown})"
+        )
+    if spec_ratios:
+        out["speculative_speedup_rounds"] = spec_ratios
+        out["speculative_speedup"] = statistics.median(spec_ratios)
         print(f"speculative / plain decoding, tokens per second: {out['speculative_speedup']:.2f}x")
     return out
 
