@@ -17,6 +17,8 @@ log = logging.getLogger("aiguilleur")
 
 
 def _setup_logging(verbose: int, log_file: str | None) -> None:
+    from aiguilleur.lsp.protocol import AnsweredErrors
+
     level = logging.DEBUG if verbose >= 1 else logging.INFO
     handler: logging.Handler = (
         logging.FileHandler(log_file, encoding="utf-8")
@@ -24,6 +26,7 @@ def _setup_logging(verbose: int, log_file: str | None) -> None:
         else logging.StreamHandler(sys.stderr)
     )
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    handler.addFilter(AnsweredErrors())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)

@@ -81,10 +81,15 @@ class CompletionFeature:
 
     @property
     def last_uri(self) -> str | None:
-        """The document the user last typed in or asked a suggestion in."""
+        """The document the user last opened (chat documents aside), typed in or asked a
+        suggestion in."""
         return self._last_uri
 
-    def note_open(self, uri: str, text: str) -> None:
+    def note_open(self, uri: str, text: str, *, chat: bool = False) -> None:
+        # A file just opened is the one being edited (Helix's `space i c` right after
+        # `hx m.py`); a chat document opened beside it is not what a new chat is about.
+        if not chat:
+            self._last_uri = uri
         if len(text) <= MAX_DOCUMENT_CHARS:
             self.ring.add(path_of(uri), text.splitlines(keepends=True), 0)
 

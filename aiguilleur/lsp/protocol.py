@@ -61,6 +61,28 @@ class _EditorWriter:
             return None
 
 
+class AnsweredErrors(logging.Filter):
+    """pygls logs each JSON-RPC error a handler raises on purpose (invalid params, a
+    refused command) as an ERROR with a traceback. Editors record our stderr as errors
+    (Helix tags every line `[ERROR]`), so a user reading their log would take an answer
+    for a crash: such a record becomes one INFO line naming the error. Other exceptions
+    keep their traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if record.name.startswith("pygls.") and isinstance(error, JsonRpcException):
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.msg, record.args = (
+                "request.answered_with_error %s: %s",
+                (
+                    type(error).__name__,
+                    error,
+                ),
+            )
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
 class AiguilleurProtocol(LanguageServerProtocol):
     # Set when `shutdown` arrives, before its handler runs.
     shutting_down = False

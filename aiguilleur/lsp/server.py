@@ -67,7 +67,7 @@ def build_server(user_config: Path | None = None) -> LanguageServer:
     @server.feature(lsp.TEXT_DOCUMENT_DID_OPEN)
     def did_open(ls: LanguageServer, params: lsp.DidOpenTextDocumentParams) -> None:
         doc = params.text_document
-        session.completion.note_open(doc.uri, doc.text)
+        session.completion.note_open(doc.uri, doc.text, chat=chat_commands.is_chat(doc.text))
         request = session.completion.prefill_request(doc.uri, doc.text)
         if request is not None:
             session.runtime.prefill(request)

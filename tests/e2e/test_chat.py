@@ -221,3 +221,32 @@ async def test_a_chat_without_arguments_is_about_the_file_being_edited(
     at = shown.selection.start
     lines = chat.split("\n")
     assert lines[at.line - 2] == "## You" and lines[at.line] == "" and at.character == 0
+
+
+async def test_a_chat_right_after_opening_a_file_is_about_that_file(
+    chat_home: TestHome, fake: FakeOpenRouter
+) -> None:
+    # Helix: `hx m.py`, then `space i c` at once, before typing anything.
+    log = chat_home.root / "server.log"
+    async with lsp_session(
+        chat_home, env={"AIGUILLEUR_TEST_KEY": KEY}, extra_args=["--log-file", str(log)]
+    ) as client:
+        Editor(client)
+        open_doc(client, chat_home.workspace / "m.py", SOURCE)
+        first = await run_command(client, "aiguilleur.chat.new")
+        # The chat document opening in the editor does not become "the file".
+        chat_uri = first["uri"]
+        open_doc(client, Path(chat_uri.removeprefix("file://")), read_uri(chat_uri), "markdown")
+        second = await run_command(client, "aiguilleur.chat.new")
+        # A wrong argument is answered with an error, and the log says so in one line.
+        with pytest.raises(JsonRpcException, match=r"aiguilleur\.chat\.new"):
+            await run_command(client, "aiguilleur.chat.new", {"uri": 3})
+    for result in (first, second):
+        assert "about: " + str(chat_home.workspace / "m.py") in read_uri(result["uri"])
+    text = log.read_text()
+    assert "request.answered_with_error JsonRpcInvalidParams" in text
+    assert "Traceback" not in text and " ERROR " not in text
+
+
+def read_uri(uri: str) -> str:
+    return Path(uri.removeprefix("file://")).read_text()
