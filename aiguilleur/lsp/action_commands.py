@@ -32,7 +32,11 @@ def register(
     @server.feature(
         lsp.TEXT_DOCUMENT_CODE_ACTION,
         lsp.CodeActionOptions(
-            code_action_kinds=[lsp.CodeActionKind.QuickFix, lsp.CodeActionKind.RefactorRewrite],
+            code_action_kinds=[
+                lsp.CodeActionKind.QuickFix,
+                lsp.CodeActionKind.Refactor,
+                lsp.CodeActionKind.RefactorRewrite,
+            ],
             resolve_provider=True,
         ),
     )

@@ -133,7 +133,9 @@ class ActionsFeature:
             found.append(("Document this code", lsp.CodeActionKind.RefactorRewrite, data))
             if not _is_test_file(path_of(uri)):
                 data = ActionData("tests", uri, version, start, end)
-                found.append(("Write tests", lsp.CodeActionKind.Source, data))
+                # `refactor`, not `source`: VS Code keeps source actions out of the light
+                # bulb, where a user looks for this one.
+                found.append(("Write tests", lsp.CodeActionKind.Refactor, data))
         actions = []
         for title, kind, data in found:
             plain = msgspec.to_builtins(data)

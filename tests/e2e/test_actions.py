@@ -193,3 +193,21 @@ async def test_write_tests_creates_the_test_file_or_extends_it(
     body = fake.bodies("/chat/completions")[0]
     assert "tests/test_m.py" in body["messages"][-1]["content"]
     assert "pytest" in body["messages"][0]["content"]
+
+
+async def test_each_action_has_a_kind_the_server_declares_and_light_bulbs_show(
+    action_home: TestHome, fake: FakeOpenRouter
+) -> None:
+    # VS Code's light bulb leaves `source` actions out (they go to "Source Action..."),
+    # and editors ask only for the kinds the server declared.
+    async with session(action_home) as client:
+        declared = client.initialize_result.capabilities.code_action_provider
+        uri = open_doc(client, action_home.workspace / "m.py", SOURCE)
+        found = await code_actions(client, uri, 0, 2)
+    assert isinstance(declared, lsp.CodeActionOptions)
+    kinds = set(declared.code_action_kinds or [])
+    for action in found:
+        if isinstance(action, lsp.CodeAction) and action.kind is not None:
+            assert action.kind in kinds, action.title
+            assert not action.kind.startswith("source"), action.title
+    assert titled(found, "Write tests").kind == lsp.CodeActionKind.Refactor

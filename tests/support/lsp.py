@@ -44,7 +44,8 @@ async def lsp_session(
         root_uri=home.workspace.as_uri(),
         initialization_options=init_options,
     )
-    await client.initialize_session(params)
+    # Kept for tests of what the server declares.
+    client.initialize_result = await client.initialize_session(params)  # type: ignore[attr-defined]
     try:
         yield client
     finally:
