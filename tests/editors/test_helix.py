@@ -273,7 +273,9 @@ def type_on_line_4(editor: Helix, text: str) -> None:
 def test_typing_opens_the_menu_and_enter_inserts_exactly_the_suggestion(
     home: TestHome, tiny_model: Path, hx: EditorBinary
 ) -> None:
-    reply = "me.upper() + '!'\nprint(s)"
+    # A model can answer with bytes a terminal acts on (a bell, an escape): none of them
+    # reaches the buffer or the screen.
+    reply = "me.upper()\x07 + '!'\x1b\nprint(s)"
     with (
         FakeOpenRouter(models=[FakeModel("vendor/coder", reply=reply)], anonymous=True) as fake,
         helix(home, hx, tiny_config(tiny_model, route("completion", fake, "vendor/coder"))) as ed,
