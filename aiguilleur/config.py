@@ -22,6 +22,7 @@ import msgspec
 
 from aiguilleur.cache.trust_store import TrustStore, digest
 from aiguilleur.trust import Ignored, TrustState, pick_routes, restrict
+from aiguilleur.types import Backend
 
 WORKSPACE_FILE = ".aiguilleur.toml"
 
@@ -99,7 +100,7 @@ class RouteConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """One way to answer a request; a feature's routes are tried in order."""
 
     name: str
-    backend: str = "local"
+    backend: Backend = Backend.LOCAL
     """`local`, `openrouter` (needs `key`) or `openai-compatible` (needs `base_url`)."""
     model: str = ""
     key: str = ""
@@ -115,7 +116,7 @@ class RouteConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 def _local_route() -> list[RouteConfig]:
-    return [RouteConfig(name="local", backend="local")]
+    return [RouteConfig(name="local", backend=Backend.LOCAL)]
 
 
 class RoutesConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -253,6 +254,11 @@ def _error_path(error: msgspec.ValidationError) -> list[str]:
 def _drop(tree: dict[str, Any], path: list[str]) -> bool:
     node: Any = tree
     for key in path[:-1]:
+        # Lists too (`routes.completion.0.backend`): one bad route field must not cost
+        # the whole file.
+        if isinstance(node, list) and key.isdigit() and int(key) < len(node):
+            node = node[int(key)]
+            continue
         if not isinstance(node, dict) or key not in node:
             return False
         node = node[key]
@@ -295,6 +301,9 @@ def _valid_layer(
             message = _AT.sub("", str(error))
             if _UNKNOWN.search(message):
                 message = "is not a known setting (a typo?); ignored"
+            elif path and path[-1] == "backend":
+                known = ", ".join(b.value for b in Backend)
+                message = f"{message} (one of {known}); this route is local"
             else:
                 message = f"{message}; using the default"
             problems.append(ConfigProblem(source, ".".join(path), message))

@@ -78,3 +78,14 @@ class AnswerCut(Exception):
 class IncompleteAnswer(Exception):
     """The model used all its tokens before its answer ended: as an edit it would cut the
     user's code in half, so it is not applied."""
+
+
+class BudgetRefused(Exception):
+    """A reservation that does not fit; the message says which limit and by how much."""
+
+    def __init__(self, key: str, period: str, limit: float, spent: float, asked: float) -> None:
+        self.key, self.period, self.limit, self.spent, self.asked = key, period, limit, spent, asked
+        super().__init__(
+            f"key '{key}' has spent ${spent:.4f} of its ${limit:.2f} {period} budget; this "
+            f"request could cost up to ${asked:.4f}"
+        )

@@ -31,10 +31,19 @@ from aiguilleur.backends.remote_fim import (
 from aiguilleur.cache.ledger import Budget, SpendLedger
 from aiguilleur.cache.responses import CachedAnswer, ResponseCache, cache_key
 from aiguilleur.config import Config, cache_dir
-from aiguilleur.errors import BackendError, RateLimited, Transient
+from aiguilleur.errors import BackendError, BudgetRefused, OutOfCredit, RateLimited, Transient
 from aiguilleur.keys import KeyProblem, read_key
 from aiguilleur.spending import Spender
-from aiguilleur.types import Answer, ChatMessage, Completion, FimContext, Request, Route, Usage
+from aiguilleur.types import (
+    Answer,
+    Backend,
+    ChatMessage,
+    Completion,
+    FimContext,
+    Request,
+    Route,
+    Usage,
+)
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +169,11 @@ class RemoteRoutes:
         return frozenset(k for k, until in self.exhausted.items() if until > now)
 
     async def complete(self, route: Route, request: Request) -> Completion:
-        if route.backend == "openrouter" and not self.prices and not self._first_refresh.is_set():
+        if (
+            route.backend is Backend.OPENROUTER
+            and not self.prices
+            and not self._first_refresh.is_set()
+        ):
             # The first request after start: prices (and the key's limit) are on their way.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._first_refresh.wait(), FIRST_REFRESH_WAIT_S)
@@ -201,7 +214,9 @@ class RemoteRoutes:
                     generation_ms=(time.perf_counter() - started) * 1000,
                     cached=True,
                 )
-                return Completion(text, usage, route=route.name, model=hit.model_used)
+                return Completion(
+                    text, usage, route=route.name, model=hit.model_used, backend=route.backend
+                )
         result = await self._answer(route, request, ctx, raw, messages, max_tokens, temperature)
         if key is not None and self.responses is not None:
             u = result.usage
@@ -228,7 +243,7 @@ class RemoteRoutes:
         max_tokens: int,
         temperature: float,
     ) -> WireResult:
-        if route.backend == "openai-compatible":
+        if route.backend is Backend.OPENAI_COMPATIBLE:
             client = self._compat.get(route.base_url)
             if client is None:
                 client = self._compat[route.base_url] = OpenAICompatClient(route.base_url, None)
@@ -275,13 +290,17 @@ class RemoteRoutes:
         on_text: Callable[[str], None] | None = None,
     ) -> Answer:
         """A chat-style answer (code actions, chat) through `route`."""
-        if route.backend == "openrouter" and not self.prices and not self._first_refresh.is_set():
+        if (
+            route.backend is Backend.OPENROUTER
+            and not self.prices
+            and not self._first_refresh.is_set()
+        ):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._first_refresh.wait(), FIRST_REFRESH_WAIT_S)
         max_tokens = route.max_tokens or max_tokens
         temperature = route.temperature if route.temperature is not None else 0.0
         started = time.perf_counter()
-        if route.backend == "openai-compatible":
+        if route.backend is Backend.OPENAI_COMPATIBLE:
             client = self._compat.get(route.base_url)
             if client is None:
                 client = self._compat[route.base_url] = OpenAICompatClient(route.base_url, None)
@@ -339,7 +358,8 @@ class RemoteRoutes:
             generation_ms=(time.perf_counter() - started) * 1000,
             cost_usd=u.cost_usd or 0.0,
         )
-        return Completion(text, usage, route=route.name, model=result.model_used or route.model)
+        model = result.model_used or route.model
+        return Completion(text, usage, route=route.name, model=model, backend=route.backend)
 
     def note_failure(self, route: Route, error: Exception, now: float) -> None:
         """Remember what the router must skip next time, and tell the user once."""
@@ -348,7 +368,7 @@ class RemoteRoutes:
             self.cooling[route.name] = now + wait
             log.info("route.rate_limited route=%s wait=%.0f", route.name, wait)
             return
-        if route.key and type(error).__name__ in ("BudgetRefused", "OutOfCredit"):
+        if route.key and isinstance(error, BudgetRefused | OutOfCredit):
             self.exhausted[route.key] = now + EXHAUSTED_S
             self.tell(
                 f"{error}. Using the next route for now. Budgets are in [keys."

@@ -10,9 +10,7 @@ from __future__ import annotations
 import msgspec
 
 from aiguilleur.config import Config, RouteConfig
-from aiguilleur.types import RequestKind, Route
-
-REMOTE = frozenset({"openrouter", "openai-compatible"})
+from aiguilleur.types import Backend, RequestKind, Route
 
 
 class Availability(msgspec.Struct, frozen=True):
@@ -38,15 +36,13 @@ def is_free_model(model: str) -> bool:
 def _why_not(
     r: RouteConfig, config: Config, available: Availability, private: str | None, now: float
 ) -> str | None:
-    if r.backend == "local":
+    if r.backend is Backend.LOCAL:
         return None if available.local else "no local model is loaded"
-    if r.backend not in REMOTE:
-        return f"unknown backend {r.backend!r} (local, openrouter or openai-compatible)"
     if private is not None:
         return f"kept on this machine: {private}"
     if not r.model:
         return "no `model` set"
-    if r.backend == "openrouter":
+    if r.backend is Backend.OPENROUTER:
         if not r.key or r.key not in config.keys:
             return f"key {r.key!r} is not defined in [keys] of your user config"
         if r.key not in available.keys:
@@ -85,7 +81,7 @@ def select_routes(
         if why is not None:
             skipped.append((r.name, why))
             continue
-        model = available.local_model if r.backend == "local" and not r.model else r.model
+        model = available.local_model if r.backend is Backend.LOCAL and not r.model else r.model
         # A chosen route is the configured one, its model resolved.
         routes.append(Route(**{**msgspec.structs.asdict(r), "model": model}))
     return Selection(routes, skipped)

@@ -9,8 +9,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 from aiguilleur.backends.llama import LlamaEngine
 from aiguilleur.backends.llama_model import EngineSettings
@@ -18,16 +19,22 @@ from aiguilleur.backends.llama_state import kv_namespace
 from aiguilleur.backends.models import ModelChoice, discover
 from aiguilleur.backends.prompts import render
 from aiguilleur.cache.kv import KVStateStore, KVStoreStats
-from aiguilleur.cache.ledger import BudgetRefused
 from aiguilleur.config import Config, cache_dir, data_dir, models_dir
-from aiguilleur.errors import AnswerCut, BackendError, BackendUnavailable, Cancelled
+from aiguilleur.errors import (
+    AnswerCut,
+    BackendError,
+    BackendUnavailable,
+    BudgetRefused,
+    Cancelled,
+)
 from aiguilleur.languages import language_of
 from aiguilleur.privacy import find_secret, is_private
 from aiguilleur.remote import RemoteRoutes
-from aiguilleur.router import REMOTE, Availability, select_routes
+from aiguilleur.router import Availability, select_routes
 from aiguilleur.types import (
     ActionRequest,
     Answer,
+    Backend,
     ChatMessage,
     Completion,
     ModelInfo,
@@ -39,6 +46,7 @@ from aiguilleur.types import (
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 LoadCallback = Callable[[ModelInfo | None, str | None], None]
 ProblemCallback = Callable[[str], None]
 
@@ -89,7 +97,8 @@ class NoRoute(Exception):
 
 def _has_remote_routes(config: Config) -> bool:
     routes = config.routes
-    return any(r.backend in REMOTE for r in (*routes.completion, *routes.code_action, *routes.chat))
+    every = (*routes.completion, *routes.code_action, *routes.chat)
+    return any(r.backend.remote for r in every)
 
 
 class Runtime:
@@ -205,29 +214,50 @@ class Runtime:
         )
         return list(selection.routes)
 
+    async def _first_answer(
+        self,
+        routes: list[Route],
+        answer_on: Callable[[Route], Awaitable[T]],
+        reasons: list[tuple[str, str]],
+    ) -> T | None:
+        """The route loop: the first route's answer, falling back along `routes` when a
+        route cannot answer (the reason is added to `reasons`); None when none could.
+        A cancellation, or an answer cut after part of it reached the user, ends it."""
+        for route in routes:
+            try:
+                return await answer_on(route)
+            except Cancelled:
+                raise
+            except BackendUnavailable as error:
+                log.info("route.unavailable route=%s error=%s", route.name, error)
+                reasons.append((route.name, str(error)))
+            except (BackendError, BudgetRefused) as error:
+                log.info("route.failed route=%s error=%s", route.name, type(error).__name__)
+                if self.remote is not None and route.backend.remote:
+                    self.remote.note_failure(route, error, time.time())
+                reasons.append((route.name, str(error)))
+        return None
+
+    def _engine(self) -> LlamaEngine:
+        if self.engine is None or self.load_error is not None:
+            raise BackendUnavailable("no local model is loaded")
+        return self.engine
+
+    def _remote(self) -> RemoteRoutes:
+        if self.remote is None:
+            raise BackendUnavailable("the remote routes are not set up")
+        return self.remote
+
     async def complete(self, request: Request) -> Completion | None:
         """The first route's answer, falling back along the routes; None when no route
         can answer."""
-        for route in self._routes(request):
-            if route.backend == "local":
-                if self.engine is None:
-                    continue
-                try:
-                    return await self.engine.complete(request)
-                except BackendUnavailable as error:
-                    log.warning("route.unavailable route=%s error=%s", route.name, error)
-                continue
-            remote = self.remote
-            if remote is None:
-                continue
-            try:
-                return await remote.complete(route, request)
-            except (BackendError, BudgetRefused) as error:
-                if isinstance(error, Cancelled):
-                    raise
-                log.info("route.failed route=%s error=%s", route.name, type(error).__name__)
-                remote.note_failure(route, error, time.time())
-        return None
+
+        async def complete_on(route: Route) -> Completion:
+            if route.backend is Backend.LOCAL:
+                return await self._engine().complete(request)
+            return await self._remote().complete(route, request)
+
+        return await self._first_answer(self._routes(request), complete_on, [])
 
     async def ask(
         self,
@@ -251,29 +281,25 @@ class Runtime:
         selection = select_routes(
             kind, self.config, self.availability(now), private=private, now=now
         )
-        reasons = list(selection.skipped)
-        for route in selection.routes:
-            if route.backend == "local":
-                try:
-                    return await self._local_ask(route, messages, max_tokens, on_text)
-                except BackendUnavailable as error:
-                    reasons.append((route.name, str(error)))
-                    continue
-            remote = self.remote
-            if remote is None:
-                continue
+
+        async def ask_on(route: Route) -> Answer:
+            if route.backend is Backend.LOCAL:
+                return await self._local_ask(route, messages, max_tokens, on_text)
             relay = _Relay(on_text)
             try:
-                return await remote.ask(route, kind.value, messages, max_tokens, relay.send)
+                return await self._remote().ask(route, kind.value, messages, max_tokens, relay.send)
             except (BackendError, BudgetRefused) as error:
-                log.info("route.failed route=%s error=%s", route.name, type(error).__name__)
                 if relay.sent:
                     # Part of this answer is already in the user's document: another
                     # route's answer cannot follow it.
                     raise AnswerCut(str(error), route.name, route.model) from error
-                remote.note_failure(route, error, time.time())
-                reasons.append((route.name, str(error)))
-        raise NoRoute(kind, reasons)
+                raise
+
+        reasons = list(selection.skipped)
+        answer = await self._first_answer(list(selection.routes), ask_on, reasons)
+        if answer is None:
+            raise NoRoute(kind, reasons)
+        return answer
 
     async def _local_ask(
         self,
@@ -282,9 +308,7 @@ class Runtime:
         max_tokens: int,
         on_text: Callable[[str], None] | None,
     ) -> Answer:
-        engine = self.engine
-        if engine is None or self.load_error is not None:
-            raise BackendUnavailable("no local model is loaded")
+        engine = self._engine()
         loop = asyncio.get_running_loop()
 
         def emit(text: str) -> None:  # called on the engine thread
@@ -337,7 +361,7 @@ class Runtime:
         if engine is None or self.load_error is not None:
             return None
         routes = self._routes(request)
-        if not routes or routes[0].backend != "local":
+        if not routes or routes[0].backend is not Backend.LOCAL:
             return None
         try:
             return await engine.prefetch(request)

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from aiguilleur.types import Backend
+
 if TYPE_CHECKING:
     from aiguilleur.config import Config, RouteConfig
 
@@ -177,11 +179,11 @@ def _restrict_routes(
         name = str(entry.get("name", ""))
         user = mine[names.index(name)] if name in names else None
         if user is None:
-            backend = entry.get("backend", "local")
-            why = None if backend == "local" else _foreign(entry)
+            backend = entry.get("backend", Backend.LOCAL.value)
+            why = None if backend == Backend.LOCAL.value else _foreign(entry)
         else:
             why = _narrowing(entry, user, max_tokens, temperature)
-            if why is None and user.backend != "local":
+            if why is None and user.backend is not Backend.LOCAL:
                 earlier = names[: names.index(name)]
                 skipped = [n for n in earlier if n not in {str(k.get("name")) for k in kept}]
                 if skipped:

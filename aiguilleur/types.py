@@ -7,6 +7,19 @@ from enum import StrEnum
 import msgspec
 
 
+class Backend(StrEnum):
+    """What answers a route: the embedded engine, or a server the request is sent to."""
+
+    LOCAL = "local"
+    OPENROUTER = "openrouter"
+    OPENAI_COMPATIBLE = "openai-compatible"
+
+    @property
+    def remote(self) -> bool:
+        """The request leaves the machine."""
+        return self is not Backend.LOCAL
+
+
 class RequestKind(StrEnum):
     COMPLETION = "completion"
     CODE_ACTION = "code_action"
@@ -85,6 +98,7 @@ class Completion(msgspec.Struct, frozen=True):
     route: str
     model: str
     stop_reason: str = ""
+    backend: Backend = Backend.LOCAL
 
 
 class ChatMessage(msgspec.Struct, frozen=True):
@@ -122,7 +136,7 @@ class Route(msgspec.Struct, frozen=True):
     """A route the router chose: which backend, model and key, with its parameters."""
 
     name: str
-    backend: str
+    backend: Backend
     model: str = ""
     key: str = ""
     base_url: str = ""

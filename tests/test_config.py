@@ -33,3 +33,22 @@ def test_unreadable_toml_is_named_and_ignored(tmp_path: Path) -> None:
     assert loaded.config.local.model is None
     [problem] = loaded.problems
     assert str(user) in problem.describe() and "line 1" in problem.describe()
+
+
+def test_an_unknown_backend_costs_only_that_field_and_the_route_stays_on_the_machine(
+    tmp_path: Path,
+) -> None:
+    user = tmp_path / "config.toml"
+    user.write_text(
+        '[completion]\nmax_tokens = 9\n[[routes.completion]]\nname = "gpu"\n'
+        'backend = "ollama"\nmodel = "qwen"\n'
+    )
+    loaded = ConfigLayers(user_file=user).load()
+    [problem] = loaded.problems
+    assert problem.key == "routes.completion.0.backend"
+    assert "one of local, openrouter, openai-compatible" in problem.describe()
+    # The rest of the file applies; the route falls back to the local engine (a typo must
+    # not send code anywhere).
+    assert loaded.config.completion.max_tokens == 9
+    [route] = loaded.config.routes.completion
+    assert route.name == "gpu" and route.backend == "local"

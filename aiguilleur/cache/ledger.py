@@ -27,6 +27,8 @@ from pathlib import Path
 
 import msgspec
 
+from aiguilleur.errors import BudgetRefused
+
 NANO = 1_000_000_000
 
 _SCHEMA = """
@@ -83,17 +85,6 @@ class Budget(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             for name in ("daily", "weekly", "monthly", "total")
             if (value := getattr(self, name)) is not None
         ]
-
-
-class BudgetRefused(Exception):
-    """A reservation that does not fit; the message says which limit and by how much."""
-
-    def __init__(self, key: str, period: str, limit: float, spent: float, asked: float) -> None:
-        self.key, self.period, self.limit, self.spent, self.asked = key, period, limit, spent, asked
-        super().__init__(
-            f"key '{key}' has spent ${spent:.4f} of its ${limit:.2f} {period} budget; this "
-            f"request could cost up to ${asked:.4f}"
-        )
 
 
 class Reservation(msgspec.Struct, frozen=True):

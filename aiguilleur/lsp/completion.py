@@ -19,7 +19,7 @@ from aiguilleur.lsp.positions import chars_to_units, line_bounds, offset_at
 from aiguilleur.lsp.sanitize import for_editor
 from aiguilleur.lsp.uris import path_of
 from aiguilleur.tasks import TaskSet
-from aiguilleur.types import Completion, GenerationParams, Request, RequestKind, Usage
+from aiguilleur.types import Backend, Completion, GenerationParams, Request, RequestKind, Usage
 
 log = logging.getLogger(__name__)
 
@@ -196,7 +196,7 @@ class CompletionFeature:
         s = make(completion, False, completion.usage)
         s = self._remember(uri, s, text[:offset], after, t0)
         log.debug("completion.done uri=%s build_ms=%.2f", uri, build_ms)
-        if s.text and completion.route == "local":
+        if s.text and completion.backend is Backend.LOCAL:
             self._look_ahead(uri, text, offset, completion.text)
         return s
 

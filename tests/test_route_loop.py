@@ -1,0 +1,180 @@
+"""The route loop (Runtime.complete and Runtime.ask) over fake backends: which route
+answers, what makes it fall back, what ends it. Milliseconds, no model, no server."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+import pytest
+
+from aiguilleur.config import Config
+from aiguilleur.errors import (
+    AnswerCut,
+    BackendUnavailable,
+    BudgetRefused,
+    Cancelled,
+    RateLimited,
+    StreamFailed,
+)
+from aiguilleur.runtime import NoRoute, Runtime
+from aiguilleur.types import (
+    Answer,
+    Backend,
+    ChatMessage,
+    Completion,
+    FimContext,
+    Request,
+    RequestKind,
+    Route,
+    Usage,
+)
+
+TEAM = {
+    "name": "team",
+    "backend": "openai-compatible",
+    "base_url": "http://gpu.lan:8080/v1",
+    "model": "qwen",
+}
+LOCAL = {"name": "local", "backend": "local"}
+CONFIG = msgspec.convert({"routes": {"completion": [TEAM, LOCAL], "chat": [TEAM, LOCAL]}}, Config)
+REQUEST = Request(RequestKind.COMPLETION, "k", FimContext("m.py", "x = ", ""))
+MESSAGES = [ChatMessage("user", "hello")]
+
+
+class FakeEngine:
+    """The local engine: answers, or raises what it is given."""
+
+    def __init__(self, error: Exception | None = None) -> None:
+        self.error = error
+        self.calls = 0
+
+    async def complete(self, request: Request) -> Completion:
+        self.calls += 1
+        if self.error is not None:
+            raise self.error
+        return Completion("1", Usage(), route="local", model="tiny")
+
+
+class FakeRemote:
+    """The remote routes: each call runs `behaviour(route, send)`."""
+
+    def __init__(self, behaviour: Callable[[Route, Callable[[str], None]], str]) -> None:
+        self.behaviour = behaviour
+        self.failures: list[tuple[str, type[Exception]]] = []
+        self.cooling: dict[str, float] = {}
+
+    def usable_keys(self) -> frozenset[str]:
+        return frozenset()
+
+    def exhausted_keys(self, now: float) -> frozenset[str]:
+        return frozenset()
+
+    async def complete(self, route: Route, request: Request) -> Completion:
+        text = self.behaviour(route, lambda _text: None)
+        return Completion(text, Usage(), route=route.name, model=route.model, backend=route.backend)
+
+    async def ask(
+        self,
+        route: Route,
+        feature: str,
+        messages: list[ChatMessage],
+        max_tokens: int,
+        on_text: Callable[[str], None],
+    ) -> Answer:
+        text = self.behaviour(route, on_text)
+        return Answer(text, route.name, route.model, Usage(), "stop")
+
+    def note_failure(self, route: Route, error: Exception, now: float) -> None:
+        self.failures.append((route.name, type(error)))
+
+
+def runtime(engine: Any, remote: Any) -> Runtime:
+    rt = Runtime(CONFIG)
+    rt.engine, rt.remote = engine, remote
+    rt.model_info = None
+    return rt
+
+
+def answers(text: str) -> Callable[[Route, Callable[[str], None]], str]:
+    return lambda route, send: text
+
+
+def fails(error: Exception, sent: str = "") -> Callable[[Route, Callable[[str], None]], str]:
+    def behaviour(route: Route, send: Callable[[str], None]) -> str:
+        if sent:
+            send(sent)
+        raise error
+
+    return behaviour
+
+
+def test_the_first_route_that_answers_answers() -> None:
+    engine = FakeEngine()
+    rt = runtime(engine, FakeRemote(answers("team's")))
+    done = asyncio.run(rt.complete(REQUEST))
+    assert done is not None and done.text == "team's" and done.backend is Backend.OPENAI_COMPATIBLE
+    assert engine.calls == 0
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        RateLimited("slow down", retry_after=5),
+        BudgetRefused("work", "daily", 1.0, 0.99, 0.02),
+        StreamFailed("cut"),
+        BackendUnavailable("connection refused"),
+    ],
+    ids=["rate-limited", "budget", "stream-failed", "unavailable"],
+)
+def test_a_route_that_cannot_answer_falls_back_to_the_next(error: Exception) -> None:
+    remote = FakeRemote(fails(error))
+    rt = runtime(FakeEngine(), remote)
+    done = asyncio.run(rt.complete(REQUEST))
+    assert done is not None and done.route == "local"
+    # Failures the router must remember (cooling, spent keys) reach the remote routes;
+    # an unreachable route is only skipped this time.
+    expected = [] if isinstance(error, BackendUnavailable) else [("team", type(error))]
+    assert remote.failures == expected
+
+
+def test_a_cancelled_request_ends_the_loop() -> None:
+    engine = FakeEngine()
+    rt = runtime(engine, FakeRemote(fails(Cancelled("superseded"))))
+    with pytest.raises(Cancelled):
+        asyncio.run(rt.complete(REQUEST))
+    assert engine.calls == 0  # no other route is asked for an answer nobody waits for
+
+
+def test_no_route_answering_is_none_for_a_completion() -> None:
+    rt = runtime(FakeEngine(BackendUnavailable("no model")), FakeRemote(fails(StreamFailed("x"))))
+    assert asyncio.run(rt.complete(REQUEST)) is None
+
+
+def test_no_route_answering_a_chat_says_why_for_each_route() -> None:
+    rt = runtime(None, FakeRemote(fails(StreamFailed("provider disconnected"))))
+    with pytest.raises(NoRoute) as raised:
+        asyncio.run(rt.ask(RequestKind.CHAT, "m.py", MESSAGES, 32))
+    reasons = dict(raised.value.reasons)
+    assert reasons["team"] == "provider disconnected"
+    assert reasons["local"] == "no local model is loaded"  # skipped by the router
+
+
+def test_a_chat_cut_after_text_reached_the_user_is_not_answered_again_elsewhere() -> None:
+    engine = FakeEngine()
+    shown: list[str] = []
+    remote = FakeRemote(fails(StreamFailed("cut"), sent="Half an ans"))
+    rt = runtime(engine, remote)
+    with pytest.raises(AnswerCut):
+        asyncio.run(rt.ask(RequestKind.CHAT, "m.py", MESSAGES, 32, shown.append))
+    assert shown == ["Half an ans"] and engine.calls == 0
+
+
+def test_a_private_file_never_reaches_a_remote_route() -> None:
+    remote = FakeRemote(answers("sent!"))
+    rt = runtime(FakeEngine(), remote)
+    private = msgspec.structs.replace(REQUEST, context=FimContext(".env", "KEY=", ""))
+    done = asyncio.run(rt.complete(private))
+    assert done is not None and done.route == "local"
