@@ -8,7 +8,7 @@ from pathlib import Path
 
 from aiguilleur.config import ConfigLayers
 from aiguilleur.lsp.completion import CompletionFeature
-from aiguilleur.runtime import Runtime
+from aiguilleur.runtime import FixedPolicy, Runtime, SessionRoutes
 
 
 def parse_location(location: str) -> tuple[Path, int, int]:
@@ -35,7 +35,8 @@ async def complete_once(location: str, timeout: float) -> int:
         return 1
     try:
         await asyncio.wait_for(asyncio.wrap_future(runtime.engine.loaded), timeout)
-        feature = CompletionFeature(runtime.complete, lambda: runtime.config)
+        routes = SessionRoutes(runtime, FixedPolicy(runtime.config))
+        feature = CompletionFeature(routes.complete, lambda: routes.policy)
         s = await asyncio.wait_for(
             feature.suggest(
                 path.resolve().as_uri(),

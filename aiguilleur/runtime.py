@@ -11,7 +11,9 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Protocol, TypeVar
+
+import msgspec
 
 from aiguilleur.backends.llama import LlamaEngine
 from aiguilleur.backends.llama_model import EngineSettings
@@ -138,12 +140,12 @@ class Runtime:
         if self.on_problem is not None:
             self.on_problem(message)
 
-    def private_reason(self, request: Request) -> str | None:
+    def private_reason(self, request: Request, policy: Config) -> str | None:
         """Why this request must not leave the machine, if it must not."""
         ctx = request.context
-        if is_private(ctx.path, self.config.privacy.private):
+        if is_private(ctx.path, policy.privacy.private):
             return f"{Path(ctx.path).name} is a private file"
-        if self.config.privacy.detect_secrets:
+        if policy.privacy.detect_secrets:
             kind = find_secret(ctx.prefix) or find_secret(ctx.suffix)
             if kind is not None:
                 return f"the text around the cursor contains a {kind}"
@@ -203,13 +205,13 @@ class Runtime:
             cooling=dict(remote.cooling),
         )
 
-    def _routes(self, request: Request) -> list[Route]:
+    def _routes(self, request: Request, policy: Config) -> list[Route]:
         now = time.time()
         selection = select_routes(
             request.kind,
-            self.config,
+            policy,
             self.availability(now),
-            private=self.private_reason(request),
+            private=self.private_reason(request, policy),
             now=now,
         )
         return list(selection.routes)
@@ -248,16 +250,16 @@ class Runtime:
             raise BackendUnavailable("the remote routes are not set up")
         return self.remote
 
-    async def complete(self, request: Request) -> Completion | None:
-        """The first route's answer, falling back along the routes; None when no route
-        can answer."""
+    async def complete(self, request: Request, policy: Config) -> Completion | None:
+        """The first of `policy`'s routes to answer, falling back along them; None when
+        no route can answer."""
 
         async def complete_on(route: Route) -> Completion:
             if route.backend is Backend.LOCAL:
                 return await self._engine().complete(request)
             return await self._remote().complete(route, request)
 
-        return await self._first_answer(self._routes(request), complete_on, [])
+        return await self._first_answer(self._routes(request, policy), complete_on, [])
 
     async def ask(
         self,
@@ -265,22 +267,21 @@ class Runtime:
         path: str,
         messages: list[ChatMessage],
         max_tokens: int,
+        policy: Config,
         on_text: Callable[[str], None] | None = None,
     ) -> Answer:
-        """A chat-style answer (code action, chat), falling back along `kind`'s routes.
-        Raises NoRoute, whose message says why each route was passed over."""
+        """A chat-style answer (code action, chat), falling back along `kind`'s routes
+        in `policy`. Raises NoRoute, whose message says why each route was passed over."""
         now = time.time()
         private = None
-        if is_private(path, self.config.privacy.private):
+        if is_private(path, policy.privacy.private):
             private = f"{Path(path).name} is a private file"
-        elif self.config.privacy.detect_secrets:
+        elif policy.privacy.detect_secrets:
             for m in messages:
                 if found := find_secret(m.content):
                     private = f"the code sent would contain a {found}"
                     break
-        selection = select_routes(
-            kind, self.config, self.availability(now), private=private, now=now
-        )
+        selection = select_routes(kind, policy, self.availability(now), private=private, now=now)
 
         async def ask_on(route: Route) -> Answer:
             if route.backend is Backend.LOCAL:
@@ -324,9 +325,9 @@ class Runtime:
         model = self.model_info.name if self.model_info else "local"
         return Answer(result.text, route.name, model, usage, result.finish_reason)
 
-    async def code_action(self, request: ActionRequest) -> Answer:
-        """The model's answer for a code action, through the code_action routes."""
-        cfg = self.config
+    async def code_action(self, request: ActionRequest, policy: Config) -> Answer:
+        """The model's answer for a code action, through `policy`'s code_action routes."""
+        cfg = policy
         messages = render(
             request.action,
             {k: (v.system, v.user) for k, v in cfg.prompts.items()},
@@ -342,25 +343,29 @@ class Runtime:
             framework=request.framework,
         )
         return await self.ask(
-            RequestKind.CODE_ACTION, request.path, messages, cfg.actions.max_tokens
+            RequestKind.CODE_ACTION, request.path, messages, cfg.actions.max_tokens, policy
         )
 
     async def chat(
-        self, about: str, messages: list[ChatMessage], on_text: Callable[[str], None]
+        self,
+        about: str,
+        messages: list[ChatMessage],
+        on_text: Callable[[str], None],
+        policy: Config,
     ) -> Answer:
-        """A chat answer, streamed through `on_text`, through the chat routes."""
+        """A chat answer, streamed through `on_text`, through `policy`'s chat routes."""
         return await self.ask(
-            RequestKind.CHAT, about, messages, self.config.chat.max_tokens, on_text
+            RequestKind.CHAT, about, messages, policy.chat.max_tokens, policy, on_text
         )
 
-    async def prefetch(self, request: Request) -> Completion | None:
+    async def prefetch(self, request: Request, policy: Config) -> Completion | None:
         """The completion of `request` ahead of time, when the engine is idle: from the
         local engine only, and only when it is the first route for this request, so that
         a guess never sends code anywhere nor costs anything. None when it gave way."""
         engine = self.engine
         if engine is None or self.load_error is not None:
             return None
-        routes = self._routes(request)
+        routes = self._routes(request, policy)
         if not routes or routes[0].backend is not Backend.LOCAL:
             return None
         try:
@@ -393,3 +398,45 @@ class Runtime:
             engine.join(timeout)
         if store is not None:
             store.close(timeout)
+
+
+class PolicySource(Protocol):
+    """Where a session's policy is read, at each call: it changes when the user edits
+    a settings file or the editor sends new settings."""
+
+    @property
+    def policy(self) -> Config: ...
+
+
+class FixedPolicy(msgspec.Struct, frozen=True):
+    """A policy that does not change (a one-shot command)."""
+
+    policy: Config
+
+
+class SessionRoutes:
+    """One session's requests through the shared runtime (engine, stores, remote
+    routes), under that session's policy: its routes, privacy, windows and prompts
+    travel with each call, so what one session configures never changes another's."""
+
+    def __init__(self, runtime: Runtime, source: PolicySource) -> None:
+        self.runtime = runtime
+        self._source = source
+
+    @property
+    def policy(self) -> Config:
+        return self._source.policy
+
+    async def complete(self, request: Request) -> Completion | None:
+        return await self.runtime.complete(request, self.policy)
+
+    async def prefetch(self, request: Request) -> Completion | None:
+        return await self.runtime.prefetch(request, self.policy)
+
+    async def code_action(self, request: ActionRequest) -> Answer:
+        return await self.runtime.code_action(request, self.policy)
+
+    async def chat(
+        self, about: str, messages: list[ChatMessage], on_text: Callable[[str], None]
+    ) -> Answer:
+        return await self.runtime.chat(about, messages, on_text, self.policy)

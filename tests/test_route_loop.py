@@ -114,7 +114,7 @@ def fails(error: Exception, sent: str = "") -> Callable[[Route, Callable[[str], 
 def test_the_first_route_that_answers_answers() -> None:
     engine = FakeEngine()
     rt = runtime(engine, FakeRemote(answers("team's")))
-    done = asyncio.run(rt.complete(REQUEST))
+    done = asyncio.run(rt.complete(REQUEST, CONFIG))
     assert done is not None and done.text == "team's" and done.backend is Backend.OPENAI_COMPATIBLE
     assert engine.calls == 0
 
@@ -132,7 +132,7 @@ def test_the_first_route_that_answers_answers() -> None:
 def test_a_route_that_cannot_answer_falls_back_to_the_next(error: Exception) -> None:
     remote = FakeRemote(fails(error))
     rt = runtime(FakeEngine(), remote)
-    done = asyncio.run(rt.complete(REQUEST))
+    done = asyncio.run(rt.complete(REQUEST, CONFIG))
     assert done is not None and done.route == "local"
     # Failures the router must remember (cooling, spent keys) reach the remote routes;
     # an unreachable route is only skipped this time.
@@ -144,19 +144,19 @@ def test_a_cancelled_request_ends_the_loop() -> None:
     engine = FakeEngine()
     rt = runtime(engine, FakeRemote(fails(Cancelled("superseded"))))
     with pytest.raises(Cancelled):
-        asyncio.run(rt.complete(REQUEST))
+        asyncio.run(rt.complete(REQUEST, CONFIG))
     assert engine.calls == 0  # no other route is asked for an answer nobody waits for
 
 
 def test_no_route_answering_is_none_for_a_completion() -> None:
     rt = runtime(FakeEngine(BackendUnavailable("no model")), FakeRemote(fails(StreamFailed("x"))))
-    assert asyncio.run(rt.complete(REQUEST)) is None
+    assert asyncio.run(rt.complete(REQUEST, CONFIG)) is None
 
 
 def test_no_route_answering_a_chat_says_why_for_each_route() -> None:
     rt = runtime(None, FakeRemote(fails(StreamFailed("provider disconnected"))))
     with pytest.raises(NoRoute) as raised:
-        asyncio.run(rt.ask(RequestKind.CHAT, "m.py", MESSAGES, 32))
+        asyncio.run(rt.ask(RequestKind.CHAT, "m.py", MESSAGES, 32, CONFIG))
     reasons = dict(raised.value.reasons)
     assert reasons["team"] == "provider disconnected"
     assert reasons["local"] == "no local model is loaded"  # skipped by the router
@@ -168,7 +168,7 @@ def test_a_chat_cut_after_text_reached_the_user_is_not_answered_again_elsewhere(
     remote = FakeRemote(fails(StreamFailed("cut"), sent="Half an ans"))
     rt = runtime(engine, remote)
     with pytest.raises(AnswerCut):
-        asyncio.run(rt.ask(RequestKind.CHAT, "m.py", MESSAGES, 32, shown.append))
+        asyncio.run(rt.ask(RequestKind.CHAT, "m.py", MESSAGES, 32, CONFIG, shown.append))
     assert shown == ["Half an ans"] and engine.calls == 0
 
 
@@ -176,5 +176,25 @@ def test_a_private_file_never_reaches_a_remote_route() -> None:
     remote = FakeRemote(answers("sent!"))
     rt = runtime(FakeEngine(), remote)
     private = msgspec.structs.replace(REQUEST, context=FimContext(".env", "KEY=", ""))
-    done = asyncio.run(rt.complete(private))
+    done = asyncio.run(rt.complete(private, CONFIG))
     assert done is not None and done.route == "local"
+
+
+def test_two_sessions_share_one_runtime_each_under_its_own_policy() -> None:
+    # Two editor windows on one engine and one set of remote routes: one window's
+    # workspace keeps its files on the machine; the other's requests still go out.
+    from aiguilleur.runtime import FixedPolicy, SessionRoutes
+
+    remote = FakeRemote(answers("team's"))
+    engine = FakeEngine()
+    rt = runtime(engine, remote)
+    careful = msgspec.convert(
+        {"routes": {"completion": [TEAM, LOCAL]}, "privacy": {"private": ["*.py"]}}, Config
+    )
+    first = SessionRoutes(rt, FixedPolicy(careful))
+    second = SessionRoutes(rt, FixedPolicy(CONFIG))
+    kept = asyncio.run(first.complete(REQUEST))
+    sent = asyncio.run(second.complete(REQUEST))
+    assert kept is not None and kept.route == "local"
+    assert sent is not None and sent.route == "team"
+    assert engine.calls == 1 and rt.config is CONFIG  # the runtime's own settings untouched

@@ -72,7 +72,7 @@ def register(server: LanguageServer, session: Session) -> None:
         return bool(result.applied)
 
     async def ask(about: str, messages: Any, on_text: Any) -> Any:
-        return await session.runtime.chat(path_of(about), messages, on_text)
+        return await session.routes.chat(path_of(about), messages, on_text)
 
     feature = ChatFeature(apply, ask, encoding)
 
@@ -150,7 +150,7 @@ def register(server: LanguageServer, session: Session) -> None:
         end = len(lines) - 1 if req.end_line < 0 else min(req.end_line, len(lines) - 1)
         code = "\n".join(lines[req.start_line : end + 1]) if req.end_line != -1 else source
         about = path_of(req.uri)
-        cfg = session.runtime.config.chat
+        cfg = session.policy.chat
         directory = Path(cfg.dir).expanduser() if cfg.dir else data_dir() / "chats"
         path = chat_path(directory, about)
         title = f"{Path(about).name}, lines {req.start_line + 1}-{end + 1}"

@@ -12,11 +12,11 @@ from pathlib import Path
 from lsprotocol import types as lsp
 from pygls.lsp.server import LanguageServer
 
-from aiguilleur.config import ConfigLayers, LoadedConfig
+from aiguilleur.config import Config, ConfigLayers, LoadedConfig
 from aiguilleur.lsp.actions import ActionsFeature
 from aiguilleur.lsp.completion import CompletionFeature
 from aiguilleur.lsp.sanitize import for_editor
-from aiguilleur.runtime import Runtime
+from aiguilleur.runtime import Runtime, SessionRoutes
 from aiguilleur.types import ModelInfo, Usage
 
 log = logging.getLogger(__name__)
@@ -35,12 +35,13 @@ class Session:
         self._told: set[str] = set()
         self._reloading = asyncio.Lock()
         self.runtime = Runtime(self.loaded.config, self._problem_from_thread)
+        self.routes = SessionRoutes(self.runtime, self)
         self.completion = CompletionFeature(
-            self.runtime.complete, lambda: self.runtime.config, self.runtime.prefetch
+            self.routes.complete, lambda: self.policy, self.routes.prefetch
         )
         self.actions = ActionsFeature(
-            self.runtime.code_action,
-            lambda: self.runtime.config,
+            self.routes.code_action,
+            lambda: self.policy,
             lambda: self.layers.workspace_root,
             self.encoding,
         )
@@ -51,6 +52,11 @@ class Session:
         # earlier, as the first one after `initialized` often does, waits instead of
         # being answered empty for want of a backend.
         self.runtime_started = asyncio.Event()
+
+    @property
+    def policy(self) -> Config:
+        """This session's settings, all layers merged: its routes, privacy, windows."""
+        return self.loaded.config
 
     # -- messages -------------------------------------------------------------------
 
