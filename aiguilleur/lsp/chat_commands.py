@@ -59,10 +59,6 @@ def chat_actions(uri: str, text: str, params: lsp.CodeActionParams) -> list[lsp.
 
 
 def register(server: LanguageServer, session: Session) -> None:
-    def encoding() -> str:
-        negotiated = server.workspace.position_encoding
-        return str(getattr(negotiated, "value", negotiated) or "utf-16")
-
     async def apply(uri: str, l1: int, c1: int, l2: int, c2: int, text: str) -> bool:
         rng = lsp.Range(lsp.Position(l1, c1), lsp.Position(l2, c2))
         edit = lsp.WorkspaceEdit(changes={uri: [lsp.TextEdit(rng, text)]})
@@ -74,7 +70,7 @@ def register(server: LanguageServer, session: Session) -> None:
     async def ask(about: str, messages: Any, on_text: Any) -> Any:
         return await session.routes.chat(path_of(about), messages, on_text)
 
-    feature = ChatFeature(apply, ask, encoding)
+    feature = ChatFeature(apply, ask, session.encoding)
 
     def text_of(uri: str) -> str:
         doc = server.workspace.text_documents.get(uri)

@@ -91,7 +91,14 @@ class CompletionFeature:
         if not chat:
             self._last_uri = uri
         if len(text) <= MAX_DOCUMENT_CHARS:
-            self.ring.add(path_of(uri), text.splitlines(keepends=True), 0)
+            self._context_ring().add(path_of(uri), text.splitlines(keepends=True), 0)
+
+    def _context_ring(self) -> ContextRing:
+        """The ring, sized by the settings as they are now: the editor's and the
+        workspace's arrive after this feature is built, and can change."""
+        cfg = self._config().completion
+        self.ring.resize(cfg.extra_chunks, cfg.extra_chunk_lines)
+        return self.ring
 
     def forget(self, uri: str) -> None:
         self._shown.pop(uri, None)
@@ -115,7 +122,7 @@ class CompletionFeature:
             return
         text = texts(prev)
         if text is not None and len(text) <= MAX_DOCUMENT_CHARS:
-            self.ring.add(
+            self._context_ring().add(
                 path_of(prev), text.splitlines(keepends=True), self._last_line.get(prev, 0)
             )
 
@@ -240,7 +247,7 @@ class CompletionFeature:
             path_of(uri),
             prefix_tokens=cfg.prefix_tokens,
             suffix_tokens=cfg.suffix_tokens,
-            extra=self.ring.chunks(path_of(uri)),
+            extra=self._context_ring().chunks(path_of(uri)),
         )
         current = text[line_start:line_end]
         return Request(

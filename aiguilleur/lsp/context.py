@@ -32,6 +32,12 @@ class ContextRing:
         self.chunk_lines = chunk_lines
         self._ring: deque[_RingEntry] = deque()
 
+    def resize(self, capacity: int, chunk_lines: int) -> None:
+        """New settings: fewer chunks drop the oldest; new chunks take the new size."""
+        self.capacity, self.chunk_lines = capacity, chunk_lines
+        while len(self._ring) > max(0, capacity):
+            self._ring.popleft()
+
     def add(self, path: str, lines: list[str], around_line: int) -> None:
         if self.capacity <= 0 or not lines:
             return

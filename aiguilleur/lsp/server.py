@@ -97,8 +97,7 @@ def build_server(user_config: Path | None = None) -> LanguageServer:
             d = ls_docs().get(uri)
             return None if d is None else d.version
 
-        negotiated = server.workspace.position_encoding
-        encoding = getattr(negotiated, "value", negotiated) or "utf-16"
+        encoding = session.encoding()
         s = await session.completion.suggest(
             uri,
             doc.source,

@@ -130,6 +130,8 @@ class Session:
                 self._end_progress()
 
     def encoding(self) -> str:
+        """The position encoding negotiated with this editor (utf-16 when it said none):
+        the one place positions' units are decided."""
         negotiated = self.server.workspace.position_encoding
         return str(getattr(negotiated, "value", negotiated) or "utf-16")
 

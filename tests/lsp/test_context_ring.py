@@ -3,6 +3,8 @@ opened, left, or edited, oldest first so that the prompt keeps a stable prefix."
 
 from __future__ import annotations
 
+import msgspec
+
 from aiguilleur.config import Config
 from aiguilleur.lsp.completion import CompletionFeature
 from aiguilleur.types import Completion, Request, Usage
@@ -60,3 +62,25 @@ async def test_the_ring_keeps_its_order_while_the_user_types_in_one_file() -> No
         await suggest(feature, A, docs, line)
     seen = {tuple(c.text for c in r.context.extra) for r in record.requests}
     assert len(seen) == 1  # a stable prefix: the KV cache of the extra context stays valid
+
+
+async def test_settings_that_arrive_after_start_size_the_ring() -> None:
+    # The editor's settings (initializationOptions) and the workspace file are read after
+    # the feature is built; a user who turns the extra context off gets none.
+    docs = {A: numbered("a", 300), B: numbered("b", 300)}
+    record = Recorder()
+    settings = {"now": Config()}
+    feature = CompletionFeature(record, lambda: settings["now"])
+    feature.note_open(A, docs[A])
+    settings["now"] = msgspec.convert({"completion": {"extra_chunks": 0}}, Config)
+    feature.note_open(B, docs[B])
+    await suggest(feature, B, docs, 10)
+    assert record.requests[-1].context.extra == ()
+    # Turned back on, with smaller chunks: the next file's chunk has that many lines.
+    settings["now"] = msgspec.convert(
+        {"completion": {"extra_chunks": 4, "extra_chunk_lines": 8}}, Config
+    )
+    feature.note_open(A, docs[A])
+    await suggest(feature, B, docs, 20)  # elsewhere: line 10's suggestion would be reused
+    [chunk] = record.requests[-1].context.extra
+    assert chunk.path == "/w/a.py" and chunk.text.count("\n") == 8
