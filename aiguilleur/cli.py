@@ -66,7 +66,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     stdout = protect_stdout() if not args.tcp else None
     _setup_logging(args.verbose, args.log_file)
-    server = build_server()
+    server, session = build_server()
     # An editor that gives up waiting sends SIGTERM: leave through the same `finally`.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
@@ -80,7 +80,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     finally:
         # After `exit` (pygls leaves through SystemExit) or when the editor just went away:
         # let the engine finish saving its KV state and the store write it to disk.
-        server.aiguilleur_session.runtime.close()  # type: ignore[attr-defined]
+        session.runtime.close()
         log.info("serve.stopped")
     return 0
 

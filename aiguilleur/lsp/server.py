@@ -38,7 +38,9 @@ def _doc_path(uri: str | None) -> Path | None:
     return Path(path_of(uri))
 
 
-def build_server(user_config: Path | None = None) -> LanguageServer:
+def build_server(user_config: Path | None = None) -> tuple[LanguageServer, Session]:
+    """The LSP server for one editor connection, and its session (whose runtime the
+    caller closes once the connection is over)."""
     server = AiguilleurServer("aiguilleur", __version__, protocol_cls=AiguilleurProtocol)
     session = Session(server, user_config)
 
@@ -188,8 +190,7 @@ def build_server(user_config: Path | None = None) -> LanguageServer:
         session.runtime.stop()
 
     chat_commands.register(server, session)
-    server.aiguilleur_session = session  # type: ignore[attr-defined]
-    return server
+    return server, session
 
 
 def completion_item(s: Suggestion) -> lsp.CompletionItem:
