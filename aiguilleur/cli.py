@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import sys
+from pathlib import Path
 from typing import BinaryIO
 
 from aiguilleur import __version__
@@ -62,6 +63,12 @@ def _parse_host_port(value: str, allow_remote: bool) -> tuple[str, int]:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    if args.daemon and not args.tcp:
+        from aiguilleur.shim import serve_through_daemon
+
+        protocol_out = protect_stdout()
+        _setup_logging(args.verbose, args.log_file)
+        return serve_through_daemon(protocol_out)
     from aiguilleur.lsp.server import build_server
 
     stdout = protect_stdout() if not args.tcp else None
@@ -83,6 +90,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
         session.runtime.close()
         log.info("serve.stopped")
     return 0
+
+
+def cmd_daemon(args: argparse.Namespace) -> int:
+    _setup_logging(args.verbose, args.log_file)
+    if args.action == "run":
+        from aiguilleur.daemon import DEFAULT_IDLE_S, run_daemon
+
+        config = Path(args.config) if args.config else None
+        return run_daemon(config, args.idle if args.idle is not None else DEFAULT_IDLE_S)
+    from aiguilleur.commands.daemon import daemon_status, daemon_stop
+
+    return daemon_stop() if args.action == "stop" else daemon_status()
 
 
 def cmd_complete(args: argparse.Namespace) -> int:
@@ -157,8 +176,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--log-file", help="write logs there instead of stderr")
     p.add_argument("--stdio", action="store_true", help="accepted for editors that pass it")
+    p.add_argument(
+        "--daemon",
+        action="store_true",
+        help="relay to the user's shared daemon (one model for every editor window), "
+        "starting it if none answers",
+    )
     common(p)
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("daemon", help="the shared daemon: `status` (default), `stop`, `run`")
+    p.add_argument("action", nargs="?", choices=["status", "stop", "run"], default="status")
+    p.add_argument(
+        "--idle",
+        type=float,
+        default=None,
+        help="with run: seconds without a session before it exits (default 600)",
+    )
+    p.add_argument("--config", help="with run: the user config file (default: the usual one)")
+    p.add_argument("--log-file", help="write logs there instead of stderr")
+    common(p)
+    p.set_defaults(func=cmd_daemon)
 
     p = sub.add_parser("complete", help="one completion at FILE:LINE:COL (1-based), printed")
     p.add_argument("location", metavar="FILE:LINE:COL")

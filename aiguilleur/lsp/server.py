@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from aiguilleur.lsp.completion import Suggestion
 from aiguilleur.lsp.protocol import AiguilleurProtocol, AiguilleurServer
 from aiguilleur.lsp.session import Session
 from aiguilleur.lsp.uris import path_of
+from aiguilleur.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +40,16 @@ def _doc_path(uri: str | None) -> Path | None:
     return Path(path_of(uri))
 
 
-def build_server(user_config: Path | None = None) -> tuple[LanguageServer, Session]:
-    """The LSP server for one editor connection, and its session (whose runtime the
-    caller closes once the connection is over)."""
-    server = AiguilleurServer("aiguilleur", __version__, protocol_cls=AiguilleurProtocol)
-    session = Session(server, user_config)
+def build_server(
+    user_config: Path | None = None,
+    shared: Runtime | None = None,
+    protocol: type[AiguilleurProtocol] = AiguilleurProtocol,
+) -> tuple[LanguageServer, Session]:
+    """The LSP server for one editor connection, and its session. Standalone, the
+    session builds its runtime (the caller closes it once the connection is over);
+    with `shared`, it runs over a daemon's runtime, which outlives it."""
+    server = AiguilleurServer("aiguilleur", __version__, protocol_cls=protocol)
+    session = Session(server, user_config, shared)
 
     @server.feature(lsp.INITIALIZE)
     def initialize(ls: LanguageServer, params: lsp.InitializeParams) -> None:
@@ -51,11 +58,14 @@ def build_server(user_config: Path | None = None) -> tuple[LanguageServer, Sessi
             root = _doc_path(params.workspace_folders[0].uri)
         session.layers.workspace_root = root
         session.layers.init_options = as_settings(params.initialization_options)
-        session.runtime.config = session.load_config().config
+        loaded = session.load_config()
+        if not session.shared:  # standalone: this window's settings are the runtime's too
+            session.runtime.config = loaded.config
 
     @server.feature(lsp.INITIALIZED)
     async def initialized(ls: LanguageServer, params: lsp.InitializedParams) -> None:
         session.show_config_problems()
+        session.tell_if_runtime_settings_differ()
         await session.start_runtime()
 
     @server.feature(lsp.WORKSPACE_DID_CHANGE_CONFIGURATION)
@@ -160,6 +170,9 @@ def build_server(user_config: Path | None = None) -> tuple[LanguageServer, Sessi
             "config_problems": [p.describe() for p in session.loaded.problems],
             "workspace_trust": session.loaded.trust.value,
             "ignored_untrusted": [i.describe() for i in session.loaded.ignored],
+            # Which process answers: a daemon's is the same for every window.
+            "pid": os.getpid(),
+            "shared": session.shared,
         }
 
     action_commands.register(server, session, ls_docs)
@@ -187,7 +200,8 @@ def build_server(user_config: Path | None = None) -> tuple[LanguageServer, Sessi
     def shutdown(ls: LanguageServer, params: Any) -> None:
         # Answered at once: the engine stops taking work and saves its live KV state on
         # its own thread; `serve` waits for that and for the disk writes after `exit`.
-        session.runtime.stop()
+        if not session.shared:  # a daemon's engine serves other windows still
+            session.runtime.stop()
 
     chat_commands.register(server, session)
     return server, session

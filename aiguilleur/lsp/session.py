@@ -1,5 +1,11 @@
 """The state of one editor connection: its settings layers (workspace, trust, editor
-settings), its messages, the loading of the runtime. The runtime outlives it."""
+settings), its messages, the loading of the runtime. The runtime outlives it.
+
+Standalone (`aiguilleur serve --standalone`), the session builds its runtime and its
+settings configure it. Over a daemon's shared runtime, the runtime is the daemon's,
+built from the user file alone: the session's settings are its policy (routes, privacy,
+windows), never the runtime's (model, caches, keys), so no window restarts the engine
+for the others."""
 
 from __future__ import annotations
 
@@ -27,14 +33,20 @@ STARTUP_WAIT_S = 30.0
 class Session:
     """State of one editor connection. The runtime (engine, stores) outlives it."""
 
-    def __init__(self, server: LanguageServer, user_config: Path | None = None) -> None:
+    def __init__(
+        self,
+        server: LanguageServer,
+        user_config: Path | None = None,
+        shared: Runtime | None = None,
+    ) -> None:
         self.server = server
+        self.shared = shared is not None
         self.layers = ConfigLayers(user_file=user_config)
         self._files_seen: tuple[tuple[int, int, int] | None, ...] = ()
         self.loaded: LoadedConfig = self.load_config()
         self._told: set[str] = set()
         self._reloading = asyncio.Lock()
-        self.runtime = Runtime(self.loaded.config, self._problem_from_thread)
+        self.runtime = shared or Runtime(self.loaded.config, self._problem_from_thread)
         self.routes = SessionRoutes(self.runtime, self)
         self.completion = CompletionFeature(
             self.routes.complete, lambda: self.policy, self.routes.prefetch
@@ -52,6 +64,8 @@ class Session:
         # earlier, as the first one after `initialized` often does, waits instead of
         # being answered empty for want of a backend.
         self.runtime_started = asyncio.Event()
+        if self.shared:
+            self.runtime_started.set()  # the daemon started it before taking connections
 
     @property
     def policy(self) -> Config:
@@ -105,6 +119,10 @@ class Session:
 
     async def start_runtime(self) -> None:
         self.loop = asyncio.get_running_loop()
+        if self.shared:
+            if self.runtime.model_info is None and self.runtime.load_error:
+                self._on_loaded(None, self.runtime.load_error)
+            return
         try:
             choice = await asyncio.to_thread(self.runtime.start, self._loaded_from_thread)
             await self.runtime.start_remote()
@@ -182,6 +200,27 @@ class Session:
             self._told_no_model = True
             self.show(f"aiguilleur: no local completions: {error}")
 
+    def tell_if_runtime_settings_differ(self) -> None:
+        """Over a shared runtime, this window's layers set the runtime's own settings
+        differently from the user file: said once."""
+        if not self.shared:
+            return
+        mine, host = self.policy, self.runtime.config
+        differ = [
+            name
+            for name in ("local", "cache", "keys")
+            if getattr(mine, name) != getattr(host, name)
+        ]
+        message = (
+            f"aiguilleur: [{'], ['.join(differ)}] here differ from your user config; the "
+            "shared daemon uses the user config's (one model for every window). Change "
+            "them there and run `aiguilleur daemon stop`, or start this editor's server "
+            "with `aiguilleur serve --standalone`."
+        )
+        if differ and message not in self._told:
+            self._told.add(message)
+            self.show(message, lsp.MessageType.Info)
+
     # -- config -----------------------------------------------------------------------
 
     def load_config(self) -> LoadedConfig:
@@ -222,6 +261,9 @@ class Session:
         self.load_config()
         self.show_config_problems()
         new = self.loaded.config
+        if self.shared:
+            self.tell_if_runtime_settings_differ()
+            return
         await asyncio.to_thread(self.runtime.reconfigure, new, self._loaded_from_thread)
         if (old.keys, old.routes, old.cache) != (new.keys, new.routes, new.cache):
             await self.runtime.start_remote()

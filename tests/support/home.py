@@ -14,6 +14,7 @@ class TestHome:
         self.root = root
         for d in ("config/aiguilleur", "cache", "data", "home", "workspace"):
             (root / d).mkdir(parents=True, exist_ok=True)
+        (root / "run").mkdir(mode=0o700, exist_ok=True)
 
     @property
     def config_file(self) -> Path:
@@ -37,6 +38,8 @@ class TestHome:
             XDG_CONFIG_HOME=str(self.root / "config"),
             XDG_CACHE_HOME=str(self.root / "cache"),
             XDG_DATA_HOME=str(self.root / "data"),
+            # The daemon's socket and lock: one daemon per test home, as per user.
+            XDG_RUNTIME_DIR=str(self.root / "run"),
             PYTHONUNBUFFERED="1",
         )
         env.update(extra)

@@ -1,0 +1,229 @@
+"""One daemon per user, for every editor window: one runtime (model, KV store, response
+cache, ledger, remote clients) built from the user file alone, and one LSP server per
+connection on a Unix socket, each with its own session (workspace, trust, policy).
+
+pygls serves one client per process (its `start_io` and `start_tcp` end the process at
+`exit`): connections are accepted here and each runs pygls' message loop
+(`pygls.io_.run_async`) over the connection's streams, with an `exit` that ends that
+connection only.
+
+One daemon at a time: it holds an exclusive lock on `daemon.lock` in the runtime dir for
+its lifetime, so a second one started by a race exits at once in favour of the first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Generator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from lsprotocol import types as lsp
+from pygls.io_ import run_async
+from pygls.protocol.language_server import LanguageServerProtocol, lsp_method
+
+from aiguilleur.config import ConfigLayers
+from aiguilleur.daemon_dir import daemon_lock, runtime_dir
+from aiguilleur.lsp.protocol import AiguilleurProtocol
+from aiguilleur.lsp.server import build_server
+from aiguilleur.lsp.session import Session
+from aiguilleur.runtime import Runtime
+from aiguilleur.types import ModelInfo
+
+log = logging.getLogger(__name__)
+
+DAEMON_STATUS = "aiguilleur/daemon"
+DEFAULT_IDLE_S = 600.0
+
+
+class DaemonStatus(msgspec.Struct, frozen=True):
+    pid: int
+    sessions: int
+    model: str | None
+    model_problem: str | None
+    rss_mb: float
+    uptime_s: float
+
+
+def _rss_mb() -> float:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+class ConnectionProtocol(AiguilleurProtocol):
+    """The protocol of one daemon connection: `exit` ends the connection, not the
+    process (pygls' own calls sys.exit, which would end every window's server)."""
+
+    @lsp_method(lsp.EXIT)
+    def lsp_exit(self, *args: Any) -> Generator[Any, Any, None]:
+        if (user_handler := self.fm.features.get(lsp.EXIT)) is not None:
+            yield user_handler, args, None
+        stop = getattr(self._server, "_stop_event", None)
+        if stop is not None:
+            stop.set()
+        if self.writer is not None:
+            self.writer.close()
+
+
+class _LoopWriter:
+    """Writes on the loop's thread: pygls answers threaded handlers from their thread."""
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self._writer = writer
+        self._loop = asyncio.get_running_loop()
+
+    def write(self, data: bytes) -> None:
+        self._loop.call_soon_threadsafe(self._write, data)
+
+    def _write(self, data: bytes) -> None:
+        if not self._writer.is_closing():
+            self._writer.write(data)
+
+    def close(self) -> None:
+        self._loop.call_soon_threadsafe(self._writer.close)
+
+
+class Daemon:
+    def __init__(self, user_config: Path | None = None, idle_s: float = DEFAULT_IDLE_S) -> None:
+        self.user_config = user_config
+        self.idle_s = idle_s
+        self.sessions: set[Session] = set()
+        self.started = time.monotonic()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        # Built from the user file alone: no workspace, no editor settings.
+        config = ConfigLayers(user_file=user_config).load().config
+        self.runtime = Runtime(config, self._problem_from_thread)
+        self._idle_since: float | None = time.monotonic()
+        self._stop = asyncio.Event()
+
+    # -- messages to the sessions ------------------------------------------------------
+
+    def _problem_from_thread(self, message: str) -> None:
+        if self.loop is not None:
+            with contextlib.suppress(RuntimeError):
+                self.loop.call_soon_threadsafe(self._tell_all, f"aiguilleur: {message}")
+
+    def _tell_all(self, message: str) -> None:
+        for session in list(self.sessions):
+            session.show(message)
+
+    def _loaded_from_thread(self, info: ModelInfo | None, error: str | None) -> None:
+        if info is not None:
+            log.info("daemon.model_loaded name=%s ms=%.0f", info.name, info.load_ms)
+        elif error:
+            log.warning("daemon.no_model error=%s", error)
+
+    def status(self) -> DaemonStatus:
+        info = self.runtime.model_info
+        return DaemonStatus(
+            pid=os.getpid(),
+            sessions=len(self.sessions),
+            model=info.name if info else None,
+            model_problem=self.runtime.load_error,
+            rss_mb=_rss_mb(),
+            uptime_s=time.monotonic() - self.started,
+        )
+
+    # -- connections ---------------------------------------------------------------------
+
+    async def _serve_connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        server, session = build_server(self.user_config, self.runtime, ConnectionProtocol)
+
+        @server.feature(DAEMON_STATUS)
+        def daemon_status(ls: Any, params: Any) -> Any:
+            return msgspec.to_builtins(self.status())
+
+        stop = threading.Event()
+        server._stop_event = stop
+        server.protocol.set_writer(_LoopWriter(writer))
+        self.sessions.add(session)
+        self._idle_since = None
+        log.info("daemon.session_open sessions=%d", len(self.sessions))
+        try:
+            await run_async(
+                stop_event=stop,
+                reader=reader,
+                protocol=server.protocol,
+                logger=log,
+                error_handler=server.report_server_error,
+            )
+        except (asyncio.IncompleteReadError, ConnectionError) as error:
+            log.info("daemon.connection_cut error=%s", type(error).__name__)
+        finally:
+            self.sessions.discard(session)
+            pool = server._thread_pool
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
+            writer.close()
+            # pygls caches message types per protocol object: let this one go.
+            LanguageServerProtocol.get_message_type.cache_clear()
+            LanguageServerProtocol.get_result_type.cache_clear()
+            if not self.sessions:
+                self._idle_since = time.monotonic()
+            log.info("daemon.session_closed sessions=%d", len(self.sessions))
+
+    async def _watch_idle(self) -> None:
+        while not self._stop.is_set():
+            await asyncio.sleep(min(1.0, max(0.05, self.idle_s / 4)))
+            since = self._idle_since
+            if since is not None and time.monotonic() - since >= self.idle_s:
+                log.info("daemon.idle_exit idle_s=%.0f", self.idle_s)
+                self._stop.set()
+
+    async def run(self, path: Path) -> None:
+        self.loop = asyncio.get_running_loop()
+        choice = await asyncio.to_thread(self.runtime.start, self._loaded_from_thread)
+        log.info("daemon.start pid=%d socket=%s model=%s", os.getpid(), path, choice.path)
+        await self.runtime.start_remote()
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()  # ours to replace: we hold the lock, so no daemon listens there
+        server = await asyncio.start_unix_server(self._serve_connection, path)
+        path.chmod(0o600)
+        idle = asyncio.create_task(self._watch_idle())
+        try:
+            await self._stop.wait()
+        finally:
+            idle.cancel()
+            server.close()
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+            remote = self.runtime.remote
+            if remote is not None:
+                await remote.close()
+            await asyncio.to_thread(self.runtime.close)
+            log.info("daemon.stopped")
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def run_daemon(user_config: Path | None = None, idle_s: float = DEFAULT_IDLE_S) -> int:
+    directory = runtime_dir()
+    with daemon_lock(directory) as mine:
+        if not mine:
+            log.info("daemon.already_running: exiting in favour of the running one")
+            return 0
+        daemon = Daemon(user_config, idle_s)
+
+        async def main() -> None:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, daemon.stop)
+            await daemon.run(directory / "daemon.sock")
+
+        asyncio.run(main())
+    return 0
