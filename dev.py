@@ -39,7 +39,10 @@ def ensure(extras: str) -> None:
 
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in {"demo", "test", "bench"}:
-        print("usage: python3 dev.py demo|test|bench [replay|kv|openrouter|chat|quality] [args...]")
+        print(
+            "usage: python3 dev.py demo|test|bench [replay|kv|openrouter|chat|quality|daemon] "
+            "[args...]"
+        )
         return 2
     command, rest = argv[0], argv[1:]
     if command == "demo":
@@ -54,9 +57,10 @@ def main(argv: list[str]) -> int:
             "openrouter": "bench/openrouter.py",
             "chat": "bench/chat.py",
             "quality": "bench/quality.py",
+            "daemon": "bench/daemon.py",
         }
         script = scripts.get(rest[0], "bench/run.py") if rest else "bench/run.py"
-        if rest[:1] in (["kv"], ["replay"], ["openrouter"], ["chat"], ["quality"]):
+        if rest[:1] in (["kv"], ["replay"], ["openrouter"], ["chat"], ["quality"], ["daemon"]):
             rest = rest[1:]
         return run(PY, script, *rest, check=False)
     failed = 0

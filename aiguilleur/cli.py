@@ -17,9 +17,7 @@ from aiguilleur import __version__
 log = logging.getLogger("aiguilleur")
 
 
-def _setup_logging(verbose: int, log_file: str | None) -> None:
-    from aiguilleur.lsp.protocol import AnsweredErrors
-
+def _setup_logging(verbose: int, log_file: str | None, lsp_server: bool = True) -> None:
     level = logging.DEBUG if verbose >= 1 else logging.INFO
     handler: logging.Handler = (
         logging.FileHandler(log_file, encoding="utf-8")
@@ -27,7 +25,10 @@ def _setup_logging(verbose: int, log_file: str | None) -> None:
         else logging.StreamHandler(sys.stderr)
     )
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-    handler.addFilter(AnsweredErrors())
+    if lsp_server:  # (the shim relays bytes: no pygls, and lsprotocol takes 0.3 s to import)
+        from aiguilleur.lsp.protocol import AnsweredErrors
+
+        handler.addFilter(AnsweredErrors())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
@@ -67,7 +68,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from aiguilleur.shim import serve_through_daemon
 
         protocol_out = protect_stdout()
-        _setup_logging(args.verbose, args.log_file)
+        _setup_logging(args.verbose, args.log_file, lsp_server=False)
         return serve_through_daemon(protocol_out)
     from aiguilleur.lsp.server import build_server
 
@@ -93,7 +94,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_daemon(args: argparse.Namespace) -> int:
-    _setup_logging(args.verbose, args.log_file)
+    _setup_logging(args.verbose, args.log_file, lsp_server=args.action == "run")
     if args.action == "run":
         from aiguilleur.daemon import DEFAULT_IDLE_S, run_daemon
 

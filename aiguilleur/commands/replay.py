@@ -50,8 +50,10 @@ class ServerProcess:
         env: dict[str, str] | None = None,
         init_options: dict[str, Any] | None = None,
         log_file: Path | None = None,
+        serve_args: list[str] | None = None,
     ) -> None:
         self.workspace = workspace
+        self.serve_args = serve_args or []
         self.env = env
         self.init_options = init_options
         self.log_file = log_file or Path(tempfile.mkstemp(prefix="aiguilleur-", suffix=".log")[1])
@@ -85,6 +87,7 @@ class ServerProcess:
 
     async def __aenter__(self) -> ServerProcess:
         cmd = [sys.executable, "-m", "aiguilleur", "serve", "--log-file", str(self.log_file)]
+        cmd += self.serve_args
         await self.client.start_io(*cmd, env=self.env or dict(os.environ))
         caps = lsp.ClientCapabilities(
             general=lsp.GeneralClientCapabilities(position_encodings=["utf-8", "utf-16"]),
@@ -152,6 +155,13 @@ class ServerProcess:
         return await self.client.protocol.send_request_async(
             "aiguilleur/lastCompletion", {"uri": uri}
         )
+
+    @property
+    def pid(self) -> int:
+        """The process the editor started (with `--daemon`, the shim)."""
+        process = self.client._server
+        assert process is not None
+        return int(process.pid)
 
     async def status(self) -> Any:
         return await self.client.protocol.send_request_async("aiguilleur/status", {})
