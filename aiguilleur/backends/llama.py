@@ -328,13 +328,25 @@ class LlamaEngine:
         self._keeper.save_if_dirty(self._llm)  # the next start begins where this one ends
         self._llm = None
 
+    def _turn(self) -> str:
+        """Whose request runs next (one pending per session: latest wins within it).
+        Across sessions, the most recent first: the one the user is typing in now;
+        but one that another session's request has already gone before runs first, so
+        no session waits more than one turn however fast another types."""
+        for key, job in self._pending.items():  # oldest first
+            if job.passed_over:
+                return key
+        return next(reversed(self._pending))
+
     def _next_job(self) -> FimJob | None:
         """The next request, else a prefill, else None when closing or when it is time
         for an idle save."""
         with self._lock:
             while not self._closed:
                 if self._pending:
-                    _, job = self._pending.popitem(last=False)
+                    job = self._pending.pop(self._turn())
+                    for other in self._pending.values():
+                        other.passed_over += 1
                     self._running = job
                     return job
                 if self._chats:

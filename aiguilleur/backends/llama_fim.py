@@ -33,7 +33,16 @@ _PREFILL_SLICE = 16
 
 
 class FimJob:
-    __slots__ = ("cancel", "future", "prefill", "reason", "request", "submitted", "yields")
+    __slots__ = (
+        "cancel",
+        "future",
+        "passed_over",
+        "prefill",
+        "reason",
+        "request",
+        "submitted",
+        "yields",
+    )
 
     def __init__(
         self,
@@ -50,6 +59,8 @@ class FimJob:
         self.reason = "cancelled"
         self.future: concurrent.futures.Future[Completion] = concurrent.futures.Future()
         self.submitted = time.perf_counter()
+        # How many times another session's request ran first while this one waited.
+        self.passed_over = 0
 
     def abort(self, reason: str) -> None:
         self.reason = reason

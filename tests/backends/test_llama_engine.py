@@ -94,3 +94,57 @@ async def test_a_prefetch_gives_way_to_a_request_at_once(small_model: Path) -> N
     finally:
         engine.close()
         engine.join(30)
+
+
+def session_request(key: str, prefix: str, max_tokens: int = 4) -> Request:
+    return Request(
+        RequestKind.COMPLETION,
+        key=key,
+        context=FimContext(path=f"{key}.py", prefix=prefix, suffix="\n"),
+        params=GenerationParams(max_tokens=max_tokens, time_budget_ms=600_000),
+    )
+
+
+async def test_across_sessions_the_latest_goes_first_and_none_waits_two_turns(
+    small_model: Path,
+) -> None:
+    # Two editor windows on one engine (the daemon): the one typing now is served first,
+    # but a window another has already gone before is next, however fast the other types.
+    engine = LlamaEngine(small_model, EngineSettings(n_ctx=4096, n_batch=64))
+    answered: list[str] = []
+
+    def submit(name: str, r: Request) -> asyncio.Future[object]:
+        future = engine.submit(r)
+        future.add_done_callback(lambda f: f.exception() is None and answered.append(name))
+        return asyncio.wrap_future(future)
+
+    async def busy_with(key: str) -> asyncio.Future[object]:
+        running = engine.submit(session_request(key, "def f():\n    return 1\n\n", 3000))
+        while engine.stats().generated_tokens == 0 or engine.stats().queued:
+            await asyncio.sleep(0.01)
+        return running
+
+    try:
+        await asyncio.wrap_future(engine.loaded)
+        blocker = await busy_with("third")
+        b = submit("b", session_request("b", "x = 1"))
+        a = submit("a", session_request("a", "y = 2"))
+        engine.cancel(blocker)
+        await asyncio.gather(a, b)
+        assert answered == ["a", "b"]  # the most recent first
+
+        answered.clear()
+        blocker = await busy_with("third")
+        b = submit("b", session_request("b", "x = 3"))
+        a = submit("a", session_request("a", "y = 4", 3000))
+        engine.cancel(blocker)
+        while engine.stats().queued != 1:  # a runs; b was passed over once
+            await asyncio.sleep(0.01)
+        a2 = submit("a2", session_request("a", "y = 45"))  # a types on: a is superseded
+        await asyncio.gather(b, a2)
+        with pytest.raises(Cancelled):
+            await a
+        assert answered == ["b", "a2"]  # b's turn came before a's newer request
+    finally:
+        engine.close()
+        engine.join(30)
