@@ -6,6 +6,8 @@ import asyncio
 import sys
 from pathlib import Path
 
+import msgspec
+
 from aiguilleur.config import ConfigLayers
 from aiguilleur.lsp.completion import CompletionFeature
 from aiguilleur.runtime import FixedPolicy, Runtime, SessionRoutes
@@ -19,6 +21,19 @@ def parse_location(location: str) -> tuple[Path, int, int]:
         raise SystemExit(
             f"aiguilleur complete: expected FILE:LINE:COL (1-based), got {location!r}"
         ) from None
+
+
+class OneDocument:
+    """The file being completed, as the only open document, never edited meanwhile."""
+
+    def __init__(self, uri: str, text: str) -> None:
+        self.uri, self._text = uri, text
+
+    def text(self, uri: str) -> str | None:
+        return self._text if uri == self.uri else None
+
+    def version(self, uri: str) -> int | None:
+        return 0 if uri == self.uri else None
 
 
 async def complete_once(location: str, timeout: float) -> int:
@@ -35,19 +50,15 @@ async def complete_once(location: str, timeout: float) -> int:
         return 1
     try:
         await asyncio.wait_for(asyncio.wrap_future(runtime.engine.loaded), timeout)
-        routes = SessionRoutes(runtime, FixedPolicy(runtime.config))
-        feature = CompletionFeature(routes.complete, lambda: routes.policy)
+        # One suggestion and out: nothing to compute ahead of the next one.
+        cfg = runtime.config
+        policy = msgspec.structs.replace(
+            cfg, completion=msgspec.structs.replace(cfg.completion, prefetch=False)
+        )
+        feature = CompletionFeature(SessionRoutes(runtime, FixedPolicy(policy)))
+        uri = path.resolve().as_uri()
         s = await asyncio.wait_for(
-            feature.suggest(
-                path.resolve().as_uri(),
-                text,
-                0,
-                line - 1,
-                col - 1,
-                "utf-32",
-                lambda: 0,
-                lambda _uri: None,
-            ),
+            feature.suggest(uri, text, 0, line - 1, col - 1, "utf-32", OneDocument(uri, text)),
             timeout,
         )
     except Exception as error:

@@ -11,8 +11,9 @@ then falls back to the next one).
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 import msgspec
 from lsprotocol import types as lsp
@@ -29,8 +30,6 @@ ACTION_COMMAND = "aiguilleur.action"
 
 _COMMENT = re.compile(r"^\s*(?:#|//|--|;|/\*+|\*)\s?(?P<text>.*?)(?:\s*\*/)?\s*$")
 _FENCE = re.compile(r"```[^\n]*\n(?P<code>.*?)(?:```|\Z)", re.S)
-
-Ask = Callable[[ActionRequest], Awaitable[Answer]]
 
 
 class ActionData(msgspec.Struct, frozen=True):
@@ -92,18 +91,28 @@ def _is_test_file(path: str) -> bool:
     return name.startswith("test_") or ".test." in name or name.endswith("_test.go")
 
 
+class ActionRoutes(Protocol):
+    """Where a session's code actions go (runtime.SessionRoutes), under its policy."""
+
+    @property
+    def policy(self) -> Config: ...
+
+    async def code_action(self, request: ActionRequest) -> Answer: ...
+
+
+class ActionsEditor(Protocol):
+    """What actions need of the editor connection (the Session)."""
+
+    @property
+    def workspace_root(self) -> Path | None: ...
+
+    def encoding(self) -> str: ...
+
+
 class ActionsFeature:
-    def __init__(
-        self,
-        ask: Ask,
-        config: Callable[[], Config],
-        root: Callable[[], Path | None] = lambda: None,
-        encoding: Callable[[], str] = lambda: "utf-16",
-    ) -> None:
-        self._ask = ask
-        self._config = config
-        self._root = root
-        self._encoding = encoding
+    def __init__(self, routes: ActionRoutes, editor: ActionsEditor) -> None:
+        self._routes = routes
+        self._editor = editor
 
     def list(
         self,
@@ -154,9 +163,13 @@ class ActionsFeature:
         lines = text.split("\n")
         if data.end_line >= len(lines):
             raise StaleEdit("the selection is no longer in the document; run it again")
-        n = self._config().actions.context_lines
+        n = self._routes.policy.actions.context_lines
         code = "\n".join(lines[data.start_line : data.end_line + 1])
-        target = test_target(path_of(data.uri), self._root()) if data.action == "tests" else None
+        target = (
+            test_target(path_of(data.uri), self._editor.workspace_root)
+            if data.action == "tests"
+            else None
+        )
         request = ActionRequest(
             action=data.action,
             path=path_of(data.uri),
@@ -169,11 +182,11 @@ class ActionsFeature:
             module=target.module if target else "",
             framework=target.framework if target else "",
         )
-        answer = await self._ask(request)
+        answer = await self._routes.code_action(request)
         if current_version() != data.version:
             raise StaleEdit("the document changed while the answer was computed; run it again")
         if answer.finish_reason == "length":
-            limit = self._config().actions.max_tokens
+            limit = self._routes.policy.actions.max_tokens
             raise IncompleteAnswer(
                 f"the answer from {answer.model} used all its tokens before it ended, so the "
                 f"edit would be incomplete; nothing was changed. Raise `[actions] max_tokens` "
@@ -187,7 +200,7 @@ class ActionsFeature:
         if last < len(lines):
             end, new_text = lsp.Position(last, 0), new_code + "\n"
         else:
-            units = chars_to_units(lines[-1], self._encoding())
+            units = chars_to_units(lines[-1], self._editor.encoding())
             end, new_text = lsp.Position(data.end_line, units), new_code
         change = lsp.TextEdit(lsp.Range(lsp.Position(data.start_line, 0), end), new_text)
         # Both forms: `documentChanges` makes a client check the version too.
@@ -209,7 +222,7 @@ class ActionsFeature:
         if path.exists():
             existing = path.read_text(encoding="utf-8", errors="replace")
             last = existing.split("\n")
-            end = lsp.Position(len(last) - 1, chars_to_units(last[-1], self._encoding()))
+            end = lsp.Position(len(last) - 1, chars_to_units(last[-1], self._editor.encoding()))
             sep = "" if existing.endswith("\n\n") else "\n" if existing.endswith("\n") else "\n\n"
             insert = lsp.TextEdit(lsp.Range(end, end), f"{sep}\n{content}\n")
             return lsp.WorkspaceEdit(

@@ -7,7 +7,7 @@ import logging
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 import msgspec
 from pygls.exceptions import JsonRpcRequestCancelled
@@ -53,19 +53,31 @@ class _Shown(msgspec.Struct, frozen=True):
     model: str
 
 
+class CompletionRoutes(Protocol):
+    """Where a session's completions go (runtime.SessionRoutes), under its policy."""
+
+    @property
+    def policy(self) -> Config: ...
+
+    async def complete(self, request: Request) -> Completion | None: ...
+
+    async def prefetch(self, request: Request) -> Completion | None: ...
+
+
+class Documents(Protocol):
+    """The documents as the editor has them open."""
+
+    def text(self, uri: str) -> str | None: ...
+
+    def version(self, uri: str) -> int | None: ...
+
+
 class CompletionFeature:
     """Builds a Request from a document and a position, and remembers what it showed."""
 
-    def __init__(
-        self,
-        complete: Callable[[Request], Awaitable[Completion | None]],
-        config: Callable[[], Config],
-        prefetch: Callable[[Request], Awaitable[Completion | None]] | None = None,
-    ) -> None:
-        self._complete = complete
-        self._prefetch = prefetch
-        self._config = config
-        cfg = config().completion
+    def __init__(self, routes: CompletionRoutes) -> None:
+        self._routes = routes
+        cfg = routes.policy.completion
         self.ring = ContextRing(cfg.extra_chunks, cfg.extra_chunk_lines)
         self._shown: OrderedDict[str, _Shown] = OrderedDict()
         # Per document, the suggestion that follows the shown one once it is accepted.
@@ -96,7 +108,7 @@ class CompletionFeature:
     def _context_ring(self) -> ContextRing:
         """The ring, sized by the settings as they are now: the editor's and the
         workspace's arrive after this feature is built, and can change."""
-        cfg = self._config().completion
+        cfg = self._routes.policy.completion
         self.ring.resize(cfg.extra_chunks, cfg.extra_chunk_lines)
         return self.ring
 
@@ -106,21 +118,21 @@ class CompletionFeature:
         self._ahead_running.pop(uri, None)
         self.last.pop(uri, None)
 
-    def note_change(self, uri: str, line: int | None, texts: Callable[[str], str | None]) -> None:
+    def note_change(self, uri: str, line: int | None, documents: Documents) -> None:
         """An edit is where the user is: editing another file than the last one moves the
         chunk around the last place in the file they left into the ring, and a later request
         elsewhere brings this file's edited chunk along."""
         if line is not None:
             self._last_line[uri] = line
-        self._switch(uri, texts)
+        self._switch(uri, documents)
 
-    def _switch(self, uri: str, texts: Callable[[str], str | None]) -> None:
+    def _switch(self, uri: str, documents: Documents) -> None:
         """Moving to another file: a chunk around where the user was joins the ring."""
         prev = self._last_uri
         self._last_uri = uri
         if prev is None or prev == uri:
             return
-        text = texts(prev)
+        text = documents.text(prev)
         if text is not None and len(text) <= MAX_DOCUMENT_CHARS:
             self._context_ring().add(
                 path_of(prev), text.splitlines(keepends=True), self._last_line.get(prev, 0)
@@ -134,8 +146,7 @@ class CompletionFeature:
         line: int,
         character: int,
         encoding: str,
-        current_version: Callable[[], int | None],
-        texts: Callable[[str], str | None],
+        documents: Documents,
     ) -> Suggestion | None:
         t0 = time.perf_counter()
         if len(text) > MAX_DOCUMENT_CHARS:
@@ -150,7 +161,7 @@ class CompletionFeature:
         word = _word_before(before_cursor)
         char_units = chars_to_units(before_cursor, encoding)
         word_units = chars_to_units(word, encoding)
-        self._switch(uri, texts)
+        self._switch(uri, documents)
         self._last_line[uri] = line
 
         def make(completion: Completion, typed: bool, usage: Usage) -> Suggestion:
@@ -175,7 +186,7 @@ class CompletionFeature:
         running = self._ahead_running.get(uri)
         if running is not None and (text[:offset], after) == running[:2]:
             await asyncio.shield(running[2])
-            if current_version() != version:
+            if documents.version(uri) != version:
                 return None
         ahead = self._type_through(self._ahead.pop(uri, None), text, offset, after, "ahead")
         if ahead is not None:
@@ -190,14 +201,14 @@ class CompletionFeature:
         request = self._request(uri, text, offset, line_start, line_end)
         build_ms = (time.perf_counter() - t0) * 1000
         try:
-            completion = await self._complete(request)
+            completion = await self._routes.complete(request)
         except Superseded:
             return None
         except Cancelled as error:  # the engine stopped it (shutdown): say so, like a cancel
             raise JsonRpcRequestCancelled(f"completion cancelled: {error}") from error
         if completion is None:
             return None
-        if current_version() != version:
+        if documents.version(uri) != version:
             return None  # the user typed meanwhile: this answer is for an old text
         completion = msgspec.structs.replace(completion, text=_worth_showing(completion.text))
         s = make(completion, False, completion.usage)
@@ -211,8 +222,7 @@ class CompletionFeature:
         """Compute, while the engine is idle, the suggestion for the text as it will be
         once `shown` is accepted (llama.vim does the same), so that accepting it and
         going on gets the next one at once."""
-        prefetch = self._prefetch
-        if prefetch is None or not self._config().completion.prefetch:
+        if not self._routes.policy.completion.prefetch:
             return
         accepted = text[:offset] + shown + text[offset:]
         end = offset + len(shown)
@@ -223,7 +233,7 @@ class CompletionFeature:
 
         async def run() -> None:
             try:
-                completion = await prefetch(request)
+                completion = await self._routes.prefetch(request)
             finally:
                 running = self._ahead_running.get(uri)
                 if running is not None and running[2] is task:
@@ -239,7 +249,7 @@ class CompletionFeature:
         self._ahead_running[uri] = (before, after, task)
 
     def _request(self, uri: str, text: str, offset: int, line_start: int, line_end: int) -> Request:
-        cfg = self._config().completion
+        cfg = self._routes.policy.completion
         rest_of_line = text[offset:line_end]
         ctx = fim_context(
             text,
@@ -278,7 +288,7 @@ class CompletionFeature:
             return None
         line = self._last_line.get(uri)
         bounds = line_bounds(text, line) if line is not None else None
-        if bounds is None and len(text) > self._config().completion.prefix_tokens * 2:
+        if bounds is None and len(text) > self._routes.policy.completion.prefix_tokens * 2:
             return None  # a big file and no idea where the user will type: nothing to gain
         if bounds is None:
             offset = len(text)

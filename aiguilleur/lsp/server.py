@@ -91,7 +91,7 @@ def build_server(
         for change in params.content_changes:
             if isinstance(change, lsp.TextDocumentContentChangePartial):
                 line = change.range.start.line
-        session.completion.note_change(params.text_document.uri, line, texts)
+        session.completion.note_change(params.text_document.uri, line, session.documents)
 
     @server.feature(lsp.TEXT_DOCUMENT_DID_CLOSE)
     def did_close(ls: LanguageServer, params: lsp.DidCloseTextDocumentParams) -> None:
@@ -104,29 +104,18 @@ def build_server(
             return None  # never opened: we only complete what the editor shows
         if not await session.ready():
             return None  # the client never sent `initialized`
-
-        def current_version() -> int | None:
-            d = ls_docs().get(uri)
-            return None if d is None else d.version
-
-        encoding = session.encoding()
         s = await session.completion.suggest(
             uri,
             doc.source,
             doc.version,
             position.line,
             position.character,
-            encoding,
-            current_version,
-            texts,
+            session.encoding(),
+            session.documents,
         )
         if s is not None and not s.typed_through:
             session.log_paid(s.model, s.route, s.usage)
         return s
-
-    def texts(uri: str) -> str | None:
-        d = ls_docs().get(uri)
-        return None if d is None else d.source
 
     def ls_docs() -> dict[str, Any]:
         docs: dict[str, Any] = server.workspace.text_documents

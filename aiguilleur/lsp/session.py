@@ -30,6 +30,21 @@ log = logging.getLogger(__name__)
 STARTUP_WAIT_S = 30.0
 
 
+class OpenDocuments:
+    """The documents this editor has open, as pygls keeps them in step with its edits."""
+
+    def __init__(self, server: LanguageServer) -> None:
+        self._server = server
+
+    def text(self, uri: str) -> str | None:
+        doc = self._server.workspace.text_documents.get(uri)
+        return None if doc is None else str(doc.source)
+
+    def version(self, uri: str) -> int | None:
+        doc = self._server.workspace.text_documents.get(uri)
+        return None if doc is None else doc.version
+
+
 class Session:
     """State of one editor connection. The runtime (engine, stores) outlives it."""
 
@@ -48,15 +63,9 @@ class Session:
         self._reloading = asyncio.Lock()
         self.runtime = shared or Runtime(self.loaded.config, self._problem_from_thread)
         self.routes = SessionRoutes(self.runtime, self)
-        self.completion = CompletionFeature(
-            self.routes.complete, lambda: self.policy, self.routes.prefetch
-        )
-        self.actions = ActionsFeature(
-            self.routes.code_action,
-            lambda: self.policy,
-            lambda: self.layers.workspace_root,
-            self.encoding,
-        )
+        self.completion = CompletionFeature(self.routes)
+        self.documents = OpenDocuments(server)
+        self.actions = ActionsFeature(self.routes, self)
         self.loop: asyncio.AbstractEventLoop | None = None
         self._told_no_model = False
         self._progress_token: str | None = None
@@ -66,6 +75,10 @@ class Session:
         self.runtime_started = asyncio.Event()
         if self.shared:
             self.runtime_started.set()  # the daemon started it before taking connections
+
+    @property
+    def workspace_root(self) -> Path | None:
+        return self.layers.workspace_root
 
     @property
     def policy(self) -> Config:

@@ -3,6 +3,8 @@ opened, left, or edited, oldest first so that the prompt keeps a stable prefix."
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import msgspec
 
 from aiguilleur.config import Config
@@ -26,14 +28,41 @@ class Recorder:
         return Completion("x", Usage(), route="local", model="m")
 
 
-async def suggest(feature: CompletionFeature, uri: str, docs: dict[str, str], line: int) -> None:
-    await feature.suggest(uri, docs[uri], 1, line, 0, "utf-16", lambda: 1, docs.get)
+class Routes:
+    """Requests go to `record`, under the settings `settings()` gives at each call."""
+
+    def __init__(self, record: Recorder, settings: Callable[[], Config] = Config) -> None:
+        self.record, self.settings = record, settings
+
+    @property
+    def policy(self) -> Config:
+        return self.settings()
+
+    async def complete(self, request: Request) -> Completion | None:
+        return await self.record(request)
+
+    async def prefetch(self, request: Request) -> Completion | None:
+        return None
+
+
+class Docs(dict[str, str]):
+    """Open documents, all at version 1."""
+
+    def text(self, uri: str) -> str | None:
+        return self.get(uri)
+
+    def version(self, uri: str) -> int | None:
+        return 1 if uri in self else None
+
+
+async def suggest(feature: CompletionFeature, uri: str, docs: Docs, line: int) -> None:
+    await feature.suggest(uri, docs[uri], 1, line, 0, "utf-16", docs)
 
 
 async def test_an_edit_in_another_file_brings_that_place_into_the_prompt() -> None:
-    docs = {A: numbered("a", 300), B: numbered("b", 300)}
+    docs = Docs({A: numbered("a", 300), B: numbered("b", 300)})
     record = Recorder()
-    feature = CompletionFeature(record, Config)
+    feature = CompletionFeature(Routes(record))
     feature.note_open(A, docs[A])
     feature.note_open(B, docs[B])
     await suggest(feature, A, docs, 10)
@@ -42,7 +71,7 @@ async def test_an_edit_in_another_file_brings_that_place_into_the_prompt() -> No
     lines = docs[B].splitlines(keepends=True)
     lines[200] = "b_200 = compute_the_answer()\n"
     docs[B] = "".join(lines)
-    feature.note_change(B, 200, docs.get)
+    feature.note_change(B, 200, docs)
 
     await suggest(feature, A, docs, 12)
     extra = record.requests[-1].context.extra
@@ -52,13 +81,13 @@ async def test_an_edit_in_another_file_brings_that_place_into_the_prompt() -> No
 
 
 async def test_the_ring_keeps_its_order_while_the_user_types_in_one_file() -> None:
-    docs = {A: numbered("a", 50), B: numbered("b", 50)}
+    docs = Docs({A: numbered("a", 50), B: numbered("b", 50)})
     record = Recorder()
-    feature = CompletionFeature(record, Config)
+    feature = CompletionFeature(Routes(record))
     feature.note_open(A, docs[A])
     feature.note_open(B, docs[B])
     for line in range(5):
-        feature.note_change(A, line, docs.get)
+        feature.note_change(A, line, docs)
         await suggest(feature, A, docs, line)
     seen = {tuple(c.text for c in r.context.extra) for r in record.requests}
     assert len(seen) == 1  # a stable prefix: the KV cache of the extra context stays valid
@@ -67,10 +96,10 @@ async def test_the_ring_keeps_its_order_while_the_user_types_in_one_file() -> No
 async def test_settings_that_arrive_after_start_size_the_ring() -> None:
     # The editor's settings (initializationOptions) and the workspace file are read after
     # the feature is built; a user who turns the extra context off gets none.
-    docs = {A: numbered("a", 300), B: numbered("b", 300)}
+    docs = Docs({A: numbered("a", 300), B: numbered("b", 300)})
     record = Recorder()
     settings = {"now": Config()}
-    feature = CompletionFeature(record, lambda: settings["now"])
+    feature = CompletionFeature(Routes(record, lambda: settings["now"]))
     feature.note_open(A, docs[A])
     settings["now"] = msgspec.convert({"completion": {"extra_chunks": 0}}, Config)
     feature.note_open(B, docs[B])
