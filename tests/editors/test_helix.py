@@ -17,7 +17,6 @@ import unicodedata
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 
@@ -25,8 +24,9 @@ from aiguilleur.lsp.action_commands import ACTION_COMMAND
 from aiguilleur.lsp.chat_commands import CHAT_COMMAND, NEW_CHAT_COMMAND
 from aiguilleur.lsp.server import USAGE_COMMAND
 from tests.support.editor_packages import EditorBinary, EditorUnavailable, debian_editor
-from tests.support.fake_openrouter import FakeModel, FakeOpenRouter
+from tests.support.fake_openrouter import FakeModel, FakeOpenRouter, compat_route
 from tests.support.home import TestHome
+from tests.support.waiting import wait_for
 
 HELIX = Path(__file__).resolve().parents[2] / "editors" / "helix"
 # Helix's own defaults (helix-editor/helix languages.toml) for the languages we list.
@@ -72,19 +72,6 @@ LOCAL = (
     "[completion]\nmax_tokens = 8\nprefix_tokens = 256\nsuffix_tokens = 32\n"
     "[chat]\nmax_tokens = 24\n[actions]\nmax_tokens = 24\n"
 )
-PATIENCE = 120.0
-T = TypeVar("T")
-
-
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float = PATIENCE) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"waited {timeout:.0f} s for {what}; last saw {value!r}")
-        time.sleep(0.1)
 
 
 @pytest.fixture(scope="session")
@@ -239,13 +226,6 @@ def tiny_config(tiny_model: Path, routes: str = "") -> str:
     return f'[local]\nmodel = "{tiny_model}"\nn_ctx = 2048\n' + LOCAL + routes
 
 
-def route(kind: str, fake: FakeOpenRouter, model: str) -> str:
-    return (
-        f'[[routes.{kind}]]\nname = "team"\nbackend = "openai-compatible"\n'
-        f'base_url = "{fake.base_url}"\nmodel = "{model}"\n'
-    )
-
-
 def last_completion_items(log: str) -> list[dict[str, object]]:
     """Our last completion answer, as Helix received it."""
     for line in reversed(log.splitlines()):
@@ -278,7 +258,9 @@ def test_typing_opens_the_menu_and_enter_inserts_exactly_the_suggestion(
     reply = "me.upper()\x07 + '!'\x1b\nprint(s)"
     with (
         FakeOpenRouter(models=[FakeModel("vendor/coder", reply=reply)], anonymous=True) as fake,
-        helix(home, hx, tiny_config(tiny_model, route("completion", fake, "vendor/coder"))) as ed,
+        helix(
+            home, hx, tiny_config(tiny_model, compat_route("completion", fake, "vendor/coder"))
+        ) as ed,
     ):
         type_on_line_4(ed, "na")
         # Helix asks by itself after two letters; the menu shows our item's first line.
@@ -318,7 +300,9 @@ def test_space_a_lists_our_actions_and_document_edits_the_selected_lines_only(
     answer = f"```python\n{DOCUMENTED}\n```"
     with (
         FakeOpenRouter(models=[FakeModel("vendor/doc", reply=answer)], anonymous=True) as fake,
-        helix(home, hx, tiny_config(tiny_model, route("code_action", fake, "vendor/doc"))) as ed,
+        helix(
+            home, hx, tiny_config(tiny_model, compat_route("code_action", fake, "vendor/doc"))
+        ) as ed,
     ):
         ed.keys(":1", "Enter", "x", "x")  # lines 1-2 selected
         ed.keys("Space", "a")

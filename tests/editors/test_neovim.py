@@ -11,17 +11,18 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
 from aiguilleur.backends.remote_fim import HOLE
 from tests.support.editor_packages import EditorBinary, EditorUnavailable, debian_editor
-from tests.support.fake_openrouter import FakeModel, FakeOpenRouter
+from tests.support.fake_openrouter import FakeModel, FakeOpenRouter, compat_route
 from tests.support.home import TestHome
+from tests.support.waiting import wait_for
 
 pynvim = pytest.importorskip("pynvim")
 
@@ -61,10 +62,7 @@ LOCAL = (
     "[completion]\nmax_tokens = 8\nprefix_tokens = 256\nsuffix_tokens = 32\n"
     "[chat]\nmax_tokens = 24\n[actions]\nmax_tokens = 24\n"
 )
-# Generous: the tiny model answers in well under a second, but CI machines are shared.
-PATIENCE = 120.0
 
-T = TypeVar("T")
 
 SETUP = """
 local rtp, cmd = ...
@@ -81,17 +79,6 @@ if not c then return false end
 local r = c:request_sync('aiguilleur/status', {}, 5000, 0)
 return r ~= nil and r.result ~= nil and type(r.result.model) == 'table'
 """
-
-
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float = PATIENCE) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"waited {timeout:.0f} s for {what}; last saw {value!r}")
-        time.sleep(0.05)
 
 
 @contextmanager
@@ -155,19 +142,8 @@ def known_suggestion(home: TestHome, tiny_model: Path) -> Iterator[tuple[FakeOpe
     is the fake, as an openai-compatible server, answering "me.upper() + '!'\\nprint(s)"."""
     reply = "me.upper() + '!'\nprint(s)"
     with FakeOpenRouter(models=[FakeModel("vendor/coder", reply=reply)], anonymous=True) as fake:
-        routes = (
-            '[[routes.completion]]\nname = "team"\nbackend = "openai-compatible"\n'
-            f'base_url = "{fake.base_url}"\nmodel = "vendor/coder"\n'
-        )
+        routes = compat_route("completion", fake, "vendor/coder")
         yield fake, workspace(home, tiny_model, routes)
-
-
-def documenting(fake: FakeOpenRouter) -> str:
-    """A code_action route to the fake, as an openai-compatible server."""
-    return (
-        '[[routes.code_action]]\nname = "team"\nbackend = "openai-compatible"\n'
-        f'base_url = "{fake.base_url}"\nmodel = "vendor/doc"\n'
-    )
 
 
 def type_on_line_4(nv: Any, text: str) -> None:
@@ -240,7 +216,11 @@ def test_a_code_action_resolves_and_applies_and_a_chat_streams_into_a_buffer(
     model = FakeModel("vendor/doc", reply=f"```python\n{DOCUMENTED}\n```")
     with (
         FakeOpenRouter(models=[model], anonymous=True) as fake,
-        neovim(home, workspace(home, tiny_model, documenting(fake)), any_nvim) as nv,
+        neovim(
+            home,
+            workspace(home, tiny_model, compat_route("code_action", fake, "vendor/doc")),
+            any_nvim,
+        ) as nv,
     ):
         before = nv.current.buffer[:]
         # The user's path: vim.lsp.buf.code_action, which resolves the chosen action and
@@ -316,10 +296,7 @@ def test_typing_on_supersedes_a_pending_suggestion(
 
     model = FakeModel("vendor/coder", reply_for=reply_for)
     with FakeOpenRouter(models=[model], anonymous=True, stream_delay=1.5) as fake:
-        routes = (
-            '[[routes.completion]]\nname = "team"\nbackend = "openai-compatible"\n'
-            f'base_url = "{fake.base_url}"\nmodel = "vendor/coder"\n'
-        )
+        routes = compat_route("completion", fake, "vendor/coder")
         with neovim(home, workspace(home, tiny_model, routes), nvim_012) as nv:
             type_on_line_4(nv, "na")
 

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -27,8 +27,9 @@ from tests.support.editor_packages import (
     code_server,
     debian_editor,
 )
-from tests.support.fake_openrouter import FakeModel, FakeOpenRouter
+from tests.support.fake_openrouter import FakeModel, FakeOpenRouter, compat_route
 from tests.support.home import TestHome
+from tests.support.waiting import wait_for
 
 EXT = Path(__file__).resolve().parents[2] / "editors" / "vscode"
 NPM = shutil.which("npm", path=str(Path(sys.executable).parent)) or shutil.which("npm")
@@ -259,17 +260,6 @@ def editor_text(page: Any) -> str:
     return "\n".join((e.text_content() or "").replace("\xa0", " ") for e in lines)
 
 
-def wait_until(what: str, probe: Callable[[], Any], timeout: float = 120) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"waited {timeout:.0f} s for {what}; last saw {value!r}")
-        time.sleep(0.2)
-
-
 def setup(home: TestHome, tiny_model: Path, routes: str = "") -> Path:
     home.write_config(
         f'[local]\nmodel = "{tiny_model}"\nn_ctx = 2048\n'
@@ -281,24 +271,17 @@ def setup(home: TestHome, tiny_model: Path, routes: str = "") -> Path:
     return src
 
 
-def route(kind: str, fake: FakeOpenRouter, model: str) -> str:
-    return (
-        f'[[routes.{kind}]]\nname = "team"\nbackend = "openai-compatible"\n'
-        f'base_url = "{fake.base_url}"\nmodel = "{model}"\n'
-    )
-
-
 def test_ghost_text_appears_tab_accepts_it_and_the_status_bar_shows_model_and_spend(
     home: TestHome, tiny_model: Path, vsix: Path, browser_editor: tuple[EditorBinary, EditorBinary]
 ) -> None:
     reply = "me.upper() + '!'\nprint(s)"
     with FakeOpenRouter(models=[FakeModel("vendor/coder", reply=reply)], anonymous=True) as fake:
-        src = setup(home, tiny_model, route("completion", fake, "vendor/coder"))
+        src = setup(home, tiny_model, compat_route("completion", fake, "vendor/coder"))
         code = VSCode(home, browser_editor, vsix)
         code.install_aiguilleur()
         with code.running() as page:
             code.open_file(page, "m.py")
-            status = wait_until(
+            status = wait_for(
                 "the model in the status bar",
                 lambda: "aiguilleur-tiny" in status_text(page) and status_text(page),
             )
@@ -307,12 +290,12 @@ def test_ghost_text_appears_tab_accepts_it_and_the_status_bar_shows_model_and_sp
             page.keyboard.press("End")
             page.keyboard.type("na")
             # Its first line shows after the cursor, the second in a zone below.
-            ghost = wait_until("ghost text", lambda: "me.upper()" in (g := ghost_text(page)) and g)
+            ghost = wait_for("ghost text", lambda: "me.upper()" in (g := ghost_text(page)) and g)
             code.shot(page, "ghost-text")
             assert src.read_text() == SOURCE  # shown, not inserted
             fake.models[0].reply = ""  # nothing to suggest after it
             page.keyboard.press("Tab")
-            wait_until(
+            wait_for(
                 "the suggestion inserted",
                 lambda: "print(s)" in editor_text(page) and not ghost_text(page),
             )
@@ -328,12 +311,12 @@ def test_the_light_bulb_lists_our_actions_and_document_applies_its_edit(
 ) -> None:
     answer = f"```python\n{DOCUMENTED}\n```"
     with FakeOpenRouter(models=[FakeModel("vendor/doc", reply=answer)], anonymous=True) as fake:
-        src = setup(home, tiny_model, route("code_action", fake, "vendor/doc"))
+        src = setup(home, tiny_model, compat_route("code_action", fake, "vendor/doc"))
         code = VSCode(home, browser_editor, vsix)
         code.install_aiguilleur()
         with code.running() as page:
             code.open_file(page, "m.py")
-            wait_until("the server", lambda: "aiguilleur-tiny" in status_text(page))
+            wait_for("the server", lambda: "aiguilleur-tiny" in status_text(page))
             code.go_to(page, 1)
             page.keyboard.press("Shift+ArrowDown")
             page.keyboard.press("Shift+End")  # lines 1-2 selected
@@ -342,7 +325,7 @@ def test_the_light_bulb_lists_our_actions_and_document_applies_its_edit(
             code.shot(page, "actions")
             titles = menu.inner_text()
             page.locator(".action-widget").get_by_text("aiguilleur: Document this code").click()
-            wait_until("the docstring", lambda: '"""Add a and b."""' in editor_text(page))
+            wait_for("the docstring", lambda: '"""Add a and b."""' in editor_text(page))
             code.shot(page, "documented")
             text = code.save(page, src)
     for title in ("Document this code", "Write tests", "Explain"):
@@ -358,14 +341,14 @@ def test_the_chat_command_streams_the_answer_into_a_chat_document(
     code.install_aiguilleur()
     with code.running() as page:
         code.open_file(page, "m.py")
-        wait_until("the server", lambda: "aiguilleur-tiny" in status_text(page))
+        wait_for("the server", lambda: "aiguilleur-tiny" in status_text(page))
         code.command(page, "aiguilleur: Chat about the selection")
         page.wait_for_selector(".tab.active[aria-label*='.md']")
-        wait_until("the chat document", lambda: "## You" in editor_text(page))
+        wait_for("the chat document", lambda: "## You" in editor_text(page))
         page.keyboard.type("What does this do?")  # the cursor waits on the question line
         code.shot(page, "question")
         code.command(page, "aiguilleur: Send this chat")
-        done = wait_until(
+        done = wait_for(
             "the answer",
             lambda: (t := editor_text(page)).count("## You") == 2 and "## aiguilleur ·" in t and t,
         )
@@ -383,7 +366,7 @@ def test_without_aiguilleur_installed_the_extension_says_how_to_fix_it(
         toast = page.wait_for_selector(".notification-toast:has-text('could not start')")
         message = toast.inner_text()
         code.shot(page, "missing")
-        status = wait_until(
+        status = wait_for(
             "the status", lambda: "not running" in status_text(page) and status_text(page)
         )
     assert "`aiguilleur serve`" in message

@@ -379,3 +379,11 @@ def _send_json(h: BaseHTTPRequestHandler, obj: Any, gid: str) -> None:
     h.send_header("X-Generation-Id", gid)
     h.end_headers()
     h.wfile.write(body)
+
+
+def compat_route(kind: str, fake: FakeOpenRouter, model: str) -> str:
+    """A `[[routes.<kind>]]` entry to `fake` as an openai-compatible server (no key)."""
+    return (
+        f'[[routes.{kind}]]\nname = "team"\nbackend = "openai-compatible"\n'
+        f'base_url = "{fake.base_url}"\nmodel = "{model}"\n'
+    )
