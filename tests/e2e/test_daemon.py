@@ -132,3 +132,26 @@ async def test_the_daemon_leaves_once_idle_and_the_next_window_starts_a_new_one(
     async with window(daemon_home) as editor:
         again = await idle(editor)
     assert again.pid != first.pid and again.pid != os.getpid()
+
+
+async def test_after_kill_9_of_the_daemon_the_next_window_gets_a_new_one(
+    daemon_home: TestHome,
+) -> None:
+    # A daemon killed outright leaves its socket file behind, and its lock with it gone.
+    async with window(daemon_home) as editor:
+        first = await idle(editor)
+        os.kill(first.pid, 9)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                os.kill(first.pid, 0)
+            except ProcessLookupError:
+                break
+            await asyncio.sleep(0.05)
+    sock = Path(daemon_env(daemon_home)["XDG_RUNTIME_DIR"]) / "aiguilleur" / "daemon.sock"
+    assert sock.exists()  # stale: nobody listens there
+    async with window(daemon_home) as editor:
+        again = await idle(editor)
+        uri = open_doc(editor, daemon_home.workspace / "a.py", SOURCE)
+        items = await inline(editor, uri, 3, 4)
+    assert again.pid != first.pid and len(items) == 1
