@@ -215,19 +215,19 @@ class VSCode:
         self.steps += 1
         page.screenshot(path=str(self.shots / f"{self.steps:02d}-{name}.png"))
 
-    def command(self, page: Any, title: str) -> None:
-        page.keyboard.press("F1")
+    def pick(self, page: Any, key: str, entry: str) -> None:
+        """Open VS Code's quick input with `key`, type `entry`, take its row."""
+        page.keyboard.press(key)
         page.wait_for_selector(".quick-input-widget input")
-        page.keyboard.type(title)
-        page.wait_for_selector(f".quick-input-list .monaco-list-row[aria-label*='{title}']")
+        page.keyboard.type(entry)
+        page.wait_for_selector(f".quick-input-list .monaco-list-row[aria-label*='{entry}']")
         page.keyboard.press("Enter")
 
+    def command(self, page: Any, title: str) -> None:
+        self.pick(page, "F1", title)
+
     def open_file(self, page: Any, name: str) -> None:
-        page.keyboard.press("Control+P")
-        page.wait_for_selector(".quick-input-widget input")
-        page.keyboard.type(name)
-        page.wait_for_selector(f".quick-input-list .monaco-list-row[aria-label*='{name}']")
-        page.keyboard.press("Enter")
+        self.pick(page, "Control+P", name)
         page.wait_for_selector(f".tab.active[aria-label*='{name}']")
         page.wait_for_selector(".monaco-editor .view-lines")
 
