@@ -361,21 +361,21 @@ class RemoteRoutes:
         model = result.model_used or route.model
         return Completion(text, usage, route=route.name, model=model, backend=route.backend)
 
-    def note_failure(self, route: Route, error: Exception, now: float) -> None:
-        """Remember what the router must skip next time, and tell the user once."""
+    def note_failure(self, route: Route, error: Exception, now: float) -> str | None:
+        """Remember what the router must skip next time; what to tell the user whose
+        request it was (None when there is nothing to say)."""
         if isinstance(error, RateLimited):
             wait = error.retry_after if error.retry_after is not None else 30.0
             self.cooling[route.name] = now + wait
             log.info("route.rate_limited route=%s wait=%.0f", route.name, wait)
-            return
+            return None
         if route.key and isinstance(error, BudgetRefused | OutOfCredit):
             self.exhausted[route.key] = now + EXHAUSTED_S
-            self.tell(
+            return (
                 f"{error}. Using the next route for now. Budgets are in [keys."
                 f"{route.key}] of your user config."
             )
-            return
-        self.tell(f"route '{route.name}' failed: {error}")
+        return f"route '{route.name}' failed: {error}"
 
     async def close(self) -> None:
         for task in self._tasks:

@@ -114,8 +114,10 @@ class Runtime:
         self.store: KVStateStore | None = None
         self.model_info: ModelInfo | None = None
         self.load_error: str | None = None
-        # Told about trouble worth a message to the user (e.g. the KV cache dir is full).
+        # Told about trouble worth a message to every user of this runtime (e.g. the KV
+        # cache dir is full); kept, for the windows that connect later.
         self.on_problem = on_problem
+        self.problems: list[str] = []
         self.remote: RemoteRoutes | None = None
 
     async def start_remote(self) -> None:
@@ -137,6 +139,8 @@ class Runtime:
         await remote.start()
 
     def _say(self, message: str) -> None:
+        if message not in self.problems:
+            self.problems.append(message)
         if self.on_problem is not None:
             self.on_problem(message)
 
@@ -171,7 +175,7 @@ class Runtime:
 
         path = Path(choice.path)
         try:
-            self.store = kv_store(self.config, path, self.on_problem)
+            self.store = kv_store(self.config, path, self._say)
         except OSError as error:  # the model file vanished between discovery and here
             log.warning("kv.store_unavailable error=%s", error)
         self.engine = LlamaEngine(path, engine_settings(self.config), loaded, store=self.store)
@@ -221,10 +225,12 @@ class Runtime:
         routes: list[Route],
         answer_on: Callable[[Route], Awaitable[T]],
         reasons: list[tuple[str, str]],
+        caller: Caller,
     ) -> T | None:
         """The route loop: the first route's answer, falling back along `routes` when a
-        route cannot answer (the reason is added to `reasons`); None when none could.
-        A cancellation, or an answer cut after part of it reached the user, ends it."""
+        route cannot answer (the reason is added to `reasons`, and the caller is told
+        of a failed remote route); None when none could. A cancellation, or an answer
+        cut after part of it reached the user, ends it."""
         for route in routes:
             try:
                 return await answer_on(route)
@@ -235,8 +241,9 @@ class Runtime:
                 reasons.append((route.name, str(error)))
             except (BackendError, BudgetRefused) as error:
                 log.info("route.failed route=%s error=%s", route.name, type(error).__name__)
-                if self.remote is not None and route.backend.remote:
-                    self.remote.note_failure(route, error, time.time())
+                remote = self.remote if route.backend.remote else None
+                if remote is not None and (told := remote.note_failure(route, error, time.time())):
+                    caller.tell(told)
                 reasons.append((route.name, str(error)))
         return None
 
@@ -250,16 +257,17 @@ class Runtime:
             raise BackendUnavailable("the remote routes are not set up")
         return self.remote
 
-    async def complete(self, request: Request, policy: Config) -> Completion | None:
-        """The first of `policy`'s routes to answer, falling back along them; None when
-        no route can answer."""
+    async def complete(self, request: Request, caller: Caller) -> Completion | None:
+        """The first of the caller's routes to answer, falling back along them; None
+        when no route can answer."""
 
         async def complete_on(route: Route) -> Completion:
             if route.backend is Backend.LOCAL:
                 return await self._engine().complete(request)
             return await self._remote().complete(route, request)
 
-        return await self._first_answer(self._routes(request, policy), complete_on, [])
+        routes = self._routes(request, caller.policy)
+        return await self._first_answer(routes, complete_on, [], caller)
 
     async def ask(
         self,
@@ -267,11 +275,13 @@ class Runtime:
         path: str,
         messages: list[ChatMessage],
         max_tokens: int,
-        policy: Config,
+        caller: Caller,
         on_text: Callable[[str], None] | None = None,
     ) -> Answer:
         """A chat-style answer (code action, chat), falling back along `kind`'s routes
-        in `policy`. Raises NoRoute, whose message says why each route was passed over."""
+        in the caller's policy. Raises NoRoute, whose message says why each route was
+        passed over."""
+        policy = caller.policy
         now = time.time()
         private = None
         if is_private(path, policy.privacy.private):
@@ -297,7 +307,7 @@ class Runtime:
                 raise
 
         reasons = list(selection.skipped)
-        answer = await self._first_answer(list(selection.routes), ask_on, reasons)
+        answer = await self._first_answer(list(selection.routes), ask_on, reasons, caller)
         if answer is None:
             raise NoRoute(kind, reasons)
         return answer
@@ -325,9 +335,9 @@ class Runtime:
         model = self.model_info.name if self.model_info else "local"
         return Answer(result.text, route.name, model, usage, result.finish_reason)
 
-    async def code_action(self, request: ActionRequest, policy: Config) -> Answer:
-        """The model's answer for a code action, through `policy`'s code_action routes."""
-        cfg = policy
+    async def code_action(self, request: ActionRequest, caller: Caller) -> Answer:
+        """The model's answer for a code action, through the caller's code_action routes."""
+        cfg = caller.policy
         messages = render(
             request.action,
             {k: (v.system, v.user) for k, v in cfg.prompts.items()},
@@ -343,7 +353,7 @@ class Runtime:
             framework=request.framework,
         )
         return await self.ask(
-            RequestKind.CODE_ACTION, request.path, messages, cfg.actions.max_tokens, policy
+            RequestKind.CODE_ACTION, request.path, messages, cfg.actions.max_tokens, caller
         )
 
     async def chat(
@@ -351,21 +361,20 @@ class Runtime:
         about: str,
         messages: list[ChatMessage],
         on_text: Callable[[str], None],
-        policy: Config,
+        caller: Caller,
     ) -> Answer:
-        """A chat answer, streamed through `on_text`, through `policy`'s chat routes."""
-        return await self.ask(
-            RequestKind.CHAT, about, messages, policy.chat.max_tokens, policy, on_text
-        )
+        """A chat answer, streamed through `on_text`, through the caller's chat routes."""
+        max_tokens = caller.policy.chat.max_tokens
+        return await self.ask(RequestKind.CHAT, about, messages, max_tokens, caller, on_text)
 
-    async def prefetch(self, request: Request, policy: Config) -> Completion | None:
+    async def prefetch(self, request: Request, caller: Caller) -> Completion | None:
         """The completion of `request` ahead of time, when the engine is idle: from the
         local engine only, and only when it is the first route for this request, so that
         a guess never sends code anywhere nor costs anything. None when it gave way."""
         engine = self.engine
         if engine is None or self.load_error is not None:
             return None
-        routes = self._routes(request, policy)
+        routes = self._routes(request, caller.policy)
         if not routes or routes[0].backend is not Backend.LOCAL:
             return None
         try:
@@ -400,18 +409,24 @@ class Runtime:
             store.close(timeout)
 
 
-class PolicySource(Protocol):
-    """Where a session's policy is read, at each call: it changes when the user edits
-    a settings file or the editor sends new settings."""
+class Caller(Protocol):
+    """Whose request it is: its policy, read at each call (it changes when the user
+    edits a settings file or the editor sends new settings), and where to tell what
+    concerns that request (a route that failed, a budget spent)."""
 
     @property
     def policy(self) -> Config: ...
 
+    def tell(self, message: str) -> None: ...
+
 
 class FixedPolicy(msgspec.Struct, frozen=True):
-    """A policy that does not change (a one-shot command)."""
+    """A caller whose policy does not change (a one-shot command): told on stderr."""
 
     policy: Config
+
+    def tell(self, message: str) -> None:
+        log.warning("aiguilleur: %s", message)
 
 
 class SessionRoutes:
@@ -419,24 +434,24 @@ class SessionRoutes:
     routes), under that session's policy: its routes, privacy, windows and prompts
     travel with each call, so what one session configures never changes another's."""
 
-    def __init__(self, runtime: Runtime, source: PolicySource) -> None:
+    def __init__(self, runtime: Runtime, caller: Caller) -> None:
         self.runtime = runtime
-        self._source = source
+        self._caller = caller
 
     @property
     def policy(self) -> Config:
-        return self._source.policy
+        return self._caller.policy
 
     async def complete(self, request: Request) -> Completion | None:
-        return await self.runtime.complete(request, self.policy)
+        return await self.runtime.complete(request, self._caller)
 
     async def prefetch(self, request: Request) -> Completion | None:
-        return await self.runtime.prefetch(request, self.policy)
+        return await self.runtime.prefetch(request, self._caller)
 
     async def code_action(self, request: ActionRequest) -> Answer:
-        return await self.runtime.code_action(request, self.policy)
+        return await self.runtime.code_action(request, self._caller)
 
     async def chat(
         self, about: str, messages: list[ChatMessage], on_text: Callable[[str], None]
     ) -> Answer:
-        return await self.runtime.chat(about, messages, on_text, self.policy)
+        return await self.runtime.chat(about, messages, on_text, self._caller)

@@ -19,7 +19,7 @@ from aiguilleur.errors import (
     RateLimited,
     StreamFailed,
 )
-from aiguilleur.runtime import NoRoute, Runtime
+from aiguilleur.runtime import FixedPolicy, NoRoute, Runtime
 from aiguilleur.types import (
     Answer,
     Backend,
@@ -87,8 +87,9 @@ class FakeRemote:
         text = self.behaviour(route, on_text)
         return Answer(text, route.name, route.model, Usage(), "stop")
 
-    def note_failure(self, route: Route, error: Exception, now: float) -> None:
+    def note_failure(self, route: Route, error: Exception, now: float) -> str | None:
         self.failures.append((route.name, type(error)))
+        return f"route '{route.name}' failed: {error}"
 
 
 def runtime(engine: Any, remote: Any) -> Runtime:
@@ -114,7 +115,7 @@ def fails(error: Exception, sent: str = "") -> Callable[[Route, Callable[[str], 
 def test_the_first_route_that_answers_answers() -> None:
     engine = FakeEngine()
     rt = runtime(engine, FakeRemote(answers("team's")))
-    done = asyncio.run(rt.complete(REQUEST, CONFIG))
+    done = asyncio.run(rt.complete(REQUEST, FixedPolicy(CONFIG)))
     assert done is not None and done.text == "team's" and done.backend is Backend.OPENAI_COMPATIBLE
     assert engine.calls == 0
 
@@ -132,7 +133,7 @@ def test_the_first_route_that_answers_answers() -> None:
 def test_a_route_that_cannot_answer_falls_back_to_the_next(error: Exception) -> None:
     remote = FakeRemote(fails(error))
     rt = runtime(FakeEngine(), remote)
-    done = asyncio.run(rt.complete(REQUEST, CONFIG))
+    done = asyncio.run(rt.complete(REQUEST, FixedPolicy(CONFIG)))
     assert done is not None and done.route == "local"
     # Failures the router must remember (cooling, spent keys) reach the remote routes;
     # an unreachable route is only skipped this time.
@@ -144,19 +145,19 @@ def test_a_cancelled_request_ends_the_loop() -> None:
     engine = FakeEngine()
     rt = runtime(engine, FakeRemote(fails(Cancelled("superseded"))))
     with pytest.raises(Cancelled):
-        asyncio.run(rt.complete(REQUEST, CONFIG))
+        asyncio.run(rt.complete(REQUEST, FixedPolicy(CONFIG)))
     assert engine.calls == 0  # no other route is asked for an answer nobody waits for
 
 
 def test_no_route_answering_is_none_for_a_completion() -> None:
     rt = runtime(FakeEngine(BackendUnavailable("no model")), FakeRemote(fails(StreamFailed("x"))))
-    assert asyncio.run(rt.complete(REQUEST, CONFIG)) is None
+    assert asyncio.run(rt.complete(REQUEST, FixedPolicy(CONFIG))) is None
 
 
 def test_no_route_answering_a_chat_says_why_for_each_route() -> None:
     rt = runtime(None, FakeRemote(fails(StreamFailed("provider disconnected"))))
     with pytest.raises(NoRoute) as raised:
-        asyncio.run(rt.ask(RequestKind.CHAT, "m.py", MESSAGES, 32, CONFIG))
+        asyncio.run(rt.ask(RequestKind.CHAT, "m.py", MESSAGES, 32, FixedPolicy(CONFIG)))
     reasons = dict(raised.value.reasons)
     assert reasons["team"] == "provider disconnected"
     assert reasons["local"] == "no local model is loaded"  # skipped by the router
@@ -168,7 +169,9 @@ def test_a_chat_cut_after_text_reached_the_user_is_not_answered_again_elsewhere(
     remote = FakeRemote(fails(StreamFailed("cut"), sent="Half an ans"))
     rt = runtime(engine, remote)
     with pytest.raises(AnswerCut):
-        asyncio.run(rt.ask(RequestKind.CHAT, "m.py", MESSAGES, 32, CONFIG, shown.append))
+        asyncio.run(
+            rt.ask(RequestKind.CHAT, "m.py", MESSAGES, 32, FixedPolicy(CONFIG), shown.append)
+        )
     assert shown == ["Half an ans"] and engine.calls == 0
 
 
@@ -176,14 +179,14 @@ def test_a_private_file_never_reaches_a_remote_route() -> None:
     remote = FakeRemote(answers("sent!"))
     rt = runtime(FakeEngine(), remote)
     private = msgspec.structs.replace(REQUEST, context=FimContext(".env", "KEY=", ""))
-    done = asyncio.run(rt.complete(private, CONFIG))
+    done = asyncio.run(rt.complete(private, FixedPolicy(CONFIG)))
     assert done is not None and done.route == "local"
 
 
 def test_two_sessions_share_one_runtime_each_under_its_own_policy() -> None:
     # Two editor windows on one engine and one set of remote routes: one window's
     # workspace keeps its files on the machine; the other's requests still go out.
-    from aiguilleur.runtime import FixedPolicy, SessionRoutes
+    from aiguilleur.runtime import SessionRoutes
 
     remote = FakeRemote(answers("team's"))
     engine = FakeEngine()
@@ -198,3 +201,25 @@ def test_two_sessions_share_one_runtime_each_under_its_own_policy() -> None:
     assert kept is not None and kept.route == "local"
     assert sent is not None and sent.route == "team"
     assert engine.calls == 1 and rt.config is CONFIG  # the runtime's own settings untouched
+
+
+class Window:
+    """A caller that keeps what it was told, as a session shows it."""
+
+    def __init__(self, policy: Any = CONFIG) -> None:
+        self.policy = policy
+        self.told: list[str] = []
+
+    def tell(self, message: str) -> None:
+        self.told.append(message)
+
+
+def test_a_failed_route_is_told_to_the_window_whose_request_it_was_only() -> None:
+    def fail(route: Route, on_text: Any) -> str:
+        raise StreamFailed("HTTP 502")
+
+    rt = runtime(FakeEngine(), FakeRemote(fail))
+    asking, other = Window(), Window()
+    done = asyncio.run(rt.complete(REQUEST, asking))
+    assert done is not None and done.backend is Backend.LOCAL  # fell back
+    assert asking.told == ["route 'team' failed: HTTP 502"] and other.told == []
