@@ -30,7 +30,7 @@ from pygls.io_ import run_async
 from pygls.protocol.language_server import LanguageServerProtocol, lsp_method
 
 from aiguilleur.config import ConfigLayers
-from aiguilleur.daemon_dir import daemon_lock, runtime_dir
+from aiguilleur.daemon_dir import DAEMON_STOPPING, daemon_lock, runtime_dir
 from aiguilleur.lsp.protocol import AiguilleurProtocol
 from aiguilleur.lsp.server import build_server
 from aiguilleur.lsp.session import Session
@@ -99,7 +99,7 @@ class Daemon:
     def __init__(self, user_config: Path | None = None, idle_s: float = DEFAULT_IDLE_S) -> None:
         self.user_config = user_config
         self.idle_s = idle_s
-        self.sessions: set[Session] = set()
+        self.sessions: dict[Session, asyncio.StreamWriter] = {}
         self.started = time.monotonic()
         self.loop: asyncio.AbstractEventLoop | None = None
         # Built from the user file alone: no workspace, no editor settings.
@@ -113,11 +113,13 @@ class Daemon:
     def _problem_from_thread(self, message: str) -> None:
         if self.loop is not None:
             with contextlib.suppress(RuntimeError):
-                self.loop.call_soon_threadsafe(self._tell_all, f"aiguilleur: {message}")
+                self.loop.call_soon_threadsafe(self._tell_all, message)
 
     def _tell_all(self, message: str) -> None:
+        """A problem of the runtime concerns every window (Runtime.problems keeps it for
+        the windows that connect later)."""
         for session in list(self.sessions):
-            session.show(message)
+            session.tell(message)
 
     def _loaded_from_thread(self, info: ModelInfo | None, error: str | None) -> None:
         if info is not None:
@@ -150,7 +152,7 @@ class Daemon:
         stop = threading.Event()
         server._stop_event = stop
         server.protocol.set_writer(_LoopWriter(writer))
-        self.sessions.add(session)
+        self.sessions[session] = writer
         self._idle_since = None
         log.info("daemon.session_open sessions=%d", len(self.sessions))
         try:
@@ -164,7 +166,7 @@ class Daemon:
         except (asyncio.IncompleteReadError, ConnectionError) as error:
             log.info("daemon.connection_cut error=%s", type(error).__name__)
         finally:
-            self.sessions.discard(session)
+            self.sessions.pop(session, None)
             pool = server._thread_pool
             if pool is not None:
                 pool.shutdown(wait=False, cancel_futures=True)
@@ -175,6 +177,17 @@ class Daemon:
             if not self.sessions:
                 self._idle_since = time.monotonic()
             log.info("daemon.session_closed sessions=%d", len(self.sessions))
+
+    async def _say_stopping(self) -> None:
+        """Each shim learns that this stop is on purpose: it starts no new daemon until its
+        editor sends something."""
+        for session in list(self.sessions):
+            with contextlib.suppress(Exception):
+                session.server.protocol.notify(DAEMON_STOPPING, {"reason": "stopped"})
+        await asyncio.sleep(0)  # the notes are queued on this loop (_LoopWriter)
+        for writer in list(self.sessions.values()):
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(writer.drain(), 2)
 
     async def _watch_idle(self) -> None:
         while not self._stop.is_set():
@@ -199,6 +212,7 @@ class Daemon:
         finally:
             idle.cancel()
             server.close()
+            await self._say_stopping()
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
             remote = self.runtime.remote

@@ -41,9 +41,9 @@ def daemon_lock(directory: Path) -> Iterator[bool]:
         yield True
 
 
-def daemon_pid() -> int | None:
+def daemon_pid(directory: Path | None = None) -> int | None:
     """The running daemon's pid, from its lock file; None when none holds the lock."""
-    directory = runtime_dir()
+    directory = directory or runtime_dir()
     lock_file = directory / "daemon.lock"
     if not lock_file.exists():
         return None
@@ -56,3 +56,8 @@ def daemon_pid() -> int | None:
             return int(text) if text.isdigit() else None
         fcntl.flock(lock, fcntl.LOCK_UN)
         return None
+
+
+# Sent by a daemon to each connection as it stops on purpose (`aiguilleur daemon stop`):
+# the shim then waits for the editor's next message before starting a new one.
+DAEMON_STOPPING = "aiguilleur/daemonStopping"

@@ -10,6 +10,7 @@ for the others."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import uuid
@@ -87,6 +88,13 @@ class Session:
 
     # -- messages -------------------------------------------------------------------
 
+    def tell(self, message: str) -> None:
+        """What concerns this window (a route of its request failed, the runtime has a
+        problem): once per distinct message."""
+        if message not in self._told:
+            self._told.add(message)
+            self.show(f"aiguilleur: {message}")
+
     def show(self, message: str, kind: lsp.MessageType = lsp.MessageType.Warning) -> None:
         # Messages can quote a remote server's error text: no control characters either.
         self.server.window_show_message(
@@ -133,32 +141,50 @@ class Session:
     async def start_runtime(self) -> None:
         self.loop = asyncio.get_running_loop()
         if self.shared:
+            for problem in self.runtime.problems:  # said before this window connected
+                self.tell(problem)
+            # The daemon started the runtime; its model may still be loading, as it is for
+            # the window that started the daemon: that window sees the same bar.
             if self.runtime.model_info is None and self.runtime.load_error:
                 self._on_loaded(None, self.runtime.load_error)
+                return
+            engine = self.runtime.engine
+            if engine is None or engine.loaded.done():
+                return
+            engine.loaded.add_done_callback(self._load_done)
+            await self._show_loading(engine.model_path)
             return
         try:
             choice = await asyncio.to_thread(self.runtime.start, self._loaded_from_thread)
             await self.runtime.start_remote()
         finally:
             self.runtime_started.set()
-        if choice.path is not None and self._supports_progress():
-            token = f"aiguilleur-load-{uuid.uuid4().hex[:8]}"
-            try:
-                await self.server.work_done_progress.create_async(token)
-            except Exception as error:  # a client may refuse: loading goes on without a bar
-                log.debug("progress.create_failed error=%s", error)
-                return
-            self._progress_token = token
-            self.server.work_done_progress.begin(
-                token,
-                lsp.WorkDoneProgressBegin(
-                    title="aiguilleur",
-                    message=f"loading {Path(choice.path).name}",
-                    cancellable=False,
-                ),
-            )
-            if self.runtime.engine is None or self.runtime.engine.loaded.done():
-                self._end_progress()
+        if choice.path is not None:
+            await self._show_loading(Path(choice.path))
+
+    def _load_done(self, done: concurrent.futures.Future[ModelInfo]) -> None:
+        error = done.exception()
+        self._loaded_from_thread(None if error else done.result(), str(error) if error else None)
+
+    async def _show_loading(self, model: Path) -> None:
+        """A progress bar while the model loads (ended by _on_loaded)."""
+        if not self._supports_progress():
+            return
+        token = f"aiguilleur-load-{uuid.uuid4().hex[:8]}"
+        try:
+            await self.server.work_done_progress.create_async(token)
+        except Exception as error:  # a client may refuse: loading goes on without a bar
+            log.debug("progress.create_failed error=%s", error)
+            return
+        self._progress_token = token
+        self.server.work_done_progress.begin(
+            token,
+            lsp.WorkDoneProgressBegin(
+                title="aiguilleur", message=f"loading {model.name}", cancellable=False
+            ),
+        )
+        if self.runtime.engine is None or self.runtime.engine.loaded.done():
+            self._end_progress()
 
     def encoding(self) -> str:
         """The position encoding negotiated with this editor (utf-16 when it said none):
@@ -180,23 +206,23 @@ class Session:
     def _problem_from_thread(self, message: str) -> None:
         if self.loop is not None:
             with contextlib.suppress(RuntimeError):  # the loop already closed: shutting down
-                self.loop.call_soon_threadsafe(self.show, f"aiguilleur: {message}")
+                self.loop.call_soon_threadsafe(self.tell, message)
 
     def _loaded_from_thread(self, info: ModelInfo | None, error: str | None) -> None:
         if self.loop is not None:
             with contextlib.suppress(RuntimeError):
                 self.loop.call_soon_threadsafe(self._on_loaded, info, error)
 
-    def _end_progress(self) -> None:
+    def _end_progress(self, info: ModelInfo | None = None) -> None:
         if self._progress_token is None:
             return
         token, self._progress_token = self._progress_token, None
-        info = self.runtime.model_info
+        info = info or self.runtime.model_info
         message = f"{info.name} ready" if info else "no local model"
         self.server.work_done_progress.end(token, lsp.WorkDoneProgressEnd(message=message))
 
     def _on_loaded(self, info: ModelInfo | None, error: str | None) -> None:
-        self._end_progress()
+        self._end_progress(info)
         if info is not None:
             log.info(
                 "model.loaded name=%s ms=%.0f fim=%s",

@@ -1,34 +1,42 @@
-"""One daemon for every editor window: `aiguilleur serve --daemon` (what the editor
-starts) relays to the user's daemon over a Unix socket, starting it when none answers.
-Real processes: the shims, the daemon, the tiny model."""
+"""One daemon for every editor window: `aiguilleur serve` (what the editor starts)
+relays to the user's daemon over a Unix socket, starting it when none answers, and
+starts a new one when it dies. Real processes: the shims, the daemon, the tiny model."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
+from typing import Any
 
 import pytest
 
+from aiguilleur.daemon_dir import daemon_pid
 from tests.support.fake_openrouter import FakeModel, FakeOpenRouter
 from tests.support.home import TestHome
-from tests.support.lsp import idle, inline, lsp_session, open_doc, status
+from tests.support.lsp import (
+    change_doc,
+    idle,
+    inline,
+    last_completion,
+    lsp_session,
+    open_doc,
+    status,
+)
+from tests.support.waiting import PATIENCE
 
+SERVER_MODES = ("daemon",)  # (tests/e2e/conftest.py)
 SOURCE = "def add(a, b):\n    return a + b\n\nx = \n"
-
-
-def daemon_env(home: TestHome) -> dict[str, str]:
-    return {"XDG_RUNTIME_DIR": str(home.root / "run")}  # as TestHome sets it
 
 
 def aiguilleur(home: TestHome, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "aiguilleur", *args],
-        env=home.env(**daemon_env(home)),
+        env=home.env(),
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -43,9 +51,7 @@ def daemon_home(model_home: TestHome) -> Iterator[TestHome]:
 
 
 def window(home: TestHome, init_options: object = None) -> object:
-    return lsp_session(
-        home, env=daemon_env(home), extra_args=["--daemon"], init_options=init_options
-    )
+    return lsp_session(home, init_options=init_options)
 
 
 async def test_two_windows_share_one_daemon_one_model_and_both_get_suggestions(
@@ -97,10 +103,10 @@ async def test_one_windows_settings_do_not_change_another_windows_routes(
 def test_a_second_daemon_started_by_a_race_leaves_in_favour_of_the_first(
     daemon_home: TestHome,
 ) -> None:
-    env = daemon_home.env(**daemon_env(daemon_home))
+    env = daemon_home.env()
     cmd = [sys.executable, "-m", "aiguilleur", "daemon", "run", "--idle", "30"]
     first = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
-    sock = Path(daemon_env(daemon_home)["XDG_RUNTIME_DIR"]) / "aiguilleur" / "daemon.sock"
+    sock = daemon_home.run_dir / "daemon.sock"
     deadline = time.monotonic() + 60
     while not sock.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -117,10 +123,10 @@ def test_a_second_daemon_started_by_a_race_leaves_in_favour_of_the_first(
 async def test_the_daemon_leaves_once_idle_and_the_next_window_starts_a_new_one(
     daemon_home: TestHome,
 ) -> None:
-    env = daemon_home.env(**daemon_env(daemon_home))
+    env = daemon_home.env()
     cmd = [sys.executable, "-m", "aiguilleur", "daemon", "run", "--idle", "1"]
     daemon = subprocess.Popen(cmd, env=env, stderr=subprocess.DEVNULL)
-    sock = Path(daemon_env(daemon_home)["XDG_RUNTIME_DIR"]) / "aiguilleur" / "daemon.sock"
+    sock = daemon_home.run_dir / "daemon.sock"
     deadline = time.monotonic() + 60
     while not sock.exists() and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
@@ -134,21 +140,108 @@ async def test_the_daemon_leaves_once_idle_and_the_next_window_starts_a_new_one(
     assert again.pid != first.pid and again.pid != os.getpid()
 
 
+async def new_daemon(editor: Any, old_pid: int) -> Any:
+    """The status once a daemon other than `old_pid` answers (asked again on errors:
+    while the new one starts, the shim answers for the one that died)."""
+    deadline = time.monotonic() + PATIENCE
+    while True:
+        try:
+            shown = await status(editor)
+            if shown.pid != old_pid:
+                return shown
+        except Exception as error:  # the shim answers for the dead one meanwhile
+            assert "daemon" in str(error), error
+        assert time.monotonic() < deadline, "no new daemon answered"
+        await asyncio.sleep(0.1)
+
+
+def wait_gone(pid: int) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"pid {pid} still runs")
+
+
+async def test_after_kill_9_the_window_starts_a_new_daemon_and_carries_its_files_over(
+    daemon_home: TestHome,
+) -> None:
+    async with window(daemon_home) as editor:
+        first = await idle(editor)
+        uri = open_doc(editor, daemon_home.workspace / "a.py", "def add(a, b):\n")
+        change_doc(editor, uri, 2, 1, 0, "    return a + b\n\nx = ")
+        before = await inline(editor, uri, 3, 4)
+        shown_before = await last_completion(editor, uri)
+        assert len(before) == 1 and shown_before is not None
+        os.kill(first.pid, signal.SIGKILL)
+        wait_gone(first.pid)
+        # The user is told once, and the next request is answered by a new daemon
+        # that knows the file as the editor has it: opened, then changed.
+        again = await new_daemon(editor, first.pid)
+        told = [m.message for m in editor.messages if "daemon stopped" in m.message]
+        assert len(told) == 1, told
+        assert again.shared and again.pid != first.pid
+        # Same text, same model, greedy: the same suggestion from the same prompt. Had
+        # the change not been carried over, line 3 would not even exist.
+        assert await inline(editor, uri, 3, 4) == before
+        seen = await last_completion(editor, uri)
+        assert seen is not None
+        assert seen["usage"]["prompt_tokens"] == shown_before["usage"]["prompt_tokens"]
+        # A second death is said once more, and recovered from too.
+        os.kill(again.pid, signal.SIGKILL)
+        wait_gone(again.pid)
+        third = await new_daemon(editor, again.pid)
+        assert third.pid not in (first.pid, again.pid)
+    told = [m.message for m in editor.messages if "daemon stopped" in m.message]
+    assert len(told) == 2, told
+
+
+async def test_a_request_in_flight_when_the_daemon_dies_is_answered_once(
+    daemon_home: TestHome,
+) -> None:
+    async with window(daemon_home) as editor:
+        first = await idle(editor)
+        uri = open_doc(editor, daemon_home.workspace / "a.py", SOURCE)
+        asked = [asyncio.ensure_future(inline(editor, uri, 3, 4)) for _ in range(3)]
+        await asyncio.sleep(0)  # (sent)
+        os.kill(first.pid, signal.SIGKILL)
+        answers = await asyncio.wait_for(asyncio.gather(*asked, return_exceptions=True), PATIENCE)
+        # Each got one answer: a suggestion the daemon sent before it died, or an error
+        # that says what happened. pytest-lsp fails a test on an answer to nothing.
+        for answer in answers:
+            assert isinstance(answer, list) or "daemon stopped" in str(answer), answer
+        await new_daemon(editor, first.pid)
+
+
+async def test_a_deliberate_stop_frees_the_daemon_until_the_editor_sends_something(
+    daemon_home: TestHome,
+) -> None:
+    async with window(daemon_home) as editor:
+        first = await idle(editor)
+        uri = open_doc(editor, daemon_home.workspace / "a.py", SOURCE)
+        stopped = aiguilleur(daemon_home, "daemon", "stop")
+        assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+        await asyncio.sleep(1.0)
+        assert daemon_pid(daemon_home.run_dir) is None  # nothing restarted it by itself
+        told = [m.message for m in editor.messages if "was stopped" in m.message]
+        assert len(told) == 1, told
+        items = await inline(editor, uri, 3, 4)  # the next request brings one back
+        again = await status(editor)
+    assert again.pid != first.pid and len(items) == 1
+
+
 async def test_after_kill_9_of_the_daemon_the_next_window_gets_a_new_one(
     daemon_home: TestHome,
 ) -> None:
     # A daemon killed outright leaves its socket file behind, and its lock with it gone.
     async with window(daemon_home) as editor:
         first = await idle(editor)
-        os.kill(first.pid, 9)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                os.kill(first.pid, 0)
-            except ProcessLookupError:
-                break
-            await asyncio.sleep(0.05)
-    sock = Path(daemon_env(daemon_home)["XDG_RUNTIME_DIR"]) / "aiguilleur" / "daemon.sock"
+    os.kill(first.pid, signal.SIGKILL)
+    wait_gone(first.pid)
+    sock = daemon_home.run_dir / "daemon.sock"
     assert sock.exists()  # stale: nobody listens there
     async with window(daemon_home) as editor:
         again = await idle(editor)
