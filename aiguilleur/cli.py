@@ -64,12 +64,12 @@ def _parse_host_port(value: str, allow_remote: bool) -> tuple[str, int]:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    if args.daemon and not args.tcp:
+    if not args.standalone and not args.tcp:
         from aiguilleur.shim import serve_through_daemon
 
         protocol_out = protect_stdout()
         _setup_logging(args.verbose, args.log_file, lsp_server=False)
-        return serve_through_daemon(protocol_out)
+        return serve_through_daemon(protocol_out, verbose=args.verbose)
     from aiguilleur.lsp.server import build_server
 
     stdout = protect_stdout() if not args.tcp else None
@@ -170,7 +170,10 @@ def build_parser() -> argparse.ArgumentParser:
             help="more logs (-vv: also the libraries')",
         )
 
-    p = sub.add_parser("serve", help="run the language server (stdio by default)")
+    p = sub.add_parser(
+        "serve",
+        help="the language server an editor starts (stdio, relayed to the shared daemon)",
+    )
     p.add_argument("--tcp", metavar="HOST:PORT", help="listen on TCP instead of stdio")
     p.add_argument(
         "--allow-remote", action="store_true", help="allow --tcp on a non-loopback address"
@@ -178,11 +181,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-file", help="write logs there instead of stderr")
     p.add_argument("--stdio", action="store_true", help="accepted for editors that pass it")
     p.add_argument(
-        "--daemon",
+        "--standalone",
         action="store_true",
-        help="relay to the user's shared daemon (one model for every editor window), "
-        "starting it if none answers",
+        help="one process for this editor alone, with its own model, instead of relaying "
+        "to the user's shared daemon (the default, one model for every editor window)",
     )
+    # What `--standalone`'s absence means; kept so that configs written for 0.x still work.
+    p.add_argument("--daemon", action="store_true", help=argparse.SUPPRESS)
     common(p)
     p.set_defaults(func=cmd_serve)
 

@@ -8,7 +8,10 @@ editor windows each way:
 - the second window: from starting its server to its first suggestion, while the first
   window is open (a standalone server loads the model again; the daemon has it);
 - a keystroke: p50 latency of a suggestion per typed character, the shim's relay against
-  a direct server.
+  a direct server;
+- kill -9 of the daemon while two windows type, their completions sent to a (fake, on
+  loopback) OpenRouter and billed: each request's answers, how long until each window
+  has suggestions again, and the ledger's rows against what the fake OpenRouter served.
 Each arm has its own home (config, caches, runtime dir): nothing carries over. Prints a
 table and writes bench/results/daemon-*.json.
 """
@@ -31,8 +34,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from aiguilleur.backends.synthetic import QWEN25_CODER_05B, ensure_model  # noqa: E402
+from aiguilleur.cache.ledger import Status  # noqa: E402
 from aiguilleur.commands.replay import ServerProcess  # noqa: E402
 from bench.common import isolated_env  # noqa: E402
+from tests.support.fake_openrouter import FakeKey, FakeModel, FakeOpenRouter  # noqa: E402
+
+KEY = "sk-or-v1-bench-not-a-secret"
 
 SOURCE = "import os\n\n\ndef greet(name):\n    return 'hello ' + name\n\n\nvalue = \n"
 LINE, COLUMN = 7, 8
@@ -78,7 +85,7 @@ async def arm(name: str, model: Path, daemon: bool) -> dict[str, Any]:
         config.write_text(
             f'[local]\nmodel = "{model}"\n[completion]\nmax_tokens = 8\nprefetch = false\n'
         )
-        args = ["--daemon"] if daemon else []
+        args = [] if daemon else ["--standalone"]
         servers: list[ServerProcess] = []
         async with AsyncExitStack() as stack:
             first = await stack.enter_async_context(ServerProcess(home, env=env, serve_args=args))
@@ -119,12 +126,128 @@ async def arm(name: str, model: Path, daemon: bool) -> dict[str, Any]:
         }
 
 
+class Typist:
+    """One window typing TYPED a key at a time, a suggestion asked after each key; each
+    answer is counted by how it came (pygls' client matches answers to requests by id,
+    and would log one that matches nothing)."""
+
+    def __init__(self, server: ServerProcess, uri: str) -> None:
+        self.server = server
+        self.uri = uri
+        self.column = COLUMN
+        self.answered = 0
+        self.failed: list[str] = []
+        self.at: list[tuple[float, bool]] = []  # (when, a suggestion came)
+
+    async def type(self, keys: str, pause_s: float) -> None:
+        for ch in keys:
+            self.server.insert(self.uri, LINE, self.column, ch)
+            self.column += 1
+            try:
+                text = await asyncio.wait_for(self.server.inline(self.uri, LINE, self.column), 120)
+                self.at.append((time.perf_counter(), bool(text)))
+            except TimeoutError:
+                self.failed.append("no answer in 120 s")
+                continue
+            except Exception as error:  # the shim's answer for the daemon that died
+                self.failed.append(str(error)[:80])
+                self.at.append((time.perf_counter(), False))
+            self.answered += 1
+            await asyncio.sleep(pause_s)
+
+
+async def kill_while_typing(model: Path) -> dict[str, Any]:
+    import logging
+    import os
+    import signal
+    import sqlite3
+
+    unmatched: list[str] = []
+
+    class Unmatched(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "response to unknown message id" in record.getMessage():
+                unmatched.append(record.getMessage())
+
+    logging.getLogger("pygls").addHandler(Unmatched(logging.WARNING))
+    with (
+        tempfile.TemporaryDirectory(prefix="aiguilleur-bench-kill-") as tmp,
+        FakeOpenRouter(
+            models=[FakeModel("vendor/coder")], keys=[FakeKey(KEY, label="work")]
+        ) as fake,
+    ):
+        fake.stream_delay = 0.005
+        home = Path(tmp)
+        (home / "run").mkdir(mode=0o700)
+        env = isolated_env(home, XDG_RUNTIME_DIR=str(home / "run"), AIGUILLEUR_BENCH_KEY=KEY)
+        config = home / "c" / "aiguilleur" / "config.toml"
+        config.parent.mkdir(parents=True)
+        config.write_text(
+            f'[local]\nmodel = "{model}"\n[completion]\nmax_tokens = 8\nprefetch = false\n'
+            f"[cache]\nresponses_mb = 0\n"
+            f'[keys.work]\nenv = "AIGUILLEUR_BENCH_KEY"\nbase_url = "{fake.base_url}"\n'
+            "daily = 5.0\n"
+            '[[routes.completion]]\nname = "cloud"\nbackend = "openrouter"\nkey = "work"\n'
+            'model = "vendor/coder"\n'
+            '[[routes.completion]]\nname = "local"\nbackend = "local"\n'
+        )
+        async with ServerProcess(home, env=env) as a, ServerProcess(home, env=env) as b:
+            daemon_pid = int((await a.wait_ready()).pid)
+            await b.wait_ready()
+            typists = [
+                Typist(a, a.open(home / "a.py", SOURCE)),
+                Typist(b, b.open(home / "b.py", SOURCE)),
+            ]
+            half = len(TYPED) // 2
+            await asyncio.gather(*(t.type(TYPED[:half], 0.05) for t in typists))
+            # Both keep typing; the daemon dies while their requests are on the way.
+            typing = [asyncio.ensure_future(t.type(TYPED[half:], 0.05)) for t in typists]
+            await asyncio.sleep(0.12)
+            killed_at = time.perf_counter()
+            os.kill(daemon_pid, signal.SIGKILL)
+            await asyncio.gather(*typing)
+            recovered_s = [
+                min((when for when, got in t.at if when > killed_at and got), default=float("nan"))
+                - killed_at
+                for t in typists
+            ]
+            new_pid = int((await a.status()).pid)
+            told = [m for t in typists for m in t.server.messages if "daemon stopped" in m]
+        subprocess.run(
+            [sys.executable, "-m", "aiguilleur", "daemon", "stop"],
+            env=env,
+            capture_output=True,
+            timeout=120,
+        )
+        with sqlite3.connect(home / "d" / "aiguilleur" / "ledger.db") as db:
+            rows = db.execute("SELECT status, generation_id FROM requests").fetchall()
+        settled = [g for status, g in rows if status == Status.SETTLED.value]
+    asked = sum(len(TYPED) for _ in typists)
+    return {
+        "requests": asked,
+        "answered": sum(t.answered for t in typists),
+        "answered_with_error": sum(len(t.failed) for t in typists),
+        "errors": sorted({e for t in typists for e in t.failed}),
+        "answers_to_nothing": len(unmatched),
+        "recovered_s": recovered_s,
+        "told": len(told),
+        "new_daemon": new_pid != daemon_pid,
+        "served_by_fake": len(fake.generations),
+        "ledger_settled": len(settled),
+        "ledger_settled_distinct": len(set(settled)),
+        "ledger_settled_known_to_fake": len(set(settled) & set(fake.generations)),
+        "ledger_unknown": sum(1 for status, _ in rows if status == Status.UNKNOWN.value),
+        "ledger_reserved": sum(1 for status, _ in rows if status == Status.RESERVED.value),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=2, help="interleaved runs of both arms")
     args = parser.parse_args()
     cache = Path.home() / ".cache" / "aiguilleur-bench"
     model = ensure_model(cache, QWEN25_CODER_05B)
+    kills = [asyncio.run(kill_while_typing(model)) for _ in range(args.rounds)]
     rows: list[dict[str, Any]] = []
     for _ in range(args.rounds):
         rows.append(asyncio.run(arm("standalone x3", model, daemon=False)))
@@ -160,9 +283,23 @@ def main() -> int:
         "keystroke p50 added by the shim: "
         f"{ratios['keystroke_p50_added_by_shim_ms']:+.1f} ms (goal <= 1 ms)"
     )
+    print("\nkill -9 of the daemon while two windows type (completions billed via OpenRouter):")
+    print(
+        f"{'requests':>9}{'answered':>9}{'errors':>7}{'to nothing':>11}{'told':>5}"
+        f"{'back after s':>16}{'fake served':>12}{'settled':>8}{'distinct':>9}{'unknown':>8}"
+    )
+    for k in kills:
+        back = "/".join(f"{s:.2f}" for s in k["recovered_s"])
+        print(
+            f"{k['requests']:>9}{k['answered']:>9}{k['answered_with_error']:>7}"
+            f"{k['answers_to_nothing']:>11}{k['told']:>5}{back:>16}{k['served_by_fake']:>12}"
+            f"{k['ledger_settled']:>8}{k['ledger_settled_distinct']:>9}{k['ledger_unknown']:>8}"
+        )
     out = ROOT / "bench" / "results" / f"daemon-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({"model": str(model), "rows": rows, "ratios": ratios}, indent=2))
+    out.write_text(
+        json.dumps({"model": str(model), "rows": rows, "ratios": ratios, "kill_9": kills}, indent=2)
+    )
     print(f"wrote {out}")
     return 0
 

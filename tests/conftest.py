@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,8 +17,16 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def home(tmp_path: Path) -> TestHome:
-    return TestHome(tmp_path)
+def server_mode() -> str:
+    """How `aiguilleur serve` runs; tests/e2e run each test both ways."""
+    return "daemon"
+
+
+@pytest.fixture
+def home(tmp_path: Path, server_mode: str) -> Iterator[TestHome]:
+    home = TestHome(tmp_path, server_mode)
+    yield home
+    home.stop_daemon()
 
 
 @pytest.fixture

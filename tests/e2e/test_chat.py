@@ -17,7 +17,7 @@ from pygls.exceptions import JsonRpcException
 from tests.support.editor import Editor
 from tests.support.fake_openrouter import FakeKey, FakeModel, FakeOpenRouter
 from tests.support.home import TestHome
-from tests.support.lsp import code_actions, lsp_session, open_doc, run_command
+from tests.support.lsp import code_actions, lsp_session, open_doc, run_command, server_log
 
 KEY = "sk-or-v1-chat-test"
 REPLY = "It adds its two arguments and returns the sum, so add(1, 2) is 3."
@@ -243,7 +243,7 @@ async def test_a_chat_right_after_opening_a_file_is_about_that_file(
             await run_command(client, "aiguilleur.chat.new", {"uri": 3})
     for result in (first, second):
         assert "about: " + str(chat_home.workspace / "m.py") in read_uri(result["uri"])
-    text = log.read_text()
+    text = server_log(chat_home, log)
     assert "request.answered_with_error JsonRpcInvalidParams" in text
     assert "Traceback" not in text and " ERROR " not in text
 

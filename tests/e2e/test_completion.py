@@ -98,8 +98,10 @@ async def test_each_keystroke_evaluates_only_the_changed_tokens(
 ) -> None:
     # Typing a character that differs from the suggestion misses typing-through, so the
     # engine runs; the prompt's long common prefix comes from the live KV cache.
-    options = None if reuse else {"local": {"reuse_prefix": False}}
-    async with lsp_session(model_home, init_options=options) as client:
+    if not reuse:  # an engine setting: the user file's (the daemon's engine is shared)
+        config = model_home.config_file.read_text()
+        model_home.write_config(config.replace("[local]\n", "[local]\nreuse_prefix = false\n"))
+    async with lsp_session(model_home) as client:
         uri = open_doc(client, model_home.workspace / "k.py", SOURCE)
         await inline(client, uri, 5, 11)
         first = await last_completion(client, uri)

@@ -15,7 +15,14 @@ from lsprotocol import types as lsp
 from tests.support.editor import Editor
 from tests.support.fake_openrouter import FakeModel, FakeOpenRouter
 from tests.support.home import TestHome
-from tests.support.lsp import code_actions, inline, lsp_session, open_doc, run_command
+from tests.support.lsp import (
+    code_actions,
+    inline,
+    lsp_session,
+    open_doc,
+    run_command,
+    server_log,
+)
 
 # A vertical tab, an escape sequence that clears a terminal, a carriage return, a bell,
 # DEL and a C1 control: all seen (or possible) in model output.
@@ -111,4 +118,5 @@ async def test_resolving_an_action_that_is_not_ours_to_resolve_returns_it(
     assert again[0].edit is None
     assert again[1].title == "Organize imports" and again[1].data == {"ruff": {"fix": 3}}
     assert not fake.bodies("/chat/completions")  # nothing was computed for them
-    assert "Traceback" not in log.read_text() and "ERROR" not in log.read_text()
+    text = server_log(team_home, log)
+    assert "Traceback" not in text and "ERROR" not in text

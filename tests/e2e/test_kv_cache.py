@@ -46,6 +46,7 @@ async def test_the_first_suggestion_after_a_restart_restores_the_saved_state(
     async with lsp_session(home) as client:
         first, before = await suggest_at_line(client, home, "alpha", 12)
     assert before["work"] > 300  # a cold start evaluates the whole prompt
+    home.stop_daemon()  # the next day: the daemon idled out too
 
     async with lsp_session(home) as client:
         second, after = await suggest_at_line(client, home, "alpha", 12)
@@ -59,6 +60,7 @@ async def test_without_the_disk_tier_a_restart_starts_cold(home: TestHome, tiny_
     configure(home, tiny_model, "[cache]\nkv_disk_mb = 0\n")
     async with lsp_session(home) as client:
         _, before = await suggest_at_line(client, home, "alpha", 12)
+    home.stop_daemon()
     async with lsp_session(home) as client:
         _, after = await suggest_at_line(client, home, "alpha", 12)
     assert after["work"] == before["work"] > 300

@@ -15,7 +15,14 @@ from lsprotocol import types as lsp
 from aiguilleur.cache.ledger import SpendLedger, Status
 from tests.support.fake_openrouter import Failure, FakeKey, FakeOpenRouter
 from tests.support.home import TestHome
-from tests.support.lsp import inline, last_completion, lsp_session, open_doc
+from tests.support.lsp import (
+    inline,
+    kill_9_server,
+    last_completion,
+    lsp_session,
+    open_doc,
+    status,
+)
 
 KEY = "sk-or-v1-CANARY-feedface0123456789"
 SOURCE = "def add(a, b):\n    \n"
@@ -162,6 +169,7 @@ async def test_kill_9_of_the_server_mid_run_keeps_every_settled_request_once(
     home.write_config(home.config_file.read_text() + "[cache]\nresponses_mb = 0\n")
     fake.stream_delay = 0.01
     async with lsp_session(home, env={"AIGUILLEUR_TEST_KEY": KEY}) as client:
+        worker = (await status(client)).pid
         for i in range(6):
             await ask(client, home, f"f{i}.py", f"def f{i}(a, b):\n    \n")
         uri = open_doc(client, home.workspace / "last.py", "def last(a):\n    \n")
@@ -175,10 +183,7 @@ async def test_kill_9_of_the_server_mid_run_keeps_every_settled_request_once(
         )
         while chat_requests(fake) < 7:  # the last one is on the wire
             await asyncio.sleep(0.005)
-        assert client._server is not None
-        client._server.kill()  # kill -9, mid-answer
-        await client._server.wait()
-        client.shut_down = True
+        await kill_9_server(client, home, worker)  # mid-answer
         del pending
 
     async with lsp_session(home, env={"AIGUILLEUR_TEST_KEY": KEY}) as client:

@@ -40,7 +40,7 @@ def slowish_home(home: TestHome, small_model: Path) -> TestHome:
     ids=["after-reading", "at-once"],
 )
 async def test_accepting_a_suggestion_gets_the_next_one_without_the_engine(
-    reading: bool, user: str, request: pytest.FixtureRequest
+    reading: bool, user: str, server_mode: str, request: pytest.FixtureRequest
 ) -> None:
     model_home: TestHome = request.getfixturevalue(user)
     async with lsp_session(model_home) as client:
@@ -59,6 +59,7 @@ async def test_accepting_a_suggestion_gets_the_next_one_without_the_engine(
     assert after.engine.completed == 1 and after.engine.prefetched >= 1  # not asked again
     # It is what the engine answers when asked for that text (a fresh server, no prefetch).
     model_home.write_config(model_home.config_file.read_text() + "prefetch = false\n")
+    model_home.stop_daemon()  # a fresh engine, whose counters start at zero
     async with lsp_session(model_home) as client:
         uri = open_doc(client, model_home.workspace / "main.py", text)
         assert await inline(client, uri, line, char) == [second]

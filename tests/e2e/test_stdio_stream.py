@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.home import TestHome
+from tests.support.waiting import wait_for
 
 # Runs the real server after planting a stray print() and a raw write to fd 1 (as a C
 # library would do) on a path every session takes.
@@ -23,7 +24,7 @@ def noisy(self):
     original(self)
 server.Session.show_config_problems = noisy
 from aiguilleur.cli import main
-sys.exit(main(["serve"]))
+sys.exit(main(sys.argv[1:]))
 """
 
 
@@ -108,13 +109,31 @@ def test_stdout_carries_only_frames_and_every_request_is_answered(
             }
         ),
     ]
+    repo = Path(__file__).parents[2]
+    daemon_err = tmp_path / "daemon.out"
+    if model_home.mode == "daemon":
+        # The server code runs in the daemon: plant the stray output there, and start it
+        # before the editor's `serve` finds it, its stdout kept to see what was written.
+        with daemon_err.open("wb") as out_file:
+            subprocess.Popen(
+                [sys.executable, "-c", STRAY, "daemon", "run"],
+                stdin=subprocess.DEVNULL,
+                stdout=out_file,
+                stderr=subprocess.STDOUT,
+                env=model_home.env(),
+                cwd=repo,
+            )
+        wait_for("the daemon's socket", (model_home.run_dir / "daemon.sock").exists, 60)
+        serve = [sys.executable, "-m", "aiguilleur", "serve"]
+    else:
+        serve = [sys.executable, "-c", STRAY, "serve", "--standalone"]
     proc = subprocess.Popen(
-        [sys.executable, "-c", STRAY],
+        serve,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=model_home.env(),
-        cwd=Path(__file__).parents[2],
+        cwd=repo,
     )
     assert proc.stdin is not None and proc.stdout is not None
     proc.stdin.write(b"".join(messages))
@@ -144,6 +163,8 @@ def test_stdout_carries_only_frames_and_every_request_is_answered(
     stdout = seen + out
     frames = parse_frames(stdout)
     assert b"stray" not in stdout
+    if model_home.mode == "daemon":
+        err = daemon_err.read_bytes()
     assert b"stray print from server code" in err
     assert b"stray bytes on fd 1" in err
     answers: dict[int, list[dict[str, Any]]] = {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
@@ -35,7 +36,8 @@ async def lsp_session(
     extra_args: list[str] | None = None,
 ) -> AsyncIterator[LanguageClient]:
     config = ClientServerConfig(
-        server_command=[*SERVER, *(extra_args or [])], server_env=home.env(**(env or {}))
+        server_command=[*SERVER, *home.serve_args, *(extra_args or [])],
+        server_env=home.env(**(env or {})),
     )
     client = await config.start()
     assert isinstance(client, LanguageClient)
@@ -53,6 +55,32 @@ async def lsp_session(
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(client.shutdown_session(), 30)
         await client.stop()
+
+
+async def kill_9_server(client: LanguageClient, home: TestHome, pid: int) -> None:
+    """kill -9 of what does the work (`pid`, from aiguilleur/status): the server, or in
+    daemon mode the daemon (its window then starts a new one; the editor's process, the
+    shim, lives on)."""
+    if home.mode == "daemon":
+        os.kill(pid, signal.SIGKILL)
+        while True:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            await asyncio.sleep(0.02)
+        return
+    assert client._server is not None
+    client._server.kill()
+    await client._server.wait()
+    client.shut_down = True  # type: ignore[attr-defined]
+
+
+def server_log(home: TestHome, log_file: Path) -> str:
+    """What the server logged: its `--log-file`, and the daemon's log (in daemon mode
+    the editor's `serve` relays; the daemon does the work and logs it)."""
+    own = log_file.read_text(errors="replace") if log_file.exists() else ""
+    return own + home.daemon_log
 
 
 def open_doc(client: LanguageClient, path: Path, text: str, language: str = "python") -> str:
