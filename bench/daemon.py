@@ -191,7 +191,10 @@ async def kill_while_typing(model: Path) -> dict[str, Any]:
             'model = "vendor/coder"\n'
             '[[routes.completion]]\nname = "local"\nbackend = "local"\n'
         )
-        async with ServerProcess(home, env=env) as a, ServerProcess(home, env=env) as b:
+        async with (
+            ServerProcess(home, env=env, serve_args=[]) as a,
+            ServerProcess(home, env=env, serve_args=[]) as b,
+        ):
             daemon_pid = int((await a.wait_ready()).pid)
             await b.wait_ready()
             typists = [

@@ -53,7 +53,9 @@ class ServerProcess:
         serve_args: list[str] | None = None,
     ) -> None:
         self.workspace = workspace
-        self.serve_args = serve_args or []
+        # One process of its own by default: a tool's settings ([local] among them) are
+        # its own, and nothing is left running after it. [] relays to the user's daemon.
+        self.serve_args = ["--standalone"] if serve_args is None else serve_args
         self.env = env
         self.init_options = init_options
         self.log_file = log_file or Path(tempfile.mkstemp(prefix="aiguilleur-", suffix=".log")[1])
@@ -158,7 +160,7 @@ class ServerProcess:
 
     @property
     def pid(self) -> int:
-        """The process the editor started (with `--daemon`, the shim)."""
+        """The process the editor started (relaying to the daemon: the shim)."""
         process = self.client._server
         assert process is not None
         return int(process.pid)
