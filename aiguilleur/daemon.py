@@ -66,14 +66,24 @@ class ConnectionProtocol(AiguilleurProtocol):
     """The protocol of one daemon connection: `exit` ends the connection, not the
     process (pygls' own calls sys.exit, which would end every window's server)."""
 
+    connection_done: threading.Event | None = None  # set by the daemon: ends the loop
+    _CLOSE_TURNS = 50
+
     @lsp_method(lsp.EXIT)
     def lsp_exit(self, *args: Any) -> Generator[Any, Any, None]:
         if (user_handler := self.fm.features.get(lsp.EXIT)) is not None:
             yield user_handler, args, None
-        stop = getattr(self._server, "_stop_event", None)
-        if stop is not None:
-            stop.set()
-        if self.writer is not None:
+        if self.connection_done is not None:
+            self.connection_done.set()
+        self._close_once_answered(self._CLOSE_TURNS)
+
+    def _close_once_answered(self, turns: int) -> None:
+        """Close once the answers owed are sent: pygls sends a request's answer a few
+        loop turns after its handler returns, and an editor may send `exit` right
+        behind `shutdown` without waiting for its answer."""
+        if self._request_futures and turns > 0:
+            asyncio.get_running_loop().call_soon(self._close_once_answered, turns - 1)
+        elif self.writer is not None:
             self.writer.close()
 
 
@@ -83,9 +93,13 @@ class _LoopWriter:
     def __init__(self, writer: asyncio.StreamWriter) -> None:
         self._writer = writer
         self._loop = asyncio.get_running_loop()
+        self._thread = threading.get_ident()
 
     def write(self, data: bytes) -> None:
-        self._loop.call_soon_threadsafe(self._write, data)
+        if threading.get_ident() == self._thread:
+            self._write(data)  # in order with everything else the loop does
+        else:
+            self._loop.call_soon_threadsafe(self._write, data)
 
     def _write(self, data: bytes) -> None:
         if not self._writer.is_closing():
@@ -150,8 +164,10 @@ class Daemon:
             return msgspec.to_builtins(self.status())
 
         stop = threading.Event()
-        server._stop_event = stop
-        server.protocol.set_writer(_LoopWriter(writer))
+        protocol = server.protocol
+        assert isinstance(protocol, ConnectionProtocol)
+        protocol.connection_done = stop
+        protocol.set_writer(_LoopWriter(writer))
         self.sessions[session] = writer
         self._idle_since = None
         log.info("daemon.session_open sessions=%d", len(self.sessions))
@@ -167,9 +183,8 @@ class Daemon:
             log.info("daemon.connection_cut error=%s", type(error).__name__)
         finally:
             self.sessions.pop(session, None)
-            pool = server._thread_pool
-            if pool is not None:
-                pool.shutdown(wait=False, cancel_futures=True)
+            server.thread_pool.shutdown(wait=False, cancel_futures=True)
+            await asyncio.sleep(0)  # what threads queued for this writer goes out first
             writer.close()
             # pygls caches message types per protocol object: let this one go.
             LanguageServerProtocol.get_message_type.cache_clear()

@@ -132,7 +132,15 @@ class Helix:
             *("-c", str(self.file.parent)),
             *(str(self.hx.path), "-vvv", "--log", str(self.log), self.file.name),
         )
-        wait_for("the model to load", lambda: "model.loaded" in self.read_log())
+        wait_for("the model to load", self.server_ready)
+
+    def server_ready(self) -> bool:
+        """Helix has initialized our server, and the model it uses is loaded: logged by
+        the server on Helix's stderr, or, relayed to the daemon, in the daemon's log."""
+        helix = self.read_log()
+        if self.home.mode == "standalone":
+            return "model.loaded" in helix
+        return '"method":"initialized"' in helix and "model_loaded" in self.home.daemon_log
 
     def keys(self, *keys: str) -> None:
         # An Escape followed at once by a key reads as Alt+key: send it on its own.
