@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from aiguilleur.config import KeyConfig
+from aiguilleur.settings import KeyConfig
 
 
 class KeyProblem(Exception):

@@ -30,9 +30,10 @@ from aiguilleur.backends.remote_fim import (
 )
 from aiguilleur.cache.ledger import Budget, SpendLedger
 from aiguilleur.cache.responses import CachedAnswer, ResponseCache, cache_key
-from aiguilleur.config import Config, cache_dir
+from aiguilleur.config import cache_dir
 from aiguilleur.errors import BackendError, BudgetRefused, OutOfCredit, RateLimited, Transient
 from aiguilleur.keys import KeyProblem, read_key
+from aiguilleur.settings import Config
 from aiguilleur.spending import Spender
 from aiguilleur.types import (
     Answer,

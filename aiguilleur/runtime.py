@@ -21,7 +21,7 @@ from aiguilleur.backends.llama_state import kv_namespace
 from aiguilleur.backends.models import ModelChoice, discover
 from aiguilleur.backends.prompts import render
 from aiguilleur.cache.kv import KVStateStore, KVStoreStats
-from aiguilleur.config import Config, cache_dir, data_dir, models_dir
+from aiguilleur.config import cache_dir, data_dir, models_dir
 from aiguilleur.errors import (
     AnswerCut,
     BackendError,
@@ -33,6 +33,7 @@ from aiguilleur.languages import language_of
 from aiguilleur.privacy import find_secret, is_private
 from aiguilleur.remote import RemoteRoutes
 from aiguilleur.router import Availability, select_routes
+from aiguilleur.settings import Config
 from aiguilleur.types import (
     ActionRequest,
     Answer,

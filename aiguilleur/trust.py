@@ -14,14 +14,12 @@ config.py strips those before this module sees the layer.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 
+from aiguilleur.settings import Config, RouteConfig
 from aiguilleur.types import Backend
-
-if TYPE_CHECKING:
-    from aiguilleur.config import Config, RouteConfig
 
 
 class TrustState(StrEnum):

@@ -10,7 +10,6 @@ from typing import Any
 import msgspec
 import pytest
 
-from aiguilleur.config import Config
 from aiguilleur.errors import (
     AnswerCut,
     BackendUnavailable,
@@ -20,6 +19,7 @@ from aiguilleur.errors import (
     StreamFailed,
 )
 from aiguilleur.runtime import FixedPolicy, NoRoute, Runtime
+from aiguilleur.settings import Config
 from aiguilleur.types import (
     Answer,
     Backend,

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from aiguilleur.cache.trust_store import TrustStore
-from aiguilleur.config import Config, ConfigLayers, LoadedConfig
+from aiguilleur.config import ConfigLayers, LoadedConfig
+from aiguilleur.settings import Config
 from aiguilleur.trust import TrustState
 
 USER = """

@@ -18,11 +18,11 @@ from typing import Protocol
 import msgspec
 from lsprotocol import types as lsp
 
-from aiguilleur.config import Config
 from aiguilleur.errors import IncompleteAnswer
 from aiguilleur.lsp.positions import chars_to_units
 from aiguilleur.lsp.sanitize import for_editor
 from aiguilleur.lsp.uris import path_of
+from aiguilleur.settings import Config
 from aiguilleur.testfiles import TestTarget, test_target
 from aiguilleur.types import ActionRequest, Answer
 

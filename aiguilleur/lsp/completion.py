@@ -12,12 +12,12 @@ from typing import Protocol
 import msgspec
 from pygls.exceptions import JsonRpcRequestCancelled
 
-from aiguilleur.config import Config
 from aiguilleur.errors import Cancelled, Superseded
 from aiguilleur.lsp.context import ContextRing, fim_context
 from aiguilleur.lsp.positions import chars_to_units, line_bounds, offset_at
 from aiguilleur.lsp.sanitize import for_editor
 from aiguilleur.lsp.uris import path_of
+from aiguilleur.settings import Config
 from aiguilleur.tasks import TaskSet
 from aiguilleur.types import Backend, Completion, GenerationParams, Request, RequestKind, Usage
 

@@ -19,11 +19,12 @@ from pathlib import Path
 from lsprotocol import types as lsp
 from pygls.lsp.server import LanguageServer
 
-from aiguilleur.config import Config, ConfigLayers, LoadedConfig
+from aiguilleur.config import ConfigLayers, LoadedConfig
 from aiguilleur.lsp.actions import ActionsFeature
 from aiguilleur.lsp.completion import CompletionFeature
 from aiguilleur.lsp.sanitize import for_editor
 from aiguilleur.runtime import Runtime, SessionRoutes
+from aiguilleur.settings import Config
 from aiguilleur.types import ModelInfo, Usage
 
 log = logging.getLogger(__name__)

@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 import msgspec
 
-from aiguilleur.config import Config
 from aiguilleur.lsp.completion import CompletionFeature
+from aiguilleur.settings import Config
 from aiguilleur.types import Completion, Request, Usage
 
 A = "file:///w/a.py"
