@@ -35,6 +35,7 @@ from aiguilleur.errors import BackendError, BudgetRefused, OutOfCredit, RateLimi
 from aiguilleur.keys import KeyProblem, read_key
 from aiguilleur.settings import Config
 from aiguilleur.spending import Spender
+from aiguilleur.tasks import TaskSet
 from aiguilleur.types import (
     Answer,
     Backend,
@@ -77,7 +78,7 @@ class RemoteRoutes:
         self.exhausted: dict[str, float] = {}  # key -> until (epoch)
         self.cooling: dict[str, float] = {}  # route -> until (epoch)
         self._compat: dict[str, OpenAICompatClient] = {}
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks = TaskSet()
         c = config.cache
         self.responses = (
             ResponseCache(
@@ -122,7 +123,7 @@ class RemoteRoutes:
             return
         cached = await asyncio.to_thread(self._cached_prices)
         self.prices = cached or {}
-        self._tasks.append(asyncio.create_task(self._refresh_loop()))
+        self._tasks.spawn(self._refresh_loop(), "refresh prices and key limits")
 
     def _cached_prices(self) -> dict[str, ModelPrice] | None:
         try:
@@ -379,8 +380,7 @@ class RemoteRoutes:
         return f"route '{route.name}' failed: {error}"
 
     async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
+        self._tasks.cancel_all()
         for s in self.spenders.values():
             await s.drain(SETTLE_WAIT_S)
         for s in self.spenders.values():

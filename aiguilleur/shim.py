@@ -26,6 +26,7 @@ import msgspec
 
 from aiguilleur.daemon_dir import DAEMON_STOPPING, runtime_dir, socket_path
 from aiguilleur.shim_record import Envelope, SessionRecord, frame, read_frame
+from aiguilleur.tasks import TaskSet
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +111,7 @@ class Relay:
         self.dormant = False  # stopped on purpose: restart with the editor's next message
         self.given_up = False
         self.exiting = False
+        self._tasks = TaskSet()
         self._recovery: asyncio.Task[None] | None = None
         self._down: asyncio.Task[None] | None = None
         self._replay_answer: asyncio.Future[Envelope] | None = None
@@ -133,7 +135,7 @@ class Relay:
         reader, writer = await connect_or_start(self.user_config, self.idle_s, self.verbose)
         self.writer = writer
         self._linked_at = time.monotonic()
-        self._down = asyncio.create_task(self._from_daemon(reader))
+        self._down = self._tasks.spawn(self._from_daemon(reader), "from the daemon")
 
     async def _from_daemon(self, reader: asyncio.StreamReader) -> None:
         stopping = False
@@ -196,7 +198,7 @@ class Relay:
             "the daemon stopped unexpectedly; starting a new one (your open files are "
             f"carried over). Its log: {runtime_dir() / 'daemon.log'}"
         )
-        self._recovery = asyncio.create_task(self._restart())
+        self._recovery = self._tasks.spawn(self._restart(), "restart the daemon")
 
     def give_up(self, text: str) -> None:
         log.warning("shim.gave_up %s", text)
@@ -268,7 +270,7 @@ class Relay:
             if self.dormant and not self.exiting:
                 self.dormant = False
                 self._quick_crashes = 0
-                self._recovery = asyncio.create_task(self._restart())
+                self._recovery = self._tasks.spawn(self._restart(), "restart the daemon")
             if not self.linked.is_set() and self.exiting:
                 break  # nothing to tell a daemon that is not there
             await self.linked.wait()

@@ -25,6 +25,7 @@ from aiguilleur.errors import (
     StreamFailed,
     Transient,
 )
+from aiguilleur.tasks import TaskSet
 from aiguilleur.types import ChatMessage
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ class Spender:
         self._remote_remaining = remote_remaining
         # Costs asked after the fact: OpenRouter may take seconds (or never) to know them,
         # and neither the answer nor a fallback after a broken one waits for that.
-        self._settling: set[asyncio.Task[None]] = set()
+        self._settling = TaskSet()
 
     def worst_case(
         self, model: str, prompt_tokens: int, max_tokens: int, max_price: float | None
@@ -194,19 +195,12 @@ class Spender:
         """Settle in the background; until then the worst case stays reserved (and a
         server that exits first leaves it to the next one's orphan sweep: unknown, still
         counted at its worst case)."""
-        task = asyncio.create_task(self._settle_after_the_fact(reservation, generation_id, why))
-        self._settling.add(task)
-        task.add_done_callback(self._settled)
-
-    def _settled(self, task: asyncio.Task[None]) -> None:
-        self._settling.discard(task)
-        if not task.cancelled() and (error := task.exception()) is not None:
-            log.error("spend.settle_failed key=%s error=%r", self.label, error)
+        work = self._settle_after_the_fact(reservation, generation_id, why)
+        self._settling.spawn(work, f"settle {self.label}")
 
     async def drain(self, timeout: float) -> None:
         """Wait (bounded) for the costs still being asked after the fact."""
-        if self._settling:
-            await asyncio.wait(set(self._settling), timeout=timeout)
+        await self._settling.wait(timeout)
 
     async def _settle_after_the_fact(
         self, reservation: Reservation, generation_id: str, why: str

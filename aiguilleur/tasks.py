@@ -33,6 +33,11 @@ class TaskSet:
         if error is not None:
             log.error("task.failed name=%s error=%r", task.get_name(), error, exc_info=error)
 
+    async def wait(self, timeout: float) -> None:
+        """Until every task now running has ended, or `timeout` seconds."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=timeout)
+
     def cancel_all(self) -> None:
         for task in list(self._tasks):
             task.cancel()
