@@ -3,8 +3,8 @@
 
 On a random-weight GGUF shaped like Qwen2.5-Coder-0.5B (written once, cached), three
 editor windows each way:
-- memory: the RSS of everything aiguilleur runs (three `serve` processes, against the
-  daemon plus three `serve --daemon` shims);
+- memory: the RSS of everything aiguilleur runs (three `serve --standalone` processes,
+  against the daemon plus three `serve` shims);
 - the second window: from starting its server to its first suggestion, while the first
   window is open (a standalone server loads the model again; the daemon has it);
 - a keystroke: p50 latency of a suggestion per typed character, the shim's relay against

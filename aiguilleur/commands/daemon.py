@@ -47,7 +47,7 @@ async def _ask(method: str) -> Any:
 def daemon_status() -> int:
     pid = daemon_pid()
     if pid is None:
-        print("aiguilleur daemon: not running (`aiguilleur serve --daemon` starts it)")
+        print("aiguilleur daemon: not running (the next `aiguilleur serve` starts it)")
         return 1
     try:
         status = asyncio.run(asyncio.wait_for(_ask(STATUS_METHOD), 30))
