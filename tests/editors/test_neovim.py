@@ -22,6 +22,7 @@ from aiguilleur.backends.remote_fim import HOLE
 from tests.support.editor_packages import EditorBinary, EditorUnavailable, debian_editor
 from tests.support.fake_openrouter import FakeModel, FakeOpenRouter, compat_route
 from tests.support.home import TestHome
+from tests.support.lsp import server_log
 from tests.support.waiting import wait_for
 
 pynvim = pytest.importorskip("pynvim")
@@ -115,13 +116,14 @@ def neovim(home: TestHome, file: Path, nvim: EditorBinary) -> Iterator[Any]:
             proc.kill()
             proc.wait()
         print("--- nvim stderr ---\n" + (home.root / "nvim.stderr").read_text()[-2000:])
-    # Quitting Neovim stops the server, whatever answers it had left to send, and
-    # leaves no error in the user's log.
+    # Quitting Neovim stops the server (relaying to the daemon: the shim), whatever
+    # answers it had left to send, and leaves no error in the user's logs.
+    stopped = "shim.stopped" if home.mode == "daemon" else "serve.stopped"
     try:
-        wait_for("the server to stop", lambda: "serve.stopped" in read(log), 30)
+        wait_for("the server to stop", lambda: stopped in read(log), 30)
     finally:
-        print("--- server log ---\n" + read(log)[-4000:])
-    assert "ERROR" not in read(log) and "Traceback" not in read(log)
+        print("--- server log ---\n" + server_log(home, log)[-4000:])
+    assert "ERROR" not in server_log(home, log) and "Traceback" not in server_log(home, log)
 
 
 def read(log: Path) -> str:
