@@ -22,6 +22,7 @@ from tests.support.lsp import (
     change_doc,
     idle,
     inline,
+    kill_9_server,
     last_completion,
     lsp_session,
     open_doc,
@@ -155,17 +156,6 @@ async def new_daemon(editor: Any, old_pid: int) -> Any:
         await asyncio.sleep(0.1)
 
 
-def wait_gone(pid: int) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"pid {pid} still runs")
-
-
 async def test_after_kill_9_the_window_starts_a_new_daemon_and_carries_its_files_over(
     daemon_home: TestHome,
 ) -> None:
@@ -176,8 +166,7 @@ async def test_after_kill_9_the_window_starts_a_new_daemon_and_carries_its_files
         before = await inline(editor, uri, 3, 4)
         shown_before = await last_completion(editor, uri)
         assert len(before) == 1 and shown_before is not None
-        os.kill(first.pid, signal.SIGKILL)
-        wait_gone(first.pid)
+        await kill_9_server(editor, daemon_home, first.pid)
         # The user is told once, and the next request is answered by a new daemon
         # that knows the file as the editor has it: opened, then changed.
         again = await new_daemon(editor, first.pid)
@@ -191,8 +180,7 @@ async def test_after_kill_9_the_window_starts_a_new_daemon_and_carries_its_files
         assert seen is not None
         assert seen["usage"]["prompt_tokens"] == shown_before["usage"]["prompt_tokens"]
         # A second death is said once more, and recovered from too.
-        os.kill(again.pid, signal.SIGKILL)
-        wait_gone(again.pid)
+        await kill_9_server(editor, daemon_home, again.pid)
         third = await new_daemon(editor, again.pid)
         assert third.pid not in (first.pid, again.pid)
     told = [m.message for m in editor.messages if "daemon stopped" in m.message]
@@ -239,8 +227,7 @@ async def test_after_kill_9_of_the_daemon_the_next_window_gets_a_new_one(
     # A daemon killed outright leaves its socket file behind, and its lock with it gone.
     async with window(daemon_home) as editor:
         first = await idle(editor)
-    os.kill(first.pid, signal.SIGKILL)
-    wait_gone(first.pid)
+    await kill_9_server(editor, daemon_home, first.pid)  # (its window is closed)
     sock = daemon_home.run_dir / "daemon.sock"
     assert sock.exists()  # stale: nobody listens there
     async with window(daemon_home) as editor:

@@ -63,9 +63,10 @@ async def kill_9_server(client: LanguageClient, home: TestHome, pid: int) -> Non
     shim, lives on)."""
     if home.mode == "daemon":
         os.kill(pid, signal.SIGKILL)
-        while True:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
             try:
-                os.kill(pid, 0)
+                os.kill(pid, 0)  # (a zombie answers too, until the shim reaps it)
             except ProcessLookupError:
                 break
             await asyncio.sleep(0.02)
