@@ -114,6 +114,7 @@ class Daemon:
         self.user_config = user_config
         self.idle_s = idle_s
         self.sessions: dict[Session, asyncio.StreamWriter] = {}
+        self._connections: set[asyncio.Task[None]] = set()
         self.started = time.monotonic()
         self.loop: asyncio.AbstractEventLoop | None = None
         # Built from the user file alone: no workspace, no editor settings.
@@ -157,6 +158,9 @@ class Daemon:
     async def _serve_connection(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
+        if (this := asyncio.current_task()) is not None:
+            self._connections.add(this)
+            this.add_done_callback(self._connections.discard)
         server, session = build_server(self.user_config, self.runtime, ConnectionProtocol)
 
         @server.feature(DAEMON_STATUS)
@@ -204,6 +208,14 @@ class Daemon:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(writer.drain(), 2)
 
+    async def _close_connections(self) -> None:
+        """End each connection's loop before the runtime closes under it (left to
+        asyncio.run, they would be cancelled mid-read, a traceback each)."""
+        for writer in list(self.sessions.values()):
+            writer.close()
+        if self._connections:
+            await asyncio.wait(set(self._connections), timeout=5)
+
     async def _watch_idle(self) -> None:
         while not self._stop.is_set():
             await asyncio.sleep(min(1.0, max(0.05, self.idle_s / 4)))
@@ -228,6 +240,7 @@ class Daemon:
             idle.cancel()
             server.close()
             await self._say_stopping()
+            await self._close_connections()
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
             remote = self.runtime.remote

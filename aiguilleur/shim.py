@@ -267,7 +267,12 @@ class Relay:
                 if self.exiting:
                     break
                 continue
-            if self.dormant and not self.exiting:
+            if self.dormant and message is not None and message.method == "shutdown":
+                # The editor is leaving: no daemon to start for that.
+                self.record.shutdown_asked = True
+                self._refuse(message)
+                continue
+            if self.dormant and not self.exiting and not self.record.shutdown_asked:
                 self.dormant = False
                 self._quick_crashes = 0
                 self._recovery = self._tasks.spawn(self._restart(), "restart the daemon")

@@ -235,3 +235,15 @@ async def test_after_kill_9_of_the_daemon_the_next_window_gets_a_new_one(
         uri = open_doc(editor, daemon_home.workspace / "a.py", SOURCE)
         items = await inline(editor, uri, 3, 4)
     assert again.pid != first.pid and len(items) == 1
+
+
+async def test_an_editor_leaving_after_a_stop_starts_no_daemon(daemon_home: TestHome) -> None:
+    async with window(daemon_home) as editor:
+        await idle(editor)
+        stopped = aiguilleur(daemon_home, "daemon", "stop")
+        assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+        await asyncio.sleep(0.5)  # (the shim has heard of it)
+    # The editor's shutdown and exit were answered by the shim: nothing was started.
+    await asyncio.sleep(1.0)
+    assert daemon_pid(daemon_home.run_dir) is None
+    assert "Traceback" not in daemon_home.daemon_log
