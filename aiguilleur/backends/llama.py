@@ -58,7 +58,7 @@ def _succeed(future: concurrent.futures.Future[Any], result: Any) -> None:
 
 
 class EngineStats(msgspec.Struct, frozen=True):
-    busy: bool
+    busy: bool  # a job running, or background work (prefill, prefetch, chat) waiting
     queued: int
     completed: int
     cancelled: int
@@ -229,7 +229,13 @@ class LlamaEngine:
         with self._lock:
             c = self._counts
             return EngineStats(
-                busy=self._running is not None or self._chatting is not None,
+                # Background work waiting its turn counts too: a caller that waits for
+                # an idle engine would otherwise race a prefill not yet picked up.
+                busy=any(
+                    work is not None
+                    for work in (self._running, self._chatting, self._prefill, self._prefetch)
+                )
+                or bool(self._chats),
                 queued=len(self._pending),
                 completed=c["completed"],
                 cancelled=c["cancelled"],
