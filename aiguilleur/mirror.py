@@ -73,7 +73,8 @@ class MirrorError(Exception):
     """The file cannot be had from the registry; the message says why."""
 
 
-def _sha256(path: Path) -> str:
+def sha256_of(path: Path) -> str:
+    """The file's SHA-256, read in 4 MiB pieces (models are hundreds of MB)."""
     h = hashlib.sha256()
     with path.open("rb") as f:
         while chunk := f.read(1 << 22):
@@ -89,7 +90,7 @@ def fetch(item: MirroredFile, directory: Path, quiet: bool = True) -> Path:
     with open(directory / f".{item.name}.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # two processes fetching at once: one downloads
         if target.is_file():
-            if target.stat().st_size == item.size and _sha256(target) == item.sha256:
+            if target.stat().st_size == item.size and sha256_of(target) == item.sha256:
                 return target
             log.warning("mirror.bad_file path=%s: fetching it again", target)
             target.unlink()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from pathlib import Path
 
@@ -15,14 +14,6 @@ log = logging.getLogger(__name__)
 
 class PullError(Exception):
     pass
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _fetch(url: str, part: Path, size: int | None, headers: dict[str, str], label: str) -> None:
@@ -96,7 +87,7 @@ def from_hub(alias: ModelAlias, directory: Path) -> Path:
         info = HfApi().get_paths_info(alias.repo, [alias.filename])
         lfs = getattr(info[0], "lfs", None) if info else None
         expected = lfs.sha256 if lfs is not None else None
-        if target.exists() and expected and _sha256(target) == expected:
+        if target.exists() and expected and mirror.sha256_of(target) == expected:
             return target
         meta = get_hf_file_metadata(hf_hub_url(alias.repo, alias.filename))
         # The file itself usually lives on a CDN behind a signed URL: a token must not follow it.
@@ -109,7 +100,7 @@ def from_hub(alias: ModelAlias, directory: Path) -> Path:
     except Exception as error:  # HTTP errors, DNS failures, offline mode, a full disk...
         kept = f" ({part.stat().st_size} bytes kept for the next try)" if part.exists() else ""
         raise PullError(f"cannot download {what}: {error}{kept}") from error
-    if expected and _sha256(part) != expected:
+    if expected and mirror.sha256_of(part) != expected:
         part.unlink(missing_ok=True)
         raise PullError(f"{alias.filename} failed its SHA-256 check and was deleted; pull again")
     part.replace(target)
