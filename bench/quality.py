@@ -150,7 +150,7 @@ def psm_arm(model: Path, tasks: list[Task], max_tokens: int, threads: int) -> li
 
     from aiguilleur.backends.fim import TokenCounter, trim_prefix, trim_suffix
     from aiguilleur.backends.llama_model import EngineSettings, load_model, next_token, tokenize
-    from aiguilleur.lsp.context import fim_context
+    from aiguilleur.features.context import fim_context
 
     llm, fim, _ = load_model(model, EngineSettings(n_ctx=4096, n_batch=512, n_threads=threads))
     assert fim is not None, "not a FIM model"

@@ -1,4 +1,4 @@
-"""The route loop (Runtime.complete and Runtime.ask) over fake backends: which route
+"""The route loop (SessionRoutes.complete and .ask) over fake backends: which route
 answers, what makes it fall back, what ends it. Milliseconds, no model, no server."""
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from aiguilleur.errors import (
     RateLimited,
     StreamFailed,
 )
-from aiguilleur.runtime import FixedPolicy, NoRoute, Runtime
+from aiguilleur.route_loop import Caller, FixedPolicy, NoRoute, SessionRoutes
+from aiguilleur.runtime import Runtime
 from aiguilleur.settings import Config
 from aiguilleur.types import (
     Answer,
@@ -99,6 +100,11 @@ def runtime(engine: Any, remote: Any) -> Runtime:
     return rt
 
 
+def session(rt: Runtime, caller: Caller | None = None) -> SessionRoutes:
+    """One window's requests through `rt`, by default under CONFIG."""
+    return SessionRoutes(rt, caller or FixedPolicy(CONFIG))
+
+
 def answers(text: str) -> Callable[[Route, Callable[[str], None]], str]:
     return lambda route, send: text
 
@@ -115,7 +121,7 @@ def fails(error: Exception, sent: str = "") -> Callable[[Route, Callable[[str], 
 def test_the_first_route_that_answers_answers() -> None:
     engine = FakeEngine()
     rt = runtime(engine, FakeRemote(answers("team's")))
-    done = asyncio.run(rt.complete(REQUEST, FixedPolicy(CONFIG)))
+    done = asyncio.run(session(rt).complete(REQUEST))
     assert done is not None and done.text == "team's" and done.backend is Backend.OPENAI_COMPATIBLE
     assert engine.calls == 0
 
@@ -133,7 +139,7 @@ def test_the_first_route_that_answers_answers() -> None:
 def test_a_route_that_cannot_answer_falls_back_to_the_next(error: Exception) -> None:
     remote = FakeRemote(fails(error))
     rt = runtime(FakeEngine(), remote)
-    done = asyncio.run(rt.complete(REQUEST, FixedPolicy(CONFIG)))
+    done = asyncio.run(session(rt).complete(REQUEST))
     assert done is not None and done.route == "local"
     # Failures the router must remember (cooling, spent keys) reach the remote routes;
     # an unreachable route is only skipped this time.
@@ -145,19 +151,19 @@ def test_a_cancelled_request_ends_the_loop() -> None:
     engine = FakeEngine()
     rt = runtime(engine, FakeRemote(fails(Cancelled("superseded"))))
     with pytest.raises(Cancelled):
-        asyncio.run(rt.complete(REQUEST, FixedPolicy(CONFIG)))
+        asyncio.run(session(rt).complete(REQUEST))
     assert engine.calls == 0  # no other route is asked for an answer nobody waits for
 
 
 def test_no_route_answering_is_none_for_a_completion() -> None:
     rt = runtime(FakeEngine(BackendUnavailable("no model")), FakeRemote(fails(StreamFailed("x"))))
-    assert asyncio.run(rt.complete(REQUEST, FixedPolicy(CONFIG))) is None
+    assert asyncio.run(session(rt).complete(REQUEST)) is None
 
 
 def test_no_route_answering_a_chat_says_why_for_each_route() -> None:
     rt = runtime(None, FakeRemote(fails(StreamFailed("provider disconnected"))))
     with pytest.raises(NoRoute) as raised:
-        asyncio.run(rt.ask(RequestKind.CHAT, "m.py", MESSAGES, 32, FixedPolicy(CONFIG)))
+        asyncio.run(session(rt).ask(RequestKind.CHAT, "m.py", MESSAGES, 32))
     reasons = dict(raised.value.reasons)
     assert reasons["team"] == "provider disconnected"
     assert reasons["local"] == "no local model is loaded"  # skipped by the router
@@ -169,9 +175,7 @@ def test_a_chat_cut_after_text_reached_the_user_is_not_answered_again_elsewhere(
     remote = FakeRemote(fails(StreamFailed("cut"), sent="Half an ans"))
     rt = runtime(engine, remote)
     with pytest.raises(AnswerCut):
-        asyncio.run(
-            rt.ask(RequestKind.CHAT, "m.py", MESSAGES, 32, FixedPolicy(CONFIG), shown.append)
-        )
+        asyncio.run(session(rt).ask(RequestKind.CHAT, "m.py", MESSAGES, 32, shown.append))
     assert shown == ["Half an ans"] and engine.calls == 0
 
 
@@ -179,15 +183,13 @@ def test_a_private_file_never_reaches_a_remote_route() -> None:
     remote = FakeRemote(answers("sent!"))
     rt = runtime(FakeEngine(), remote)
     private = msgspec.structs.replace(REQUEST, context=FimContext(".env", "KEY=", ""))
-    done = asyncio.run(rt.complete(private, FixedPolicy(CONFIG)))
+    done = asyncio.run(session(rt).complete(private))
     assert done is not None and done.route == "local"
 
 
 def test_two_sessions_share_one_runtime_each_under_its_own_policy() -> None:
     # Two editor windows on one engine and one set of remote routes: one window's
     # workspace keeps its files on the machine; the other's requests still go out.
-    from aiguilleur.runtime import SessionRoutes
-
     remote = FakeRemote(answers("team's"))
     engine = FakeEngine()
     rt = runtime(engine, remote)
@@ -220,6 +222,6 @@ def test_a_failed_route_is_told_to_the_window_whose_request_it_was_only() -> Non
 
     rt = runtime(FakeEngine(), FakeRemote(fail))
     asking, other = Window(), Window()
-    done = asyncio.run(rt.complete(REQUEST, asking))
+    done = asyncio.run(session(rt, asking).complete(REQUEST))
     assert done is not None and done.backend is Backend.LOCAL  # fell back
     assert asking.told == ["route 'team' failed: HTTP 502"] and other.told == []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aiguilleur.testfiles import test_target as target_of
+from aiguilleur.features.testfiles import test_target as target_of
 
 
 def test_a_tests_directory_is_used_and_mirrored_when_the_project_mirrors(tmp_path: Path) -> None:

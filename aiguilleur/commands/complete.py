@@ -9,8 +9,10 @@ from pathlib import Path
 import msgspec
 
 from aiguilleur.config import ConfigLayers
-from aiguilleur.lsp.completion import CompletionFeature
-from aiguilleur.runtime import FixedPolicy, Runtime, SessionRoutes
+from aiguilleur.features.completion import CompletionFeature
+from aiguilleur.features.text import line_bounds
+from aiguilleur.route_loop import FixedPolicy, SessionRoutes
+from aiguilleur.runtime import Runtime
 
 
 def parse_location(location: str) -> tuple[Path, int, int]:
@@ -43,6 +45,11 @@ async def complete_once(location: str, timeout: float) -> int:
     except (OSError, UnicodeDecodeError) as error:
         print(f"aiguilleur complete: cannot read {path}: {error}", file=sys.stderr)
         return 2
+    bounds = line_bounds(text, line - 1)
+    if bounds is None:
+        print(f"aiguilleur complete: {path} has no line {line}", file=sys.stderr)
+        return 2
+    offset = min(bounds[0] + max(0, col - 1), bounds[1])  # COL counts characters
     runtime = Runtime(ConfigLayers(path.resolve().parent).load().config)
     choice = await asyncio.to_thread(runtime.start)
     if choice.path is None or runtime.engine is None:
@@ -58,8 +65,7 @@ async def complete_once(location: str, timeout: float) -> int:
         feature = CompletionFeature(SessionRoutes(runtime, FixedPolicy(policy)))
         uri = path.resolve().as_uri()
         s = await asyncio.wait_for(
-            feature.suggest(uri, text, 0, line - 1, col - 1, "utf-32", OneDocument(uri, text)),
-            timeout,
+            feature.suggest(uri, text, 0, offset, OneDocument(uri, text)), timeout
         )
     except Exception as error:
         print(f"aiguilleur complete: {error}", file=sys.stderr)

@@ -12,9 +12,10 @@ from pygls.exceptions import JsonRpcContentModified, JsonRpcInternalError, JsonR
 from pygls.lsp.server import LanguageServer
 
 from aiguilleur.errors import IncompleteAnswer
-from aiguilleur.lsp.actions import ACTION_COMMAND, ActionData, StaleEdit
+from aiguilleur.features.actions import ACTION_COMMAND, ActionData, DocumentEdit, Problem, StaleEdit
 from aiguilleur.lsp.chat_commands import chat_actions, is_chat
-from aiguilleur.runtime import NoRoute
+from aiguilleur.lsp.positions import position_at, selected_lines
+from aiguilleur.route_loop import NoRoute
 from aiguilleur.types import Answer
 
 if TYPE_CHECKING:
@@ -46,7 +47,22 @@ def register(
             return []
         if is_chat(doc.source):
             return chat_actions(doc.uri, doc.source, params)
-        listed = session.actions.list(doc.uri, doc.source, doc.version, params, resolvable())
+        start, end = selected_lines(params.range)
+        problems = [
+            Problem(d.message, d.range.start.line, d.range.end.line)
+            for d in params.context.diagnostics
+        ]
+        offers = session.actions.list(doc.uri, doc.source, doc.version, start, end, problems)
+        listed = []
+        with_command = not resolvable()
+        for offer in offers:
+            plain = msgspec.to_builtins(offer.data)
+            title = f"aiguilleur: {offer.title}"
+            kind = lsp.CodeActionKind(offer.kind.value)
+            action = lsp.CodeAction(title=title, kind=kind, data=plain)
+            if with_command:
+                action.command = lsp.Command(title, ACTION_COMMAND, arguments=[plain])
+            listed.append(action)
         return listed + chat_actions(doc.uri, doc.source, params)
 
     def is_ours(data: Any) -> bool:
@@ -71,7 +87,8 @@ def register(
             return None if d is None else d.version
 
         try:
-            return await session.actions.edit(action, doc.source, current_version)
+            edit, answer = await session.actions.edit(action, doc.source, current_version)
+            return workspace_edit(edit, session.encoding()), answer
         except StaleEdit as error:
             session.show(f"aiguilleur: {error}")
             raise JsonRpcContentModified(str(error)) from error
@@ -102,3 +119,18 @@ def register(
         if not result.applied:
             session.show(f"aiguilleur: the editor did not apply the edit ({result.failure_reason})")
         return {"applied": result.applied}
+
+
+def workspace_edit(edit: DocumentEdit, encoding: str) -> lsp.WorkspaceEdit:
+    """The edit as the editor applies it. Both forms for an existing document:
+    `documentChanges` makes a client check the version too."""
+    rng = lsp.Range(
+        position_at(edit.base, edit.start, encoding), position_at(edit.base, edit.end, encoding)
+    )
+    change = lsp.TextEdit(rng, edit.new_text)
+    doc = lsp.TextDocumentEdit(
+        lsp.OptionalVersionedTextDocumentIdentifier(edit.uri, edit.version), [change]
+    )
+    if edit.create:
+        return lsp.WorkspaceEdit(document_changes=[lsp.CreateFile(uri=edit.uri), doc])
+    return lsp.WorkspaceEdit(changes={edit.uri: [change]}, document_changes=[doc])

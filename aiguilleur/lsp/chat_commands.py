@@ -16,10 +16,10 @@ from pygls.exceptions import JsonRpcInternalError, JsonRpcInvalidParams, JsonRpc
 from pygls.lsp.server import LanguageServer
 
 from aiguilleur.config import data_dir
-from aiguilleur.languages import language_of
-from aiguilleur.lsp.chat import YOU, ChatError, ChatFeature, chat_path, new_chat_text, parse
-from aiguilleur.lsp.uris import path_of
-from aiguilleur.runtime import NoRoute
+from aiguilleur.features.chat import ChatError, ChatFeature, parse, write_new_chat
+from aiguilleur.features.uris import path_of
+from aiguilleur.lsp.positions import position_at, selected_lines
+from aiguilleur.route_loop import NoRoute
 
 if TYPE_CHECKING:
     from aiguilleur.lsp.session import Session
@@ -47,9 +47,7 @@ def chat_actions(uri: str, text: str, params: lsp.CodeActionParams) -> list[lsp.
     if is_chat(text):
         cmd = lsp.Command("aiguilleur: Send", CHAT_COMMAND, arguments=[uri])
         return [lsp.CodeAction("aiguilleur: Send", kind=lsp.CodeActionKind.Empty, command=cmd)]
-    start, end = params.range.start.line, params.range.end.line
-    if params.range.end.character == 0 and end > start:
-        end -= 1
+    start, end = selected_lines(params.range)
     out = []
     for title, question in (("Explain", EXPLAIN), ("Ask about this code", "")):
         arg = msgspec.to_builtins(NewChat(uri, start, end, question))
@@ -59,8 +57,9 @@ def chat_actions(uri: str, text: str, params: lsp.CodeActionParams) -> list[lsp.
 
 
 def register(server: LanguageServer, session: Session) -> None:
-    async def apply(uri: str, l1: int, c1: int, l2: int, c2: int, text: str) -> bool:
-        rng = lsp.Range(lsp.Position(l1, c1), lsp.Position(l2, c2))
+    async def apply(uri: str, base: str, start: int, end: int, text: str) -> bool:
+        encoding = session.encoding()
+        rng = lsp.Range(position_at(base, start, encoding), position_at(base, end, encoding))
         edit = lsp.WorkspaceEdit(changes={uri: [lsp.TextEdit(rng, text)]})
         result = await server.workspace_apply_edit_async(
             lsp.ApplyWorkspaceEditParams(edit=edit, label="aiguilleur chat")
@@ -70,7 +69,7 @@ def register(server: LanguageServer, session: Session) -> None:
     async def ask(about: str, messages: Any, on_text: Any) -> Any:
         return await session.routes.chat(path_of(about), messages, on_text)
 
-    feature = ChatFeature(apply, ask, session.encoding)
+    feature = ChatFeature(apply, ask)
 
     def text_of(uri: str) -> str:
         doc = server.workspace.text_documents.get(uri)
@@ -141,24 +140,17 @@ def register(server: LanguageServer, session: Session) -> None:
             req = msgspec.convert(raw, NewChat)
         except (msgspec.ValidationError, TypeError) as error:
             raise JsonRpcInvalidParams(f"aiguilleur.chat.new: {error}") from error
-        source = text_of(req.uri)
-        lines = source.split("\n")
-        end = len(lines) - 1 if req.end_line < 0 else min(req.end_line, len(lines) - 1)
-        code = "\n".join(lines[req.start_line : end + 1]) if req.end_line != -1 else source
-        about = path_of(req.uri)
         cfg = session.policy.chat
         directory = Path(cfg.dir).expanduser() if cfg.dir else data_dir() / "chats"
-        path = chat_path(directory, about)
-        title = f"{Path(about).name}, lines {req.start_line + 1}-{end + 1}"
-        text = new_chat_text(title, about, req.question, code, language_of(about))
+        source = text_of(req.uri)
         try:
-            directory.mkdir(parents=True, exist_ok=True)
-            path.write_text(text, encoding="utf-8")
-        except OSError as error:
-            raise JsonRpcInternalError(f"cannot write {path}: {error}") from error
-        uri = path.as_uri()
-        # The cursor goes where the question is typed (or ends), ready for the user.
-        at = lsp.Position(text.split("\n").index(YOU) + 2, len(req.question.split("\n")[0]))
+            chat = write_new_chat(
+                directory, req.uri, source, req.start_line, req.end_line, req.question
+            )
+        except ChatError as error:
+            raise JsonRpcInternalError(str(error)) from error
+        uri, text = chat.path.as_uri(), chat.text
+        at = position_at(text, chat.cursor, session.encoding())
         shown = lsp.ShowDocumentParams(uri, take_focus=True, selection=lsp.Range(at, at))
         await server.window_show_document_async(shown)
         if req.question and parse(text).messages[-1].role == "user":

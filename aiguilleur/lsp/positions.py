@@ -1,37 +1,15 @@
 """LSP positions <-> str offsets, in the negotiated encoding (utf-8, utf-16 or utf-32).
 
 `Position.character` counts code units of the negotiated encoding, never Python str
-indices: Neovim and Helix ask for utf-8, VS Code uses utf-16.
+indices: Neovim and Helix ask for utf-8, VS Code uses utf-16. Everything below lsp/
+works in str offsets; this is the edge where they meet the editor's positions.
 """
 
 from __future__ import annotations
 
-import re
+from lsprotocol import types as lsp
 
-_EOL = re.compile(r"\r\n|\r|\n")
-
-
-def line_bounds(text: str, line: int) -> tuple[int, int] | None:
-    """(start, end) str offsets of `line` without its terminator; None past the end."""
-    if line < 0:
-        return None
-    if "\r" not in text:
-        start = 0
-        for _ in range(line):
-            nl = text.find("\n", start)
-            if nl < 0:
-                return None
-            start = nl + 1
-        end = text.find("\n", start)
-        return start, len(text) if end < 0 else end
-    start = 0
-    count = 0
-    for m in _EOL.finditer(text):
-        if count == line:
-            return start, m.start()
-        start = m.end()
-        count += 1
-    return (start, len(text)) if line == count else None
+from aiguilleur.features.text import line_at, line_bounds
 
 
 def units_to_chars(line_text: str, units: int, encoding: str) -> int:
@@ -61,3 +39,17 @@ def offset_at(text: str, line: int, character: int, encoding: str) -> int | None
         return None
     start, end = bounds
     return start + units_to_chars(text[start:end], character, encoding)
+
+
+def position_at(text: str, offset: int, encoding: str) -> lsp.Position:
+    """The LSP position of a str offset of `text`."""
+    line, start = line_at(text, offset)
+    return lsp.Position(line, chars_to_units(text[start:offset], encoding))
+
+
+def selected_lines(selection: lsp.Range) -> tuple[int, int]:
+    """The lines a selection covers, the last inclusive: a selection that ends at the start
+    of a line (whole lines selected) does not cover that line."""
+    start, end = selection.start, selection.end
+    last = end.line - 1 if end.character == 0 and end.line > start.line else end.line
+    return start.line, max(start.line, last)

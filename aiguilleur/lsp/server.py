@@ -11,15 +11,18 @@ from typing import Any
 
 import msgspec
 from lsprotocol import types as lsp
+from pygls.exceptions import JsonRpcRequestCancelled
 from pygls.lsp.server import LanguageServer
 
 from aiguilleur import __version__
 from aiguilleur.config import as_settings
+from aiguilleur.errors import Cancelled
+from aiguilleur.features.completion import Suggestion
+from aiguilleur.features.uris import path_of
 from aiguilleur.lsp import action_commands, chat_commands
-from aiguilleur.lsp.completion import Suggestion
+from aiguilleur.lsp.positions import chars_to_units, offset_at, position_at
 from aiguilleur.lsp.protocol import AiguilleurProtocol, AiguilleurServer
 from aiguilleur.lsp.session import Session
-from aiguilleur.lsp.uris import path_of
 from aiguilleur.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -97,25 +100,29 @@ def build_server(
     def did_close(ls: LanguageServer, params: lsp.DidCloseTextDocumentParams) -> None:
         session.completion.forget(params.text_document.uri)
 
-    async def suggest(uri: str, position: lsp.Position) -> Suggestion | None:
-        docs = ls_docs()
-        doc = docs.get(uri)
+    async def suggest(uri: str, position: lsp.Position) -> tuple[Suggestion, lsp.Range] | None:
+        """The suggestion at `position`, with the range of the word before the cursor (a
+        menu item replaces it) ending at the cursor."""
+        doc = ls_docs().get(uri)
         if doc is None:
             return None  # never opened: we only complete what the editor shows
         if not await session.ready():
             return None  # the client never sent `initialized`
-        s = await session.completion.suggest(
-            uri,
-            doc.source,
-            doc.version,
-            position.line,
-            position.character,
-            session.encoding(),
-            session.documents,
-        )
-        if s is not None and not s.typed_through:
+        text, encoding = doc.source, session.encoding()
+        offset = offset_at(text, position.line, position.character, encoding)
+        if offset is None:
+            return None  # a line past the end: the request is stale
+        try:
+            s = await session.completion.suggest(uri, text, doc.version, offset, session.documents)
+        except Cancelled as error:  # the engine stopped it (shutdown): say so, like a cancel
+            raise JsonRpcRequestCancelled(f"completion cancelled: {error}") from error
+        if s is None:
+            return None
+        if not s.typed_through:
             session.log_paid(s.model, s.route, s.usage)
-        return s
+        cursor = position_at(text, s.offset, encoding)
+        word_units = chars_to_units(s.word, encoding)
+        return s, lsp.Range(lsp.Position(cursor.line, cursor.character - word_units), cursor)
 
     def ls_docs() -> dict[str, Any]:
         docs: dict[str, Any] = server.workspace.text_documents
@@ -125,18 +132,19 @@ def build_server(
     async def inline_completion(
         ls: LanguageServer, params: lsp.InlineCompletionParams
     ) -> lsp.InlineCompletionList:
-        s = await suggest(params.text_document.uri, params.position)
-        if s is None or not s.text:
+        found = await suggest(params.text_document.uri, params.position)
+        if found is None or not found[0].text:
             return lsp.InlineCompletionList(items=[])
-        pos = lsp.Position(s.line, s.character)
+        s, word = found
+        at = lsp.Range(word.end, word.end)
         return lsp.InlineCompletionList(
-            items=[lsp.InlineCompletionItem(insert_text=s.text, range=lsp.Range(pos, pos))]
+            items=[lsp.InlineCompletionItem(insert_text=s.text, range=at)]
         )
 
     @server.feature(lsp.TEXT_DOCUMENT_COMPLETION, lsp.CompletionOptions(resolve_provider=False))
     async def completion(ls: LanguageServer, params: lsp.CompletionParams) -> lsp.CompletionList:
-        s = await suggest(params.text_document.uri, params.position)
-        items = [] if s is None or not s.text else [completion_item(s)]
+        found = await suggest(params.text_document.uri, params.position)
+        items = [] if found is None or not found[0].text else [completion_item(*found)]
         # Incomplete: the client asks again as the user types, and typing through the
         # suggestion is answered without the model.
         return lsp.CompletionList(is_incomplete=True, items=items)
@@ -196,7 +204,7 @@ def build_server(
     return server, session
 
 
-def completion_item(s: Suggestion) -> lsp.CompletionItem:
+def completion_item(s: Suggestion, word: lsp.Range) -> lsp.CompletionItem:
     full = s.word + s.text
     first = full.split("\n", 1)[0]
     multi = "\n" in s.text
@@ -205,8 +213,6 @@ def completion_item(s: Suggestion) -> lsp.CompletionItem:
         label = label[:57] + "..."
     if multi:
         label += " …"
-    start = lsp.Position(s.line, s.word_start)
-    end = lsp.Position(s.line, s.character)
     return lsp.CompletionItem(
         label=label,
         kind=lsp.CompletionItemKind.Text,
@@ -216,5 +222,5 @@ def completion_item(s: Suggestion) -> lsp.CompletionItem:
         sort_text="0",
         preselect=True,
         insert_text_format=lsp.InsertTextFormat.PlainText,
-        text_edit=lsp.TextEdit(range=lsp.Range(start, end), new_text=full),
+        text_edit=lsp.TextEdit(range=word, new_text=full),
     )

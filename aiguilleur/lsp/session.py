@@ -20,10 +20,11 @@ from lsprotocol import types as lsp
 from pygls.lsp.server import LanguageServer
 
 from aiguilleur.config import ConfigLayers, LoadedConfig
-from aiguilleur.lsp.actions import ActionsFeature
-from aiguilleur.lsp.completion import CompletionFeature
-from aiguilleur.lsp.sanitize import for_editor
-from aiguilleur.runtime import Runtime, SessionRoutes
+from aiguilleur.features.actions import ActionsFeature
+from aiguilleur.features.completion import CompletionFeature
+from aiguilleur.features.sanitize import for_editor
+from aiguilleur.route_loop import SessionRoutes
+from aiguilleur.runtime import Runtime
 from aiguilleur.settings import Config
 from aiguilleur.types import ModelInfo, Usage
 

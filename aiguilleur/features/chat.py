@@ -32,8 +32,9 @@ from pathlib import Path
 import msgspec
 
 from aiguilleur.errors import AnswerCut
-from aiguilleur.lsp.positions import chars_to_units
-from aiguilleur.lsp.sanitize import for_editor
+from aiguilleur.features.sanitize import for_editor
+from aiguilleur.features.uris import path_of
+from aiguilleur.languages import language_of
 from aiguilleur.types import Answer, ChatMessage
 
 YOU = "## You"
@@ -103,7 +104,39 @@ class ChatError(Exception):
     """Something the user can fix (the message says what)."""
 
 
-InsertEdit = Callable[[str, int, int, int, int, str], Awaitable[bool]]
+class ChatFile(msgspec.Struct, frozen=True):
+    """A chat document just written, about lines of another file."""
+
+    path: Path
+    text: str
+    cursor: int  # where the user types the question, a str offset of `text`
+
+
+def write_new_chat(
+    directory: Path, uri: str, source: str, start_line: int, end_line: int, question: str
+) -> ChatFile:
+    """A new chat document in `directory`, about lines `start_line`..`end_line`
+    (inclusive; -1: the whole file) of `source`, the text of `uri`."""
+    lines = source.split("\n")
+    end = len(lines) - 1 if end_line < 0 else min(end_line, len(lines) - 1)
+    code = "\n".join(lines[start_line : end + 1]) if end_line != -1 else source
+    about = path_of(uri)
+    path = chat_path(directory, about)
+    title = f"{Path(about).name}, lines {start_line + 1}-{end + 1}"
+    text = new_chat_text(title, about, question, code, language_of(about))
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    except OSError as error:
+        raise ChatError(f"cannot write {path}: {error}") from error
+    # The cursor goes where the question is typed (or ends), ready for the user.
+    cursor = text.index(f"{YOU}\n\n") + len(YOU) + 2 + len(question.split("\n")[0])
+    return ChatFile(path, text, cursor)
+
+
+# (uri, base, start, end, text): replace base[start:end] of the document with text, base
+# being the document's text as we wrote it so far.
+InsertEdit = Callable[[str, str, int, int, str], Awaitable[bool]]
 Ask = Callable[[str, list[ChatMessage], Callable[[str], None]], Awaitable[Answer]]
 
 FLUSH_S = 0.1  # about ten edits a second at most
@@ -112,10 +145,9 @@ FLUSH_S = 0.1  # about ten edits a second at most
 class ChatFeature:
     """Sends a chat document and streams the answer into it."""
 
-    def __init__(self, apply: InsertEdit, ask: Ask, encoding: Callable[[], str]) -> None:
-        self._apply = apply  # (uri, start_line, start_units, end_line, end_units, text)
+    def __init__(self, apply: InsertEdit, ask: Ask) -> None:
+        self._apply = apply
         self._ask = ask
-        self._encoding = encoding
 
     async def send(self, uri: str, text: str) -> Answer:
         if not ready_for_answer(text):
@@ -123,7 +155,7 @@ class ChatFeature:
                 f"nothing to send: write your question under the last '{YOU}' heading first"
             )
         turns = parse(text)
-        doc = _Doc(text, self._apply, uri, self._encoding())
+        doc = _Doc(text, self._apply, uri)
         await doc.append(f"\n{BOT} …\n\n")
         heading_line = doc.line_count() - 3
         pending: list[str] = []
@@ -165,31 +197,25 @@ class ChatFeature:
 class _Doc:
     """Our view of the document we are writing into: edits are computed against it."""
 
-    def __init__(self, text: str, apply: InsertEdit, uri: str, encoding: str) -> None:
+    def __init__(self, text: str, apply: InsertEdit, uri: str) -> None:
         self.text = text
         self._apply = apply
         self._uri = uri
-        self._encoding = encoding
 
     def line_count(self) -> int:
         return self.text.count("\n") + 1
 
-    def _end(self) -> tuple[int, int]:
-        last = self.text.rsplit("\n", 1)[-1]
-        return self.text.count("\n"), chars_to_units(last, self._encoding)
-
     async def append(self, chunk: str) -> None:
         if not chunk:
             return
-        line, units = self._end()
-        if not await self._apply(self._uri, line, units, line, units, chunk):
+        end = len(self.text)
+        if not await self._apply(self._uri, self.text, end, end, chunk):
             raise ChatError("the editor refused to insert the answer")
         self.text += chunk
 
     async def replace_line(self, index: int, new: str) -> None:
         lines = self.text.split("\n")
-        old = lines[index]
-        units = chars_to_units(old, self._encoding)
-        if await self._apply(self._uri, index, 0, index, units, new):
+        start = sum(len(line) + 1 for line in lines[:index])
+        if await self._apply(self._uri, self.text, start, start + len(lines[index]), new):
             lines[index] = new
             self.text = "\n".join(lines)

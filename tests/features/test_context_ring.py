@@ -7,7 +7,8 @@ from collections.abc import Callable
 
 import msgspec
 
-from aiguilleur.lsp.completion import CompletionFeature
+from aiguilleur.features.completion import CompletionFeature
+from aiguilleur.features.text import line_bounds
 from aiguilleur.settings import Config
 from aiguilleur.types import Completion, Request, Usage
 
@@ -56,7 +57,9 @@ class Docs(dict[str, str]):
 
 
 async def suggest(feature: CompletionFeature, uri: str, docs: Docs, line: int) -> None:
-    await feature.suggest(uri, docs[uri], 1, line, 0, "utf-16", docs)
+    bounds = line_bounds(docs[uri], line)
+    assert bounds is not None
+    await feature.suggest(uri, docs[uri], 1, bounds[0], docs)
 
 
 async def test_an_edit_in_another_file_brings_that_place_into_the_prompt() -> None:

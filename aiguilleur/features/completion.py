@@ -10,13 +10,12 @@ from collections import OrderedDict
 from typing import Protocol
 
 import msgspec
-from pygls.exceptions import JsonRpcRequestCancelled
 
-from aiguilleur.errors import Cancelled, Superseded
-from aiguilleur.lsp.context import ContextRing, fim_context
-from aiguilleur.lsp.positions import chars_to_units, line_bounds, offset_at
-from aiguilleur.lsp.sanitize import for_editor
-from aiguilleur.lsp.uris import path_of
+from aiguilleur.errors import Superseded
+from aiguilleur.features.context import ContextRing, fim_context
+from aiguilleur.features.sanitize import for_editor
+from aiguilleur.features.text import line_at, line_bounds, line_end
+from aiguilleur.features.uris import path_of
 from aiguilleur.settings import Config
 from aiguilleur.tasks import TaskSet
 from aiguilleur.types import Backend, Completion, GenerationParams, Request, RequestKind, Usage
@@ -30,11 +29,11 @@ MAX_DOCUMENT_CHARS = 4_000_000
 
 
 class Suggestion(msgspec.Struct, frozen=True):
-    """What the editor shows, with where it applies, in the client's encoding."""
+    """What the editor shows, with where it applies, in str offsets of the text it was
+    asked for."""
 
     text: str
-    line: int
-    character: int  # the cursor
+    offset: int  # the cursor
     word_start: int  # start of the word before the cursor (for menu items' textEdit)
     word: str
     usage: Usage
@@ -54,7 +53,7 @@ class _Shown(msgspec.Struct, frozen=True):
 
 
 class CompletionRoutes(Protocol):
-    """Where a session's completions go (runtime.SessionRoutes), under its policy."""
+    """Where a session's completions go (route_loop.SessionRoutes), under its policy."""
 
     @property
     def policy(self) -> Config: ...
@@ -143,24 +142,18 @@ class CompletionFeature:
         uri: str,
         text: str,
         version: int | None,
-        line: int,
-        character: int,
-        encoding: str,
+        offset: int,
         documents: Documents,
     ) -> Suggestion | None:
+        """The suggestion at `offset` of `text` (the document `uri` at `version`); None
+        when there is nothing worth showing or the user typed meanwhile. Raises
+        errors.Cancelled when the engine stopped the request (shutdown)."""
         t0 = time.perf_counter()
-        if len(text) > MAX_DOCUMENT_CHARS:
+        if len(text) > MAX_DOCUMENT_CHARS or not 0 <= offset <= len(text):
             return None
-        offset = offset_at(text, line, character, encoding)
-        if offset is None:
-            return None  # a position past the end: the request is stale
-        bounds = line_bounds(text, line)
-        assert bounds is not None
-        line_start, line_end = bounds
-        before_cursor = text[line_start:offset]
-        word = _word_before(before_cursor)
-        char_units = chars_to_units(before_cursor, encoding)
-        word_units = chars_to_units(word, encoding)
+        line, line_start = line_at(text, offset)
+        end_of_line = line_end(text, line_start)
+        word = _word_before(text[line_start:offset])
         self._switch(uri, documents)
         self._last_line[uri] = line
 
@@ -168,9 +161,8 @@ class CompletionFeature:
             return Suggestion(
                 ahead=completion.stop_reason == "ahead",
                 text=for_editor(completion.text),
-                line=line,
-                character=char_units,
-                word_start=char_units - word_units,
+                offset=offset,
+                word_start=offset - len(word),
                 word=word,
                 usage=usage,
                 route=completion.route,
@@ -198,14 +190,12 @@ class CompletionFeature:
         window = text[max(0, offset - 64_000) : offset + 16_000]
         if "\x00" in window:
             return None  # binary data: nothing sensible to suggest
-        request = self._request(uri, text, offset, line_start, line_end)
+        request = self._request(uri, text, offset, line_start, end_of_line)
         build_ms = (time.perf_counter() - t0) * 1000
         try:
             completion = await self._routes.complete(request)
         except Superseded:
             return None
-        except Cancelled as error:  # the engine stopped it (shutdown): say so, like a cancel
-            raise JsonRpcRequestCancelled(f"completion cancelled: {error}") from error
         if completion is None:
             return None
         if documents.version(uri) != version:
@@ -226,9 +216,8 @@ class CompletionFeature:
             return
         accepted = text[:offset] + shown + text[offset:]
         end = offset + len(shown)
-        bounds = line_bounds(accepted, accepted.count("\n", 0, end))
-        assert bounds is not None
-        request = self._request(uri, accepted, end, *bounds)
+        _, start = line_at(accepted, end)
+        request = self._request(uri, accepted, end, start, line_end(accepted, start))
         before, after = accepted[:end], accepted[end : end + _AFTER_CHARS]
 
         async def run() -> None:

@@ -2,28 +2,28 @@
 
 Listing is instant (no model call). The model is asked when the user picks an action:
 through `codeAction/resolve` for clients that resolve edits, else through the
-`aiguilleur.action` command, which sends the edit with `workspace/applyEdit`. An edit is
-computed for one document version and refused if the document changed meanwhile, or
+`aiguilleur.action` command, which sends the edit with `workspace/applyEdit` (lsp/
+wires both; here actions are lines and str offsets). An edit is computed for one
+document version and refused if the document changed meanwhile, or
 if the answer is incomplete (it ran out of tokens, or its stream broke off: the route
 then falls back to the next one).
 """
 
 from __future__ import annotations
 
+import enum
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
 import msgspec
-from lsprotocol import types as lsp
 
 from aiguilleur.errors import IncompleteAnswer
-from aiguilleur.lsp.positions import chars_to_units
-from aiguilleur.lsp.sanitize import for_editor
-from aiguilleur.lsp.uris import path_of
+from aiguilleur.features.sanitize import for_editor
+from aiguilleur.features.testfiles import TestTarget, test_target
+from aiguilleur.features.uris import path_of
 from aiguilleur.settings import Config
-from aiguilleur.testfiles import TestTarget, test_target
 from aiguilleur.types import ActionRequest, Answer
 
 ACTION_COMMAND = "aiguilleur.action"
@@ -44,13 +44,48 @@ class ActionData(msgspec.Struct, frozen=True):
     diagnostics: list[str] = msgspec.field(default_factory=list)
 
 
+class ActionKind(enum.Enum):
+    """Where an editor files the action (LSP's code action kinds)."""
+
+    FIX = "quickfix"
+    REWRITE = "refactor.rewrite"
+    # `refactor`, not `source`: VS Code keeps source actions out of the light bulb,
+    # where a user looks for "Write tests".
+    REFACTOR = "refactor"
+
+
+class Offer(msgspec.Struct, frozen=True):
+    """An action the user may pick, before any model is asked."""
+
+    title: str
+    kind: ActionKind
+    data: ActionData
+
+
+class Problem(msgspec.Struct, frozen=True):
+    """A diagnostic the editor shows, on lines `start_line`..`end_line` (inclusive)."""
+
+    message: str
+    start_line: int
+    end_line: int
+
+
+class DocumentEdit(msgspec.Struct, frozen=True):
+    """Replace `base[start:end]` with `new_text` in the document `uri` (a file to create
+    first when `create`): `base` is the text the offsets count in, and the edit applies
+    to `version` of the document only."""
+
+    uri: str
+    version: int | None
+    base: str
+    start: int
+    end: int
+    new_text: str
+    create: bool = False
+
+
 class StaleEdit(Exception):
     """The document changed after the action was listed."""
-
-
-def _lines(start: lsp.Position, end: lsp.Position) -> tuple[int, int]:
-    last = end.line - 1 if end.character == 0 and end.line > start.line else end.line
-    return start.line, max(start.line, last)
 
 
 def instruction_above(lines: list[str], start_line: int) -> str:
@@ -92,7 +127,7 @@ def _is_test_file(path: str) -> bool:
 
 
 class ActionRoutes(Protocol):
-    """Where a session's code actions go (runtime.SessionRoutes), under its policy."""
+    """Where a session's code actions go (route_loop.SessionRoutes), under its policy."""
 
     @property
     def policy(self) -> Config: ...
@@ -106,8 +141,6 @@ class ActionsEditor(Protocol):
     @property
     def workspace_root(self) -> Path | None: ...
 
-    def encoding(self) -> str: ...
-
 
 class ActionsFeature:
     def __init__(self, routes: ActionRoutes, editor: ActionsEditor) -> None:
@@ -119,44 +152,36 @@ class ActionsFeature:
         uri: str,
         text: str,
         version: int | None,
-        params: lsp.CodeActionParams,
-        resolvable: bool,
-    ) -> list[lsp.CodeAction]:
+        start_line: int,
+        end_line: int,
+        problems: Sequence[Problem],
+    ) -> list[Offer]:
+        """The actions on lines `start_line`..`end_line` (inclusive) of `text`."""
         lines = text.split("\n")
-        start, end = _lines(params.range.start, params.range.end)
+        start, end = start_line, end_line
         if start >= len(lines):
             return []
         end = min(end, len(lines) - 1)
-        found: list[tuple[str, lsp.CodeActionKind, ActionData]] = []
-        for d in params.context.diagnostics:
-            if d.range.start.line <= end and d.range.end.line >= start:
-                data = ActionData("fix", uri, version, start, end, diagnostics=[d.message])
-                found.append((f"Fix: {d.message[:60]}", lsp.CodeActionKind.QuickFix, data))
+        found: list[Offer] = []
+        for p in problems:
+            if p.start_line <= end and p.end_line >= start:
+                data = ActionData("fix", uri, version, start, end, diagnostics=[p.message])
+                found.append(Offer(f"Fix: {p.message[:60]}", ActionKind.FIX, data))
         if any(line.strip() for line in lines[start : end + 1]):
             instruction = instruction_above(lines, start)
             if instruction:
                 data = ActionData("rewrite", uri, version, start, end, instruction=instruction)
-                title = f"Rewrite: {instruction[:60]}"
-                found.append((title, lsp.CodeActionKind.RefactorRewrite, data))
+                found.append(Offer(f"Rewrite: {instruction[:60]}", ActionKind.REWRITE, data))
             data = ActionData("document", uri, version, start, end)
-            found.append(("Document this code", lsp.CodeActionKind.RefactorRewrite, data))
+            found.append(Offer("Document this code", ActionKind.REWRITE, data))
             if not _is_test_file(path_of(uri)):
                 data = ActionData("tests", uri, version, start, end)
-                # `refactor`, not `source`: VS Code keeps source actions out of the light
-                # bulb, where a user looks for this one.
-                found.append(("Write tests", lsp.CodeActionKind.Refactor, data))
-        actions = []
-        for title, kind, data in found:
-            plain = msgspec.to_builtins(data)
-            action = lsp.CodeAction(title=f"aiguilleur: {title}", kind=kind, data=plain)
-            if not resolvable:
-                action.command = lsp.Command(action.title, ACTION_COMMAND, arguments=[plain])
-            actions.append(action)
-        return actions
+                found.append(Offer("Write tests", ActionKind.REFACTOR, data))
+        return found
 
     async def edit(
         self, data: ActionData, text: str, current_version: Callable[[], int | None]
-    ) -> tuple[lsp.WorkspaceEdit, Answer]:
+    ) -> tuple[DocumentEdit, Answer]:
         """The edit for `data`, computed against `text` (the version it was listed for)."""
         if current_version() != data.version:
             raise StaleEdit("the document changed since this action was offered; run it again")
@@ -194,42 +219,25 @@ class ActionsFeature:
             )
         produced = code_only(for_editor(answer.text))
         if target is not None:
-            return self._test_file_edit(target, produced), answer
-        new_code = reindent(produced, code)
-        last = data.end_line + 1
-        if last < len(lines):
-            end, new_text = lsp.Position(last, 0), new_code + "\n"
-        else:
-            units = chars_to_units(lines[-1], self._editor.encoding())
-            end, new_text = lsp.Position(data.end_line, units), new_code
-        change = lsp.TextEdit(lsp.Range(lsp.Position(data.start_line, 0), end), new_text)
-        # Both forms: `documentChanges` makes a client check the version too.
-        edit = lsp.WorkspaceEdit(
-            changes={data.uri: [change]},
-            document_changes=[
-                lsp.TextDocumentEdit(
-                    lsp.OptionalVersionedTextDocumentIdentifier(data.uri, data.version), [change]
-                )
-            ],
-        )
-        return edit, answer
+            return _test_file_edit(target, produced), answer
+        new_code = reindent(produced, code).replace("\r\n", "\n")
+        # The file's line ends stay its own: a model answers in `\n`.
+        eol = "\r\n" if lines[data.start_line].endswith("\r") else "\n"
+        new_code = new_code.replace("\n", eol)
+        start = sum(len(line) + 1 for line in lines[: data.start_line])
+        end = start + len(code)
+        if data.end_line + 1 < len(lines):
+            end, new_code = end + 1, new_code + eol  # the whole lines, their line end too
+        return DocumentEdit(data.uri, data.version, text, start, end, new_code), answer
 
-    def _test_file_edit(self, target: TestTarget, content: str) -> lsp.WorkspaceEdit:
-        """Create the test file, or append to it when it exists."""
-        path = Path(target.path)
-        uri = path.as_uri()
-        doc = lsp.OptionalVersionedTextDocumentIdentifier(uri, None)
-        if path.exists():
-            existing = path.read_text(encoding="utf-8", errors="replace")
-            last = existing.split("\n")
-            end = lsp.Position(len(last) - 1, chars_to_units(last[-1], self._editor.encoding()))
-            sep = "" if existing.endswith("\n\n") else "\n" if existing.endswith("\n") else "\n\n"
-            insert = lsp.TextEdit(lsp.Range(end, end), f"{sep}\n{content}\n")
-            return lsp.WorkspaceEdit(
-                changes={uri: [insert]}, document_changes=[lsp.TextDocumentEdit(doc, [insert])]
-            )
-        start = lsp.Position(0, 0)
-        write = lsp.TextEdit(lsp.Range(start, start), content + "\n")
-        return lsp.WorkspaceEdit(
-            document_changes=[lsp.CreateFile(uri=uri), lsp.TextDocumentEdit(doc, [write])]
-        )
+
+def _test_file_edit(target: TestTarget, content: str) -> DocumentEdit:
+    """Create the test file, or append to it when it exists."""
+    path = Path(target.path)
+    uri = path.as_uri()
+    if path.exists():
+        existing = path.read_text(encoding="utf-8", errors="replace")
+        sep = "" if existing.endswith("\n\n") else "\n" if existing.endswith("\n") else "\n\n"
+        end = len(existing)
+        return DocumentEdit(uri, None, existing, end, end, f"{sep}\n{content}\n")
+    return DocumentEdit(uri, None, "", 0, 0, content + "\n", create=True)
