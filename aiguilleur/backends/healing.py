@@ -14,6 +14,8 @@ from __future__ import annotations
 import bisect
 from typing import Any
 
+from aiguilleur.backends import llama_native as native
+
 
 def _upper(prefix: bytes) -> bytes | None:
     """The smallest byte string greater than every string that starts with `prefix`."""
@@ -33,7 +35,7 @@ class VocabIndex:
         import llama_cpp
         import numpy as np
 
-        vocab = llm._model.vocab
+        vocab = native.vocab(llm)
         buf = ctypes.create_string_buffer(512)
         pieces: list[bytes] = []
         for token in range(llm.n_vocab()):

@@ -11,6 +11,7 @@ from typing import Any
 
 import msgspec
 
+from aiguilleur.backends import llama_native as native
 from aiguilleur.backends.llama_model import next_token
 from aiguilleur.backends.llama_state import StateKeeper
 from aiguilleur.errors import Cancelled
@@ -27,17 +28,8 @@ def chat_tokens(llm: Any, messages: list[ChatMessage]) -> tuple[list[int], list[
     from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
     template = str(llm.metadata.get("tokenizer.chat_template") or CHATML)
-    vocab = llm._model
-
-    def piece(token: int) -> str:
-        if token < 0:
-            return ""
-        return bytes(vocab.token_get_text(token).encode("utf-8", "replace")).decode(
-            "utf-8", "replace"
-        )
-
-    eos = piece(llm.token_eos())
-    bos = piece(llm.token_bos())
+    eos = native.token_text(llm, llm.token_eos())
+    bos = native.token_text(llm, llm.token_bos())
     formatter = Jinja2ChatFormatter(template, eos_token=eos, bos_token=bos)
     turns: Any = [{"role": m.role, "content": m.content} for m in messages]
     rendered = formatter(messages=turns)
@@ -122,7 +114,7 @@ def chat_step(
         piece = seq[i : i + batch]
         llm.eval(piece)
         evaluated(len(piece))
-    vocab = llm._model.vocab
+    vocab = native.vocab(llm)
     while len(job.generated) < job.max_tokens:
         if job.cancel.is_set():
             raise Cancelled("cancelled")

@@ -14,9 +14,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from aiguilleur.backends import llama_native as native
 from aiguilleur.backends.fim import FimPrompt, TokenCounter, build_prompt
 from aiguilleur.backends.healing import VocabIndex
-from aiguilleur.backends.llama_model import EngineSettings, last_logits, next_token, tokenize
+from aiguilleur.backends.llama_model import EngineSettings, next_token, tokenize
 from aiguilleur.backends.llama_state import StateKeeper
 from aiguilleur.backends.postprocess import stop_point, trim_overlap
 from aiguilleur.backends.speculative import DraftStats, GreedyDecoder
@@ -222,7 +223,7 @@ class FimRunner:
         gen = job.request.params
         assert self.fim is not None
         stops = self.fim.stops
-        vocab = llm._model.vocab
+        vocab = native.vocab(llm)
         deadline = t0 + gen.time_budget_ms / 1000
         raw = b""
         n = 0
@@ -241,7 +242,7 @@ class FimRunner:
                         reason = "context"
                         break
                     allowed = self.vocab.agreeing(heal[len(raw) :])
-                    token = int(allowed[int(np.argmax(last_logits(llm)[allowed]))])
+                    token = int(allowed[int(np.argmax(native.last_logits(llm)[allowed]))])
                     raw += self.vocab.piece(token)
                     llm.eval([token])
                     continue

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import os
 import threading
@@ -14,6 +13,7 @@ from typing import Any
 
 import msgspec
 
+from aiguilleur.backends import llama_native as native
 from aiguilleur.backends.fim import resolve_fim_tokens
 from aiguilleur.errors import BackendUnavailable
 from aiguilleur.types import FimTokens, ModelInfo
@@ -49,7 +49,7 @@ def load_model(path: Path, settings: EngineSettings) -> tuple[Any, FimTokens | N
             n_threads_batch=threads,
             verbose=False,
         )
-    vocab = llm._model.vocab
+    vocab = native.vocab(llm)
     gguf_ids = [
         getattr(llama_cpp, f"llama_vocab_fim_{k}")(vocab)
         for k in ("pre", "suf", "mid", "pad", "rep", "sep")
@@ -63,7 +63,7 @@ def load_model(path: Path, settings: EngineSettings) -> tuple[Any, FimTokens | N
         name=str(name),
         size_bytes=path.stat().st_size,
         n_ctx=llm.n_ctx(),
-        n_ctx_train=llm._model.n_ctx_train(),
+        n_ctx_train=native.n_ctx_train(llm),
         n_vocab=llm.n_vocab(),
         fim=fim,
         load_ms=(time.perf_counter() - start) * 1000,
@@ -134,21 +134,10 @@ def single_token(llm: Any, text: str) -> int | None:
     return int(ids[0]) if len(ids) == 1 else None
 
 
-def last_logits(llm: Any) -> Any:
-    """The logits after the last evaluated token (a numpy view, valid until the next eval)."""
-    import llama_cpp
-    import numpy as np
-
-    ptr = llama_cpp.llama_get_logits_ith(llm._ctx.ctx, -1)
-    return np.ctypeslib.as_array(
-        ctypes.cast(ptr, ctypes.POINTER(ctypes.c_float)), shape=(llm.n_vocab(),)
-    )
-
-
 def next_token(llm: Any, temperature: float) -> int:
     import numpy as np
 
-    logits = last_logits(llm)
+    logits = native.last_logits(llm)
     if temperature <= 0:
         return int(np.argmax(logits))
     top = np.argpartition(logits, -40)[-40:]

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from aiguilleur.backends.llama_native import context
 from aiguilleur.cache.kv import KVStateStore
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ def snapshot(llm: Any) -> tuple[np.ndarray, bytes]:
     """(tokens, state bytes) of sequence 0 as the context holds it now."""
     import llama_cpp
 
-    ctx = llm._ctx.ctx
+    ctx = context(llm)
     size = llama_cpp.llama_state_seq_get_size(ctx, 0)
     buf = (ctypes.c_uint8 * size)()
     written = llama_cpp.llama_state_seq_get_data(ctx, buf, size, 0)
@@ -57,7 +58,7 @@ def restore(llm: Any, tokens: list[int], data: bytes) -> bool:
 
     if len(tokens) >= llm.n_ctx():
         return False
-    ctx = llm._ctx.ctx
+    ctx = context(llm)
     llama_cpp.llama_memory_seq_rm(llama_cpp.llama_get_memory(ctx), 0, -1, -1)
     llm.n_tokens = 0
     src = ctypes.cast(ctypes.c_char_p(data), ctypes.POINTER(ctypes.c_uint8))

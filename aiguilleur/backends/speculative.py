@@ -12,13 +12,14 @@ output, token for token: a draft token is used only where argmax picked it.
 
 from __future__ import annotations
 
-import ctypes
 from collections.abc import Sequence
 from typing import Any
 
 import msgspec
 import numpy as np
 import numpy.typing as npt
+
+from aiguilleur.backends.llama_native import decode_with_all_logits, forget_from, logits
 
 # Longest n-gram looked up; shorter ones, down to MIN_NGRAM, are tried when it is not found.
 # Each drafted token costs an output row (the 151k-token head of a 0.5B model is a quarter
@@ -72,7 +73,7 @@ class GreedyDecoder:
         self.stats = DraftStats()
         self._history = np.asarray(history, dtype=np.intc)
         self._generated: list[int] = []
-        self._preds = [int(np.argmax(_logits(llm, 1)[-1]))]
+        self._preds = [int(np.argmax(logits(llm, 1)[-1]))]
         self._draft: list[int] = []
         self._at = 0  # index in the last batch of the last token fed
         self._base: int = llm.n_tokens - 1  # KV position of that batch's first token
@@ -103,7 +104,7 @@ class GreedyDecoder:
         batch = [token, *guess]
         self._base = int(self.llm.n_tokens)
         _decode(self.llm, batch)
-        self._preds = [int(t) for t in np.argmax(_logits(self.llm, len(batch)), axis=1)]
+        self._preds = [int(t) for t in np.argmax(logits(self.llm, len(batch)), axis=1)]
         self._draft = guess
         self._at = 0
         if guess:
@@ -115,28 +116,12 @@ class GreedyDecoder:
         must hold the same sequence when the engine reuses or saves them."""
         llm = self.llm
         llm.n_tokens = self.length
-        llm._ctx.kv_cache_seq_rm(-1, llm.n_tokens, -1)
+        forget_from(llm, llm.n_tokens)
 
 
 def _decode(llm: Any, tokens: list[int]) -> None:
     """Evaluate `tokens` after llm.n_tokens with logits for every one of them."""
     n_past = llm.n_tokens
-    llm._ctx.kv_cache_seq_rm(-1, n_past, -1)
-    llm._batch.set_batch(batch=tokens, n_past=n_past, logits_all=True)
-    llm._ctx.decode(llm._batch)
+    decode_with_all_logits(llm, tokens, n_past)
     llm.input_ids[n_past : n_past + len(tokens)] = tokens
     llm.n_tokens = n_past + len(tokens)
-
-
-def _logits(llm: Any, rows: int) -> Any:
-    """The last evaluation's logits, one row per token that asked for them."""
-    import llama_cpp
-
-    if rows == 1:
-        ptr = llama_cpp.llama_get_logits_ith(llm._ctx.ctx, -1)
-    else:
-        ptr = llama_cpp.llama_get_logits(llm._ctx.ctx)
-    n_vocab = llm.n_vocab()
-    return np.ctypeslib.as_array(
-        ctypes.cast(ptr, ctypes.POINTER(ctypes.c_float)), shape=(rows, n_vocab)
-    )

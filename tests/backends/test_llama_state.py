@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from aiguilleur.backends.llama_model import EngineSettings, last_logits, load_model
+from aiguilleur.backends.llama_model import EngineSettings, load_model
+from aiguilleur.backends.llama_native import last_logits
 from aiguilleur.backends.llama_state import kv_namespace, restore, snapshot
 
 SETTINGS = EngineSettings(n_ctx=1024, n_batch=64)
