@@ -18,6 +18,7 @@ import contextlib
 import logging
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -55,13 +56,17 @@ def start_daemon(
     if user_config is not None:
         cmd += ["--config", str(user_config)]
     with (runtime_dir() / "daemon.log").open("ab") as log_file:
-        return subprocess.Popen(
+        process = subprocess.Popen(
             cmd,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=log_file,
             start_new_session=True,
         )
+    # Reaped as soon as it ends: a daemon killed while this editor lives on would stay a
+    # zombie otherwise, and the ledger would take its unsettled reservations for live.
+    threading.Thread(target=process.wait, name="daemon-reaper", daemon=True).start()
+    return process
 
 
 class DaemonDidNotStart(Exception):

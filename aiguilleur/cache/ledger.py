@@ -355,10 +355,17 @@ class SpendLedger:
 
 
 def _alive(pid: int) -> bool:
+    """Whether process `pid` still runs. A zombie (killed, not yet reaped by its parent)
+    answers signal 0 but will settle nothing any more: it counts as gone."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc (not Linux): signal 0 is all there is to go by
+    # The state follows the command name, which is in parentheses and may hold any byte.
+    return stat[stat.rfind(")") + 1 :].split()[:1] != ["Z"]

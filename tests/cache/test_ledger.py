@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import signal
 import sqlite3
 import subprocess
@@ -166,6 +167,30 @@ def test_two_processes_share_the_budget_and_a_kill_9_loses_nothing(tmp_path: Pat
     assert orphaned <= 1
     assert ledger.count(Status.RESERVED) == 0
     assert ledger.spent("k", "total") <= 1.0 + 1e-9
+
+
+def test_a_killed_process_not_yet_reaped_leaves_orphans_too(tmp_path: Path) -> None:
+    # A daemon killed under a parent that has not reaped it yet is a zombie: it answers
+    # signal 0, but its reservations will never be settled.
+    db = tmp_path / "ledger.db"
+    code = WORKER.format(root=ROOT, db=str(db), n=1, total=1.0, tag="z").replace(
+        "ledger.settle(", "time.sleep(600); ledger.settle("
+    )
+    worker = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        ledger = SpendLedger(db)
+        deadline = time.monotonic() + 60
+        while ledger.count(Status.RESERVED) == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert ledger.count(Status.RESERVED) == 1
+        assert ledger.orphans() == 0  # it runs: its reservation is pending, not lost
+        worker.send_signal(signal.SIGKILL)
+        os.waitid(os.P_PID, worker.pid, os.WEXITED | os.WNOWAIT)  # dead, left unreaped
+        assert ledger.orphans() == 1
+        assert ledger.count(Status.RESERVED) == 0 and ledger.count(Status.UNKNOWN) == 1
+    finally:
+        worker.kill()
+        worker.wait()
 
 
 def test_usage_rows_group_by_day_key_model_and_feature(tmp_path: Path) -> None:

@@ -11,11 +11,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from aiguilleur.daemon_dir import daemon_pid
+from aiguilleur.shim import start_daemon
 from tests.support.fake_openrouter import FakeModel, FakeOpenRouter
 from tests.support.home import TestHome
 from tests.support.lsp import (
@@ -119,6 +121,25 @@ def test_a_second_daemon_started_by_a_race_leaves_in_favour_of_the_first(
     assert stopped.returncode == 0 and f"pid {first.pid}" in stopped.stdout
     first.wait(30)
     assert not sock.exists()
+
+
+def test_a_daemon_killed_while_its_editor_lives_on_leaves_no_zombie(
+    daemon_home: TestHome, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The shim that started a daemon outlives it: unreaped, a killed daemon would stay in
+    # the process table as <defunct>, and would look alive to the ledger, which then
+    # keeps its cut requests' reservations as pending instead of settling them unknown.
+    for name, value in daemon_home.env().items():
+        monkeypatch.setenv(name, value)
+    process = start_daemon(None, 30)
+    deadline = time.monotonic() + PATIENCE
+    while daemon_pid() != process.pid and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert daemon_pid() == process.pid
+    os.kill(process.pid, signal.SIGKILL)
+    while Path(f"/proc/{process.pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not Path(f"/proc/{process.pid}").exists(), "the killed daemon is a zombie"
 
 
 async def test_the_daemon_leaves_once_idle_and_the_next_window_starts_a_new_one(
