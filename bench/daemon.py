@@ -297,6 +297,7 @@ def main() -> int:
             f"{k['requests']:>9}{k['answered']:>9}{k['answered_with_error']:>7}"
             f"{k['answers_to_nothing']:>11}{k['told']:>5}{back:>16}{k['served_by_fake']:>12}"
             f"{k['ledger_settled']:>8}{k['ledger_settled_distinct']:>9}{k['ledger_unknown']:>8}"
+            f"{k['ledger_reserved']:>8}"
         )
     out = ROOT / "bench" / "results" / f"daemon-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.parent.mkdir(exist_ok=True)
