@@ -290,6 +290,7 @@ def main() -> int:
     print(
         f"{'requests':>9}{'answered':>9}{'errors':>7}{'to nothing':>11}{'told':>5}"
         f"{'back after s':>16}{'fake served':>12}{'settled':>8}{'distinct':>9}{'unknown':>8}"
+        f"{'pending':>8}"
     )
     for k in kills:
         back = "/".join(f"{s:.2f}" for s in k["recovered_s"])
