@@ -72,7 +72,7 @@ class Documents(Protocol):
 
 
 class CompletionFeature:
-    """Builds a Request from a document and a position, and remembers what it showed."""
+    """Builds a Request from a document and an offset in it, and remembers what it showed."""
 
     def __init__(self, routes: CompletionRoutes) -> None:
         self._routes = routes
