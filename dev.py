@@ -40,7 +40,7 @@ def ensure(extras: str) -> None:
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in {"demo", "test", "bench"}:
         print(
-            "usage: python3 dev.py demo|test|bench [replay|kv|openrouter|chat|quality|daemon] "
+            "usage: python3 dev.py demo|test|bench [replay|kv|openrouter|chat|quality|daemon|load] "
             "[args...]"
         )
         return 2
@@ -58,9 +58,10 @@ def main(argv: list[str]) -> int:
             "chat": "bench/chat.py",
             "quality": "bench/quality.py",
             "daemon": "bench/daemon.py",
+            "load": "bench/load.py",
         }
         script = scripts.get(rest[0], "bench/run.py") if rest else "bench/run.py"
-        if rest[:1] in (["kv"], ["replay"], ["openrouter"], ["chat"], ["quality"], ["daemon"]):
+        if rest[:1] and (rest[0] in scripts or rest[0] == "replay"):
             rest = rest[1:]
         return run(PY, script, *rest, check=False)
     failed = 0

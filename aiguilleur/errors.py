@@ -20,6 +20,11 @@ class Superseded(Cancelled):
     """A newer request for the same document replaced this one (latest wins)."""
 
 
+class MachineBusy(Cancelled):
+    """Work nobody waits for yet (a prefill, a prefetch) stopped because other programs
+    need the cores: it resumes, or is asked for again, once they leave them."""
+
+
 class RateLimited(BackendError):
     """HTTP 429: try another route now, this one again after `retry_after` seconds."""
 

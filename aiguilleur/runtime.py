@@ -46,6 +46,7 @@ def engine_settings(config: Config) -> EngineSettings:
         n_threads=config.local.n_threads,
         reuse_prefix=config.local.reuse_prefix,
         speculative=config.local.speculative,
+        adapt_to_load=config.local.adapt_to_load,
     )
 
 

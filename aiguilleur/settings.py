@@ -19,8 +19,12 @@ class LocalConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     n_batch: int = 128
     """Prompt tokens evaluated per slice: cancellation is checked between slices."""
     n_threads: int | None = None
-    """Threads for generation and prompt evaluation. Default: every core the process may
-    run on (its CPU affinity), measured fastest; fewer leave cores to other work."""
+    """Threads for generation and prompt evaluation. Default: the cores the process may
+    run on (its CPU affinity) that other programs leave it, measured as it works."""
+    adapt_to_load: bool = True
+    """Follow the machine's load: fewer threads while other programs keep the cores busy
+    (llama.cpp's threads spin while they wait for each other), and prefill and prefetch
+    paused meanwhile. Off: `n_threads` or every core, and background work, always."""
     reuse_prefix: bool = True
     """Evaluate only the tokens after the first change. Off only to measure its worth."""
     speculative: bool = False

@@ -31,8 +31,8 @@ import msgspec
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from aiguilleur.backends.llama_model import usable_cores  # noqa: E402
 from aiguilleur.backends.synthetic import QWEN25_CODER_05B, ensure_model  # noqa: E402
+from aiguilleur.backends.threads import usable_cores  # noqa: E402
 from aiguilleur.commands.replay import Keystroke, ServerProcess, replay  # noqa: E402
 from bench.common import isolated_env  # noqa: E402
 

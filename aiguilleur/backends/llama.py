@@ -31,10 +31,11 @@ import msgspec
 
 from aiguilleur.backends.llama_chat import ChatJob, ChatResult, chat_step
 from aiguilleur.backends.llama_fim import FimJob, FimRunner
-from aiguilleur.backends.llama_model import EngineSettings, load_model
+from aiguilleur.backends.llama_model import EngineSettings, LiveThreads, load_model
 from aiguilleur.backends.llama_state import StateKeeper
+from aiguilleur.backends.threads import ThreadChoice, ThreadGovernor, usable_cores
 from aiguilleur.cache.kv import KVStateStore
-from aiguilleur.errors import BackendUnavailable, Cancelled, Superseded
+from aiguilleur.errors import BackendUnavailable, Cancelled, MachineBusy, Superseded
 from aiguilleur.types import ChatMessage, Completion, ModelInfo, Request
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,9 @@ log = logging.getLogger(__name__)
 # After this long without requests, the live state is saved if no stored state holds
 # it. Keystrokes come faster than this; a pause to think does not.
 _IDLE_SAVE_S = 0.75
+# While a prefill waits for other programs to leave the cores, the load is measured again
+# this often.
+_BUSY_RECHECK_S = 0.5
 
 
 def _fail(future: concurrent.futures.Future[Any], error: BaseException) -> None:
@@ -79,6 +83,9 @@ class EngineStats(msgspec.Struct, frozen=True):
     chat_yields: int = 0  # times a chat answer stepped aside for a completion
     prefetched: int = 0  # suggestions computed ahead (after the one shown is accepted)
     prefetch_yields: int = 0  # prefetches stopped for a request
+    # Prefills paused and prefetches dropped because other programs needed the cores.
+    background_paused: int = 0
+    threads: ThreadChoice | None = None  # how many threads, and why (threads.py)
 
 
 class LlamaEngine:
@@ -125,9 +132,14 @@ class LlamaEngine:
             "chat_yields": 0,
             "prefetched": 0,
             "prefetch_yields": 0,
+            "background_paused": 0,
         }
         self._llm: Any = None
         self._runner: FimRunner | None = None
+        self._threads: LiveThreads | None = None
+        # The prefill waits for other programs to leave the cores: not work the engine
+        # will take up when it is free, so the engine does not count as busy for it.
+        self._prefill_paused = False
         self._thread = threading.Thread(target=self._run, name="llama-engine", daemon=True)
         self._thread.start()
 
@@ -164,6 +176,7 @@ class LlamaEngine:
             if self._prefill is not None:
                 self._prefill.future.cancel()
             self._prefill = FimJob(request, prefill=True)
+            self._prefill_paused = False
             self._lock.notify()
 
     async def prefetch(self, request: Request) -> Completion:
@@ -232,10 +245,10 @@ class LlamaEngine:
                 # Background work waiting its turn counts too: a caller that waits for
                 # an idle engine would otherwise race a prefill not yet picked up.
                 busy=any(
-                    work is not None
-                    for work in (self._running, self._chatting, self._prefill, self._prefetch)
+                    work is not None for work in (self._running, self._chatting, self._prefetch)
                 )
-                or bool(self._chats),
+                or bool(self._chats)
+                or (self._prefill is not None and not self._prefill_paused),
                 queued=len(self._pending),
                 completed=c["completed"],
                 cancelled=c["cancelled"],
@@ -254,6 +267,8 @@ class LlamaEngine:
                 prefetched=c["prefetched"],
                 prefetch_yields=c["prefetch_yields"],
                 save_ms=c["save_us"] / 1000,
+                background_paused=c["background_paused"],
+                threads=self._threads.choice if self._threads is not None else None,
             )
 
     def close(self) -> None:
@@ -310,12 +325,19 @@ class LlamaEngine:
                 if job.future.set_running_or_notify_cancel():
                     runner = self._runner
                     assert runner is not None  # set before the first job is taken
+                    assert self._threads is not None
+                    self._threads.adapt()
                     result = runner.prefill(job) if job.prefill else runner.complete(job)
                     if job.yields is not None:
                         self._count("prefetched")
                     elif not job.prefill:
                         self._count("completed")
                     _succeed(job.future, result)
+            except MachineBusy as error:  # a prefill or a prefetch, stopped midway
+                self._count("background_paused")
+                if job.prefill:
+                    self._resume_later(job)
+                _fail(job.future, error)
             except Cancelled as error:
                 if job.yields is not None:
                     self._count("prefetch_yields")
@@ -358,7 +380,8 @@ class LlamaEngine:
                 if self._chats:
                     self._chatting = self._chats.popleft()
                     return None
-                if self._prefill is not None:
+                paused = self._paused_for_machine()
+                if self._prefill is not None and not paused:
                     job, self._prefill = self._prefill, None
                     self._running = job
                     return job
@@ -366,15 +389,41 @@ class LlamaEngine:
                     job, self._prefetch = self._prefetch, None
                     self._running = job
                     return job
-                if self._idle_save_at is None:
-                    self._lock.wait()
-                    continue
-                wait = self._idle_save_at - time.monotonic()
-                if wait <= 0:
-                    self._idle_save_at = None
-                    return None
-                self._lock.wait(wait)
+                timeout = _BUSY_RECHECK_S if paused else None
+                if self._idle_save_at is not None:
+                    wait = self._idle_save_at - time.monotonic()
+                    if wait <= 0:
+                        self._idle_save_at = None
+                        return None
+                    timeout = wait if timeout is None else min(timeout, wait)
+                self._lock.wait(timeout)
             return None
+
+    def _paused_for_machine(self) -> bool:
+        """Whether background work waits because other programs need the cores (called
+        with the lock held, on the engine thread): a prefetch is dropped (a request for
+        its text must not wait for the machine), a prefill waits for the load to drop."""
+        if (self._prefill is None and self._prefetch is None) or self._threads is None:
+            return False
+        if not self._threads.adapt().contended:
+            self._prefill_paused = False
+            return False
+        if self._prefetch is not None:
+            _fail(self._prefetch.future, MachineBusy("other programs need the cores"))
+            self._prefetch = None
+            self._counts["background_paused"] += 1
+        if self._prefill is not None and not self._prefill_paused:
+            self._prefill_paused = True
+            self._counts["background_paused"] += 1
+        return self._prefill is not None
+
+    def _resume_later(self, job: FimJob) -> None:
+        """A prefill stopped for the machine: taken up again when the load drops, unless
+        a newer prefill or a request came meanwhile (what it evaluated stays useful)."""
+        with self._lock:
+            if self._prefill is None and not self._pending and not self._closed:
+                self._prefill = FimJob(job.request, prefill=True)
+                self._prefill_paused = True  # counted once, where it stopped
 
     def _run_chat(self, job: ChatJob) -> None:
         def waiting() -> bool:
@@ -386,6 +435,8 @@ class LlamaEngine:
             else:
                 batch = self.settings.n_batch
                 n_ctx = self.settings.n_ctx
+                threads = self._threads
+                assert threads is not None  # set with the model, before any job
                 done = chat_step(
                     self._llm,
                     self._keeper,
@@ -394,6 +445,7 @@ class LlamaEngine:
                     n_ctx,
                     waiting,
                     lambda n: self._count("evaluated", n),
+                    threads,
                 )
                 if done:
                     self._count("chats")
@@ -428,8 +480,11 @@ class LlamaEngine:
             self._pending.clear()
 
     def _load(self) -> ModelInfo:
+        settings = self.settings
+        governor = ThreadGovernor(usable_cores(), settings.n_threads, adapt=settings.adapt_to_load)
         llm, fim, info = load_model(self.model_path, self.settings)
         self._llm = llm
+        threads = LiveThreads(llm, governor, info.n_threads)
         self._runner = FimRunner(
             llm,
             fim,
@@ -438,5 +493,7 @@ class LlamaEngine:
             self.model_path.name,
             self._count,
             lambda: bool(self._pending),
+            threads,
         )
+        self._threads = threads
         return info

@@ -12,7 +12,7 @@ from typing import Any
 import msgspec
 
 from aiguilleur.backends import llama_native as native
-from aiguilleur.backends.llama_model import next_token
+from aiguilleur.backends.llama_model import LiveThreads, next_token
 from aiguilleur.backends.llama_state import StateKeeper
 from aiguilleur.errors import Cancelled
 from aiguilleur.types import ChatMessage
@@ -90,6 +90,7 @@ def chat_step(
     n_ctx: int,
     waiting: Callable[[], bool],
     evaluated: Callable[[int], None],
+    threads: LiveThreads,
 ) -> bool:
     """Advance `job`; True when it is finished, False when it stepped aside for a waiting
     request (call again later: it resumes where it stopped, restoring its KV state from
@@ -111,6 +112,7 @@ def chat_step(
             raise Cancelled("cancelled")
         if waiting():
             return False
+        threads.adapt()
         piece = seq[i : i + batch]
         llm.eval(piece)
         evaluated(len(piece))
@@ -120,6 +122,7 @@ def chat_step(
             raise Cancelled("cancelled")
         if waiting():
             return False
+        threads.adapt()
         token = next_token(llm, 0.0)
         if llama_cpp.llama_vocab_is_eog(vocab, token):
             job.finish = "stop"

@@ -17,11 +17,11 @@ from typing import Any
 from aiguilleur.backends import llama_native as native
 from aiguilleur.backends.fim import FimPrompt, TokenCounter, build_prompt
 from aiguilleur.backends.healing import VocabIndex
-from aiguilleur.backends.llama_model import EngineSettings, next_token, tokenize
+from aiguilleur.backends.llama_model import EngineSettings, LiveThreads, next_token, tokenize
 from aiguilleur.backends.llama_state import StateKeeper
-from aiguilleur.backends.postprocess import stop_point, trim_overlap
+from aiguilleur.backends.postprocess import cut_at_token, stop_point, trim_overlap
 from aiguilleur.backends.speculative import DraftStats, GreedyDecoder
-from aiguilleur.errors import BackendUnavailable, Cancelled, Superseded
+from aiguilleur.errors import BackendUnavailable, Cancelled, MachineBusy, Superseded
 from aiguilleur.types import Completion, FimTokens, Request, Usage
 
 log = logging.getLogger(__name__)
@@ -86,6 +86,7 @@ class FimRunner:
         model_name: str,
         count: Callable[[str, int], None],
         waiting: Callable[[], bool],
+        threads: LiveThreads,
     ) -> None:
         self.llm = llm
         self.fim = fim
@@ -94,6 +95,7 @@ class FimRunner:
         self.model_name = model_name
         self.count = count
         self.waiting = waiting  # a request is queued: a prefill stops for it
+        self.threads = threads
         self.tokens = TokenCounter(self.tokenize)
         # Built with the model (a few tenths of a second), not at the first keystroke.
         self.vocab = VocabIndex(llm)
@@ -186,7 +188,6 @@ class FimRunner:
         )
         n_past, _ = self.keeper.reuse(self.llm, tokens[:target])
         done = self._eval(job, tokens[:target], n_past, yield_to_requests=True)
-        self.count("prefilled", done)
         return Completion("", Usage(evaluated_tokens=done), route="local", model="")
 
     def _eval(
@@ -205,11 +206,20 @@ class FimRunner:
             job.check()
             if yield_to_requests and self.waiting():
                 break
+            self._pace(job, background)
             piece = tokens[i : i + batch]
             llm.eval(piece)
             done += len(piece)
             self.count("evaluated", len(piece))
+            if yield_to_requests:
+                self.count("prefilled", len(piece))
         return done
+
+    def _pace(self, job: FimJob, background: bool) -> None:
+        """Between two evaluations: the thread count follows the machine's load, and work
+        nobody waits for stops while other programs need the cores."""
+        if self.threads.adapt().contended and background:
+            raise MachineBusy("other programs need the cores")
 
     def _generate(
         self, job: FimJob, t0: float, heal: bytes = b""
@@ -234,8 +244,16 @@ class FimRunner:
             # The tokens that spell `heal` again are not counted: they are not the answer.
             while n < gen.max_tokens:
                 job.check()
-                if time.perf_counter() > deadline:
+                self._pace(job, job.yields is not None)
+                # The budget ends generation once the answer has a token: the prompt is
+                # paid for, and one more token is what shows something rather than nothing.
+                if n and time.perf_counter() > deadline:
                     reason = "time"
+                    upcoming = greedy.next() if greedy else native.argmax(llm)
+                    if upcoming in stops or llama_cpp.llama_vocab_is_eog(vocab, upcoming):
+                        reason = "eog"  # it was whole: the model would have ended there
+                    else:
+                        text = cut_at_token(raw[len(heal) :], llm.detokenize([upcoming]))
                     break
                 if len(raw) < len(heal):
                     if llm.n_tokens >= self.settings.n_ctx - 1:

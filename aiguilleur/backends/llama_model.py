@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -15,6 +14,7 @@ import msgspec
 
 from aiguilleur.backends import llama_native as native
 from aiguilleur.backends.fim import resolve_fim_tokens
+from aiguilleur.backends.threads import ThreadChoice, ThreadGovernor, usable_cores
 from aiguilleur.errors import BackendUnavailable
 from aiguilleur.types import FimTokens, ModelInfo
 
@@ -24,10 +24,12 @@ log = logging.getLogger(__name__)
 class EngineSettings(msgspec.Struct, frozen=True):
     n_ctx: int = 4096
     n_batch: int = 128
-    n_threads: int | None = None  # None: every core this process may run on
+    n_threads: int | None = None  # None: the cores other programs leave (threads.py)
     # Off only for the bench's "fresh prompt per request" baseline.
     reuse_prefix: bool = True
     speculative: bool = False  # drafts from the context (speculative.py), greedy only
+    # Threads and background work follow the machine's load (threads.py).
+    adapt_to_load: bool = True
 
 
 def load_model(path: Path, settings: EngineSettings) -> tuple[Any, FimTokens | None, ModelInfo]:
@@ -72,16 +74,6 @@ def load_model(path: Path, settings: EngineSettings) -> tuple[Any, FimTokens | N
     return llm, fim, info
 
 
-def usable_cores() -> int:
-    """The cores this process may run on (its CPU affinity, e.g. under taskset or a
-    container's cpuset), which is what llama.cpp's threads can use. llama-cpp-python's
-    own default, half of all cores, left one of two cores idle while the user waited."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):  # macOS and Windows have no affinity call
-        return max(1, os.cpu_count() or 1)
-
-
 _LOADING = threading.Lock()
 
 
@@ -122,6 +114,34 @@ def _safe_model_params() -> Iterator[None]:
             yield
         finally:
             low.llama_model_default_params = default
+
+
+class LiveThreads:
+    """The thread count of a loaded model, kept to its governor's choice. Called from the
+    engine thread only, between two evaluations."""
+
+    def __init__(self, llm: Any, governor: ThreadGovernor, threads: int) -> None:
+        self.llm = llm
+        self.governor = governor
+        self.applied = threads
+
+    @property
+    def choice(self) -> ThreadChoice:
+        return self.governor.choice
+
+    def adapt(self) -> ThreadChoice:
+        """Measure the machine if it is time to, and apply a changed choice."""
+        choice = self.governor.update()
+        if choice.threads != self.applied:
+            native.set_threads(self.llm, choice.threads)
+            log.info(
+                "engine.threads threads=%d was=%d others=%s",
+                choice.threads,
+                self.applied,
+                choice.others,
+            )
+            self.applied = choice.threads
+        return choice
 
 
 def tokenize(llm: Any, text: str) -> list[int]:

@@ -66,3 +66,17 @@ def logits(llm: Any, rows: int) -> Any:
 def last_logits(llm: Any) -> Any:
     """The logits after the last evaluated token (a numpy view, valid until the next eval)."""
     return logits(llm, 1)[0]
+
+
+def set_threads(llm: Any, threads: int) -> None:
+    """Generation and prompt evaluation from the next evaluation on run on `threads`
+    (llama.cpp's public llama_set_n_threads; the `Llama` object only sets them at load)."""
+    import llama_cpp
+
+    llama_cpp.llama_set_n_threads(context(llm), threads, threads)
+    llm.n_threads = llm.n_threads_batch = threads
+
+
+def argmax(llm: Any) -> int:
+    """The most likely next token after the last evaluated one (greedy decoding's pick)."""
+    return int(np.argmax(last_logits(llm)))

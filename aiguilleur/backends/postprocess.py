@@ -51,3 +51,21 @@ def trim_overlap(text: str, suffix: str) -> str:
         if tail and tail == suf_lines[: len(tail)]:
             return "\n".join(gen_lines[:-n]).rstrip()
     return text
+
+
+def _wordy(ch: str) -> bool:
+    return ch.isalnum() or ch == "_"
+
+
+def cut_at_token(generated: bytes, upcoming: bytes) -> str:
+    """The text of `generated`, an answer the time budget cut short, ending on whole words:
+    `upcoming` is the token the model would have written next, and a word it would have
+    continued (`self.fo` before `obar`) is dropped, as is half a UTF-8 character."""
+    text = generated.decode("utf-8", errors="ignore")
+    after = (generated + upcoming).decode("utf-8", errors="ignore")[len(text) :]
+    if text and after and _wordy(text[-1]) and _wordy(after[0]):
+        end = len(text)
+        while end > 0 and _wordy(text[end - 1]):
+            end -= 1
+        return text[:end]
+    return text

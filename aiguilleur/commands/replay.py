@@ -11,6 +11,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ class Keystroke(msgspec.Struct, frozen=True):
     drafted_tokens: int = 0  # speculative decoding: tokens drafted from the context
     accepted_tokens: int = 0  # and kept
     ahead: bool = False  # answered with the suggestion computed ahead (after an accept)
+    stop_reason: str = ""  # why generation ended (eog, boundary, length, time)
 
 
 class ServerProcess:
@@ -236,6 +238,21 @@ async def replay(
     asking for an inline completion after every `every` keystrokes."""
     before, _, after = split_at_function(source, function)
     uri = server.open(path, before + after)
+    return await retype(server, uri, source, function, keystrokes, every)
+
+
+async def retype(
+    server: ServerProcess,
+    uri: str,
+    source: str,
+    function: str,
+    keystrokes: int | None = None,
+    every: int = 1,
+    after_each: Callable[[Keystroke], Awaitable[bool]] | None = None,
+) -> list[Keystroke]:
+    """Retype the body of `function` into the open document `uri` (`source` without that
+    body); `after_each` is awaited after each answer, and ends the typing when it says so."""
+    before, _, _ = split_at_function(source, function)
     results: list[Keystroke] = []
     prev_line, prev_char = before.count("\n"), 0
     for state in typing_states(source, function, keystrokes):
@@ -249,26 +266,28 @@ async def replay(
         latency = (time.perf_counter() - t0) * 1000
         last = await server.last(uri)
         u = last.usage if last is not None else None
-        results.append(
-            Keystroke(
-                index=state.index,
-                line=line,
-                character=character,
-                typed=state.typed,
-                suggestion=suggestion,
-                latency_ms=latency,
-                prompt_tokens=u.prompt_tokens if u else 0,
-                evaluated_tokens=u.evaluated_tokens if u else 0,
-                reused_tokens=u.reused_tokens if u else 0,
-                completion_tokens=u.completion_tokens if u else 0,
-                prompt_ms=u.prompt_ms if u else 0.0,
-                generation_ms=u.generation_ms if u else 0.0,
-                queue_ms=u.queue_ms if u else 0.0,
-                server_ms=last.server_ms if last is not None else 0.0,
-                typed_through=bool(last.typed_through) if last is not None else False,
-                answered=last is not None,
-                drafted_tokens=u.drafted_tokens if u else 0,
-                accepted_tokens=u.accepted_tokens if u else 0,
-            )
+        keystroke = Keystroke(
+            index=state.index,
+            line=line,
+            character=character,
+            typed=state.typed,
+            suggestion=suggestion,
+            latency_ms=latency,
+            prompt_tokens=u.prompt_tokens if u else 0,
+            evaluated_tokens=u.evaluated_tokens if u else 0,
+            reused_tokens=u.reused_tokens if u else 0,
+            completion_tokens=u.completion_tokens if u else 0,
+            prompt_ms=u.prompt_ms if u else 0.0,
+            generation_ms=u.generation_ms if u else 0.0,
+            queue_ms=u.queue_ms if u else 0.0,
+            server_ms=last.server_ms if last is not None else 0.0,
+            typed_through=bool(last.typed_through) if last is not None else False,
+            answered=last is not None,
+            drafted_tokens=u.drafted_tokens if u else 0,
+            accepted_tokens=u.accepted_tokens if u else 0,
+            stop_reason=getattr(last, "stop_reason", "") if last is not None else "",
         )
+        results.append(keystroke)
+        if after_each is not None and await after_each(keystroke):
+            break
     return results

@@ -42,6 +42,9 @@ class Suggestion(msgspec.Struct, frozen=True):
     typed_through: bool = False  # answered from what was shown or computed ahead
     ahead: bool = False  # computed ahead, while the suggestion before it was shown
     server_ms: float = 0.0
+    # Why generation ended: eog (the model ended it), boundary (the line or block
+    # ended), length (max_tokens), time (the time budget: cut after a whole word).
+    stop_reason: str = ""
 
 
 class _Shown(msgspec.Struct, frozen=True):
@@ -168,6 +171,7 @@ class CompletionFeature:
                 route=completion.route,
                 model=for_editor(completion.model),
                 typed_through=typed,
+                stop_reason=completion.stop_reason,
             )
 
         after = text[offset : offset + _AFTER_CHARS]

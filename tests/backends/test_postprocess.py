@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from aiguilleur.backends.postprocess import stop_point, trim_overlap
+from aiguilleur.backends.postprocess import cut_at_token, stop_point, trim_overlap
 
 
 def test_single_line_stops_at_newline() -> None:
@@ -26,3 +26,24 @@ def test_text_already_after_the_cursor_is_not_repeated() -> None:
     gen = "    return x\n\nprint(1)"
     assert trim_overlap(gen, "\nprint(1)\n") == "    return x"
     assert trim_overlap("abc", "xyz") == "abc"
+
+
+def test_an_answer_cut_by_time_ends_on_a_whole_word() -> None:
+    # The next token would have continued the word: it is dropped.
+    assert cut_at_token(b"return self.fo", b"obar") == "return self."
+    assert cut_at_token(b"x = compute", b"_total") == "x = "
+    # The next token starts something else: the word was whole.
+    assert cut_at_token(b"return self.foo", b"(") == "return self.foo"
+    assert cut_at_token(b"return total", b" +") == "return total"
+    assert cut_at_token(b"return (", b"a") == "return ("
+    # A word the model was still in the middle of, and nothing before it: nothing.
+    assert cut_at_token(b"urn", b"_value") == ""
+
+
+def test_an_answer_cut_by_time_never_ends_in_half_a_character() -> None:
+    cafe = "caf\u00e9".encode()
+    # The \u00e9 split across two tokens: its first byte alone is no text, and the
+    # word it belongs to goes on in the next token.
+    assert cut_at_token(b"name = " + cafe[:-1], cafe[-1:] + b"s") == "name = "
+    assert cut_at_token(b"s = '" + cafe, b"'") == "s = 'caf\u00e9"
+    assert cut_at_token("x = '\u2192".encode()[:-1], b"") == "x = '"

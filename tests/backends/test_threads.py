@@ -1,0 +1,226 @@
+"""The thread governor's rules, on a fake machine whose CPU accounting the test writes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from aiguilleur.backends.threads import (
+    CpuTimes,
+    ThreadGovernor,
+    ThreadTimes,
+    proc_stat_reader,
+)
+
+
+class FakeMachine:
+    """Cumulative CPU times as /proc/stat and the process would report them."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.busy = 0.0
+        self.niced = 0.0
+        self.own = 0.0
+        self.thread = ThreadTimes(0.0, 0.0)
+        self.readable = True
+
+    def run(
+        self,
+        seconds: float,
+        ours: float,
+        others: float = 0.0,
+        niced: float = 0.0,
+        waited: float = 0.0,
+    ) -> None:
+        """`seconds` pass with the engine on `ours` cores, others on `others` cores at
+        normal priority and `niced` cores at nice > 0; the engine thread, when the
+        engine works, waits for a core `waited` of the time."""
+        self.now += seconds
+        self.own += ours * seconds
+        self.busy += (ours + others + niced) * seconds
+        self.niced += niced * seconds
+        if ours:
+            self.thread = ThreadTimes(
+                self.thread.ran + seconds * (1 - waited),
+                self.thread.waited + seconds * waited,
+            )
+
+    def read(self) -> CpuTimes | None:
+        if not self.readable:
+            return None
+        return CpuTimes(self.now, self.busy, self.niced, self.own)
+
+    def read_thread(self) -> ThreadTimes | None:
+        return self.thread if self.readable else None
+
+
+def governor(
+    machine: FakeMachine, cores: int = 2, fixed: int | None = None, adapt: bool = True
+) -> ThreadGovernor:
+    return ThreadGovernor(
+        cores,
+        fixed,
+        machine.read,
+        niced=False,
+        clock=lambda: machine.now,
+        adapt=adapt,
+        read_thread=machine.read_thread,
+    )
+
+
+def test_an_idle_machine_keeps_every_core() -> None:
+    m = FakeMachine()
+    g = governor(m)
+    m.run(1.0, ours=2.0)
+    choice = g.update()
+    assert choice.threads == 2
+    assert choice.others == 0.0
+    assert not choice.contended
+    assert "idle" in choice.reason
+
+
+def test_one_busy_process_costs_a_thread_and_it_comes_back_when_it_stops() -> None:
+    m = FakeMachine()
+    g = governor(m)
+    # Two spinning engine threads and a compiler share 2 cores: it gets two thirds of one.
+    m.run(0.3, ours=1.33, others=0.67, waited=0.33)
+    choice = g.update()
+    assert (choice.threads, choice.contended, choice.changes) == (1, True, 1)
+    assert "0.7 of 2" in choice.reason
+    # At one thread the compiler has its own core, and so has the engine: background
+    # work takes nothing from the build.
+    m.run(0.3, ours=1.0, others=1.0)
+    choice = g.update()
+    assert (choice.threads, choice.contended) == (1, False)
+    # The build ends: both cores at the next measure.
+    m.run(0.3, ours=1.0)
+    choice = g.update()
+    assert (choice.threads, choice.contended, choice.changes) == (2, False, 2)
+
+
+def test_background_work_pauses_when_it_would_take_a_core_from_other_programs() -> None:
+    m = FakeMachine()
+    g = governor(m)
+    # Two busy processes and the engine's one thread: it waits a third of the time.
+    m.run(0.3, ours=0.67, others=1.33, waited=0.33)
+    assert g.update().contended
+    # Paused, the engine does not run: the others use both cores, no core is free.
+    m.run(0.5, ours=0.0, others=2.0)
+    assert g.update().contended
+    # One of them ends: a core is free again.
+    m.run(0.5, ours=0.0, others=1.0)
+    assert not g.update().contended
+
+
+def test_a_load_near_the_edge_does_not_flip_the_count_each_time() -> None:
+    m = FakeMachine()
+    g = governor(m)
+    m.run(0.3, ours=1.4, others=0.6, waited=0.3)
+    assert g.update().threads == 1
+    for _ in range(5):  # 0.4 of a core: not enough to drop a thread, too much to add one
+        m.run(0.3, ours=1.0, others=0.4)
+        assert g.update().threads == 1
+    m.run(0.3, ours=1.0, others=0.2)
+    assert g.update().threads == 2
+    for _ in range(5):
+        m.run(0.3, ours=1.6, others=0.4)
+        assert g.update().threads == 2
+
+
+def test_many_cores_keep_what_others_leave() -> None:
+    m = FakeMachine()
+    g = governor(m, cores=8)
+    m.run(0.5, ours=5.0, others=3.0)  # a make -j3 beside the engine
+    choice = g.update()
+    assert (choice.threads, choice.contended) == (5, False)
+    m.run(0.5, ours=1.0, others=7.0, waited=0.5)  # everything busy: one thread, never none
+    choice = g.update()
+    assert (choice.threads, choice.contended) == (1, True)
+
+
+def test_niced_work_does_not_count() -> None:
+    m = FakeMachine()
+    g = governor(m)
+    m.run(0.5, ours=1.4, niced=0.6)  # at nice 19 it takes what the engine leaves
+    choice = g.update()
+    assert choice.threads == 2
+    assert not choice.contended
+
+
+def test_niced_work_counts_when_the_engine_is_niced_too() -> None:
+    m = FakeMachine()
+    g = ThreadGovernor(2, None, m.read, niced=True, clock=lambda: m.now, read_thread=m.read_thread)
+    m.run(0.5, ours=1.3, niced=0.7)
+    assert g.update().threads == 1
+
+
+def test_short_windows_are_not_measured() -> None:
+    m = FakeMachine()
+    g = governor(m)
+    m.run(0.05, ours=0.0, others=2.0)
+    assert g.update().others is None  # 50 ms: too few ticks to judge
+    m.run(0.25, ours=0.0, others=2.0)
+    assert g.update().threads == 1  # measured over both
+
+
+def test_n_threads_in_the_config_wins_but_the_load_is_still_measured() -> None:
+    m = FakeMachine()
+    g = governor(m, fixed=2)
+    m.run(0.5, ours=1.0, others=1.0, waited=0.5)
+    choice = g.update()
+    assert choice.threads == 2
+    assert choice.reason == "[local] n_threads"
+    assert choice.contended  # background work still pauses
+
+
+def test_no_accounting_keeps_every_core() -> None:
+    m = FakeMachine()
+    m.readable = False
+    g = governor(m)
+    m.run(1.0, ours=1.0, others=1.0)
+    choice = g.update()
+    assert choice.threads == 2
+    assert "no CPU accounting" in choice.reason
+
+
+def test_proc_stat_is_read_for_the_usable_cores(tmp_path: Path) -> None:
+    stat = tmp_path / "stat"
+    stat.write_text(
+        "cpu  30 5 10 100 0 0 0 0 0 0\n"
+        "cpu0 10 5 5 50 0 0 0 1 0 0\n"
+        "cpu1 20 0 5 50 0 1 1 0 0 0\n"
+        "intr 12345\n"
+    )
+    times = proc_stat_reader(str(stat))()
+    assert times is not None
+    tick = 100  # USER_HZ is 100 on Linux
+    usable = _usable()
+    expected = {0: (10 + 5 + 5 + 1, 5), 1: (20 + 5 + 1 + 1, 0)}
+    busy = sum(expected[c][0] for c in usable if c in expected)
+    niced = sum(expected[c][1] for c in usable if c in expected)
+    assert times.busy == pytest.approx(busy / tick)
+    assert times.niced == pytest.approx(niced / tick)
+
+
+def test_an_unreadable_proc_stat_is_no_reading(tmp_path: Path) -> None:
+    assert proc_stat_reader(str(tmp_path / "absent"))() is None
+    garbled = tmp_path / "stat"
+    garbled.write_text("cpuX a b c\ncpu0 1 2\n")
+    assert proc_stat_reader(str(garbled))() is None
+
+
+def _usable() -> set[int]:
+    import os
+
+    return set(os.sched_getaffinity(0))
+
+
+def test_adapting_off_measures_nothing() -> None:
+    m = FakeMachine()
+    g = governor(m, adapt=False)
+    m.run(1.0, ours=1.0, others=1.0)
+    choice = g.update()
+    assert (choice.threads, choice.contended, choice.others) == (2, False, None)
+    assert choice.reason == "[local] adapt_to_load = false"
+    assert governor(m, cores=4, fixed=3, adapt=False).choice.threads == 3
