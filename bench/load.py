@@ -9,6 +9,7 @@ load in turn, in one run:
   cpu1      one CPU-bound process at normal priority (a compiler, a test run)
   cpu2      two of them
   nice19    one at nice 19
+  nice19-same  the same in the session of the editor (and of the standalone server)
   build     `make -j<cores>` compiling llama.cpp's ggml sources (from the llama-cpp-python
             sdist on PyPI, fetched once), over and over
   llama     a second llama.cpp process generating on every core, as another tool would
@@ -60,7 +61,7 @@ from aiguilleur.commands.replay import (  # noqa: E402
 )
 from bench.common import isolated_env  # noqa: E402
 
-LOADS = ("idle", "cpu1", "cpu2", "nice19", "build", "llama")
+LOADS = ("idle", "cpu1", "cpu2", "nice19", "nice19-same", "build", "llama")
 SDIST = "llama-cpp-python==0.3.36"
 BUSY = [sys.executable, "-c", "while True: pass"]
 
@@ -114,14 +115,14 @@ class Load:
         self.cache = cache
         self.processes: list[subprocess.Popen[bytes]] = []
 
-    def _start(self, cmd: list[str], **kw: Any) -> None:
+    def _start(self, cmd: list[str], own_session: bool = True, **kw: Any) -> None:
         self.processes.append(
             subprocess.Popen(
                 cmd,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
-                start_new_session=True,
+                start_new_session=own_session,
                 **kw,
             )
         )
@@ -135,6 +136,8 @@ class Load:
             self._start(BUSY)
         elif self.name == "nice19":
             self._start(["nice", "-n", "19", *BUSY])
+        elif self.name == "nice19-same":
+            self._start(["nice", "-n", "19", *BUSY], own_session=False)
         elif self.name == "build":
             build = ggml_sources(self.cache)
             loop = f"while true; do make -k -j{cores} >/dev/null 2>&1; rm -f *.o; done"
@@ -147,7 +150,10 @@ class Load:
     def stop(self) -> None:
         for process in self.processes:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
+                if os.getpgid(process.pid) == process.pid:
+                    os.killpg(process.pid, signal.SIGKILL)  # a build: make and its compilers
+                else:
+                    process.kill()
             process.wait()
         self.processes.clear()
 
@@ -356,13 +362,14 @@ COLUMNS = [
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
-    head = f"{'load':<8}{'arm':<10}{'path':<11}" + "".join(f"{h:>11}" for _, h, _ in COLUMNS)
+    head = f"{'load':<12}{'arm':<10}{'path':<11}" + "".join(f"{h:>11}" for _, h, _ in COLUMNS)
     print("\n" + head)
     for r in rows:
         cells = "".join(
             f"{(fmt.format(r[k]) if r.get(k) is not None else '-'):>11}" for k, _, fmt in COLUMNS
         )
-        print(f"{r['load']:<8}{r['arm']:<10}{'daemon' if r['daemon'] else 'standalone':<11}{cells}")
+        path = "daemon" if r["daemon"] else "standalone"
+        print(f"{r['load']:<12}{r['arm']:<10}{path:<11}{cells}")
 
 
 def main() -> int:

@@ -99,9 +99,13 @@ class LlamaEngine:
         settings: EngineSettings,
         on_loaded: Callable[[ModelInfo | None, str | None], None] | None = None,
         store: KVStateStore | None = None,
+        governor: ThreadGovernor | None = None,
     ) -> None:
         self.model_path = model_path
         self.settings = settings
+        # Default: one that reads this machine (threads.py), made on the engine thread,
+        # which is the thread whose waits it reads.
+        self._governor = governor
         self._on_loaded = on_loaded
         self._keeper = StateKeeper(store if settings.reuse_prefix else None, self._count)
         self._prefill: FimJob | None = None
@@ -481,7 +485,9 @@ class LlamaEngine:
 
     def _load(self) -> ModelInfo:
         settings = self.settings
-        governor = ThreadGovernor(usable_cores(), settings.n_threads, adapt=settings.adapt_to_load)
+        governor = self._governor or ThreadGovernor(
+            usable_cores(), settings.n_threads, adapt=settings.adapt_to_load
+        )
         llm, fim, info = load_model(self.model_path, self.settings)
         self._llm = llm
         threads = LiveThreads(llm, governor, info.n_threads)

@@ -50,6 +50,18 @@ FREE_AT_LEAST = 0.7
 # A window in which the engine thread ran (or waited to) less than this says nothing of
 # its waits.
 MIN_ENGINE_S = 0.05
+# Niced work (nice > 0) takes almost nothing from the engine when the scheduler weighs the
+# two against each other, and a full share when each is in a group of its own: Linux gives
+# each session (the autogroup) or cgroup an equal share whatever the nice values inside
+# it, so a `nice make` started in a terminal competes fully with the editor's server (beside
+# one, the engine at 2 threads took 18x longer). Which holds is seen, not assumed: niced
+# work counts as competing until a window run with the threads it would take shows the
+# engine thread did not wait for a core; such a window is tried while niced work alone
+# costs the engine threads, after PROBE_EVERY_S, then twice as long after each try that
+# found it competing (a try costs: the spinning it tests for), up to PROBE_MAX_S.
+NICED_PRESENT = 0.3
+PROBE_EVERY_S = 10.0
+PROBE_MAX_S = 300.0
 
 
 class CpuTimes(msgspec.Struct, frozen=True):
@@ -152,9 +164,9 @@ def own_thread_reader() -> Callable[[], ThreadTimes | None]:
 class ThreadGovernor:
     """Chooses the engine's thread count from what other programs use of its cores.
 
-        `update()` measures the window since its last measure (when at least MIN_WINDOW_S
-        long) and returns the choice; the engine applies a changed count between two
-        evaluations. `fixed` (`[local] n_threads`) keeps the count; the load is measured all
+    `update()` measures the window since its last measure (when at least MIN_WINDOW_S
+    long) and returns the choice; the engine applies a changed count between two
+    evaluations. `fixed` (`[local] n_threads`) keeps the count; the load is measured all
     the same, for background work. Without `adapt`, nothing is measured: the count is
     `fixed` or every core, and background work never pauses.
     """
@@ -179,6 +191,9 @@ class ThreadGovernor:
         self._fixed = max(1, fixed) if fixed is not None else None
         self._last = self._read() if adapt else None
         self._last_thread = self._read_thread() if adapt else None
+        self._niced_competes = True  # until a window shows otherwise (NICED_PRESENT)
+        self._probe_at = 0.0
+        self._probe_every = PROBE_EVERY_S
         if not adapt:
             reason = "[local] adapt_to_load = false"
             self._choice = ThreadChoice(self._fixed or self.cores, self.cores, reason)
@@ -202,25 +217,50 @@ class ThreadGovernor:
         now = self._read()
         if now is None or now.at - self._last.at < MIN_WINDOW_S:
             return self._choice
-        others = self._others(self._last, now)
+        normal, niced = self._loads(self._last, now)
         thread = self._read_thread()
         waited = _waited(self._last_thread, thread)
         self._last, self._last_thread = now, thread
-        self._choice = self._decide(others, waited)
+        self._learn(normal, niced, waited, now.at)
+        self._choice = self._decide(normal, niced, waited, now.at)
         return self._choice
 
-    def _others(self, a: CpuTimes, b: CpuTimes) -> float:
-        """Cores used by other programs that compete with the engine, over [a, b]."""
+    def _loads(self, a: CpuTimes, b: CpuTimes) -> tuple[float, float]:
+        """Cores used by other programs over [a, b]: at normal priority, and niced."""
         wall = b.at - a.at
         busy = b.busy - a.busy
         own = b.own - a.own
-        niced = b.niced - a.niced
-        # At nice > 0 ourselves, niced programs compete on equal terms.
-        competing = busy - own if self._own_niced else busy - niced - own
-        return max(0.0, competing / wall)
+        niced = max(0.0, b.niced - a.niced)
+        if self._own_niced:  # at nice > 0 ourselves, niced programs compete on equal terms
+            return max(0.0, (busy - own) / wall), 0.0
+        return max(0.0, (busy - niced - own) / wall), niced / wall
 
-    def _decide(self, others: float, waited: float | None) -> ThreadChoice:
+    def _target(self, others: float) -> int:
+        """The threads that leave `others` cores their share (the count to drop to)."""
+        return _clamp(self.cores - math.floor(others + 1 - DROP_AT), self.cores)
+
+    def _learn(self, normal: float, niced: float, waited: float | None, now: float) -> None:
+        """Whether niced work takes from the engine, as the last window showed it: a
+        window run with more threads than counting it would leave is the test."""
+        # A verdict stands until a window judges again: wrong one way, the engine waits
+        # in the next window with niced work, which says so; the other way, a try does.
+        if (
+            niced >= NICED_PRESENT
+            and waited is not None
+            and self._choice.threads > self._target(normal + niced)
+        ):
+            self._niced_competes = waited >= WAITED_AT
+            if self._niced_competes:
+                self._probe_every = min(PROBE_MAX_S, 2 * self._probe_every)
+            else:
+                self._probe_every = PROBE_EVERY_S
+            self._probe_at = now + self._probe_every
+
+    def _decide(
+        self, normal: float, niced: float, waited: float | None, now: float
+    ) -> ThreadChoice:
         current = self._choice.threads
+        others = normal + (niced if self._niced_competes else 0.0)
         if waited is not None:
             contended = waited >= WAITED_AT
         else:
@@ -230,9 +270,18 @@ class ThreadGovernor:
             return msgspec.structs.replace(
                 self._choice, others=round(others, 2), contended=contended, waited=shown
             )
-        lower = _clamp(self.cores - math.floor(others + 1 - DROP_AT), self.cores)
+        lower = self._target(others)
         higher = _clamp(self.cores - math.floor(others + 1 - RAISE_BELOW), self.cores)
         threads = lower if current > lower else higher if current < higher else current
+        probe = self._target(normal)
+        niced_costs = self._niced_competes and niced >= NICED_PRESENT and probe > threads
+        if niced_costs and now >= self._probe_at:
+            self._probe_at = now + self._probe_every
+            reason = (
+                f"trying {probe} threads: does the niced work ({niced:.1f} cores) "
+                "take from the engine? (it does when it runs in a session of its own)"
+            )
+            return self._choice_of(probe, reason, others, contended, shown)
         if others < RAISE_BELOW and threads == self.cores:
             reason = "every usable core: the machine is otherwise idle"
         elif threads == self.cores:
@@ -242,14 +291,21 @@ class ThreadGovernor:
                 f"other programs use {others:.1f} of {self.cores} cores: {threads} left "
                 "(threads that wait for a busy core spin)"
             )
+        if niced >= NICED_PRESENT and not self._niced_competes:
+            reason += f"; niced work ({niced:.1f} cores) does not take from the engine"
+        return self._choice_of(threads, reason, others, contended, shown)
+
+    def _choice_of(
+        self, threads: int, reason: str, others: float, contended: bool, waited: float | None
+    ) -> ThreadChoice:
         return ThreadChoice(
             threads,
             self.cores,
             reason,
             others=round(others, 2),
             contended=contended,
-            waited=shown,
-            changes=self._choice.changes + (threads != current),
+            waited=waited,
+            changes=self._choice.changes + (threads != self._choice.threads),
         )
 
 

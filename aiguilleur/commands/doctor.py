@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from pathlib import Path
 
 from aiguilleur.backends.models import discover
+from aiguilleur.backends.threads import ThreadGovernor, usable_cores
 from aiguilleur.config import WORKSPACE_FILE, ConfigLayers, cache_dir, models_dir
 from aiguilleur.trust import TrustState
 
@@ -14,6 +16,26 @@ from aiguilleur.trust import TrustState
 def _line(ok: bool | None, text: str) -> None:
     mark = {True: "ok  ", False: "FAIL", None: "--  "}[ok]
     print(f"[{mark}] {text}", flush=True)
+
+
+def _threads(fixed: int | None, adapt: bool) -> None:
+    """The engine's thread count as it would choose it now, from the machine's load."""
+    governor = ThreadGovernor(usable_cores(), fixed, adapt=adapt)
+    time.sleep(0.5)  # a window to measure what other programs use
+    choice = governor.update()
+    if fixed:
+        _line(True, f"threads: {choice.threads} ([local] n_threads)")
+    else:
+        now = f"{choice.threads} of {choice.cores} usable cores now"
+        _line(True, f"threads: {now}: {choice.reason}")
+    if choice.others is None:
+        return
+    background = "pauses" if choice.contended else "runs"
+    _line(
+        None,
+        f"other programs use {choice.others:.1f} cores: prefill and prefetch {background}; "
+        "the engine measures again as it works ([local] adapt_to_load)",
+    )
 
 
 def run_doctor(timeout: float = 300.0) -> int:
@@ -66,8 +88,7 @@ def run_doctor(timeout: float = 300.0) -> int:
                     f"loads in {info.load_ms:.0f} ms: {info.name}, context {info.n_ctx}"
                     f" (trained {info.n_ctx_train}), vocabulary {info.n_vocab}",
                 )
-                source = "[local] n_threads" if config.local.n_threads else "the usable cores"
-                _line(True, f"threads: {info.n_threads} ({source})")
+                _threads(config.local.n_threads, config.local.adapt_to_load)
                 if info.fim is None:
                     problems += 1
                     _line(

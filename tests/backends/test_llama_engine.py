@@ -8,6 +8,8 @@ next request failed with InvalidStateError instead of being answered."""
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,7 @@ from aiguilleur.backends.llama import LlamaEngine
 from aiguilleur.backends.llama_model import EngineSettings
 from aiguilleur.errors import Cancelled
 from aiguilleur.types import FimContext, GenerationParams, Request, RequestKind
+from tests.support.machine import FakeMachine
 
 
 def request(prefix: str) -> Request:
@@ -148,3 +151,72 @@ async def test_across_sessions_the_latest_goes_first_and_none_waits_two_turns(
     finally:
         engine.close()
         engine.join(30)
+
+
+def fim(prefix: str, max_tokens: int = 4) -> Request:
+    return Request(
+        RequestKind.COMPLETION,
+        key="session",
+        context=FimContext(path="a.py", prefix=prefix, suffix="\n"),
+        params=GenerationParams(max_tokens=max_tokens, time_budget_ms=600_000),
+        prefix_tokens=256,
+        extra_tokens=0,
+    )
+
+
+async def until(check: Callable[[], bool], seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, "never happened"
+        await asyncio.sleep(0.02)
+
+
+async def test_background_work_waits_while_other_programs_need_the_cores(
+    tiny_model: Path,
+) -> None:
+    machine = FakeMachine()
+    engine = LlamaEngine(
+        tiny_model, EngineSettings(n_ctx=512, n_batch=64), governor=machine.governor()
+    )
+    try:
+        await asyncio.wrap_future(engine.loaded)
+        # The engine idle, other programs on both cores: no core is free.
+        machine.run(1.0, ours=0.0, others=2.0)
+        engine.prefill(fim("def f(x):\n    y = x * 2\n    return "))
+        await until(lambda: engine.stats().background_paused == 1)
+        with pytest.raises(Cancelled):  # a guess is dropped, not kept waiting
+            await engine.prefetch(fim("def g():\n    return "))
+        stats = engine.stats()
+        assert stats.prefilled_tokens == 0 and stats.background_paused == 2
+        assert not stats.busy  # waiting for the machine, not for the engine
+        assert stats.threads is not None and stats.threads.threads == 1
+        assert stats.threads.contended
+        # A request is not background work: it runs, on the core that is left.
+        answer = await engine.complete(fim("x = "))
+        assert answer.usage.completion_tokens > 0
+        # The other programs end: the prefill runs, on every core again.
+        engine.prefill(fim("def f(x):\n    y = x * 2\n    return "))
+        machine.run(1.0, ours=0.0, others=0.0)
+        await until(lambda: engine.stats().prefilled_tokens > 0)
+        stats = engine.stats()
+        assert stats.threads is not None and stats.threads.threads == 2
+        assert not stats.threads.contended
+    finally:
+        engine.close()
+        engine.join(30)
+
+
+async def test_the_answer_does_not_depend_on_the_thread_count(tiny_model: Path) -> None:
+    answers = []
+    for threads in (1, 2):
+        settings = EngineSettings(n_ctx=512, n_batch=64, n_threads=threads, adapt_to_load=False)
+        engine = LlamaEngine(tiny_model, settings)
+        try:
+            await asyncio.wrap_future(engine.loaded)
+            answers.append((await engine.complete(fim("def f(x):\n    return ", 12))).text)
+            stats = engine.stats()
+            assert stats.threads is not None and stats.threads.threads == threads
+        finally:
+            engine.close()
+            engine.join(30)
+    assert answers[0] == answers[1]

@@ -6,67 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from aiguilleur.backends.threads import (
-    CpuTimes,
-    ThreadGovernor,
-    ThreadTimes,
-    proc_stat_reader,
-)
-
-
-class FakeMachine:
-    """Cumulative CPU times as /proc/stat and the process would report them."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.busy = 0.0
-        self.niced = 0.0
-        self.own = 0.0
-        self.thread = ThreadTimes(0.0, 0.0)
-        self.readable = True
-
-    def run(
-        self,
-        seconds: float,
-        ours: float,
-        others: float = 0.0,
-        niced: float = 0.0,
-        waited: float = 0.0,
-    ) -> None:
-        """`seconds` pass with the engine on `ours` cores, others on `others` cores at
-        normal priority and `niced` cores at nice > 0; the engine thread, when the
-        engine works, waits for a core `waited` of the time."""
-        self.now += seconds
-        self.own += ours * seconds
-        self.busy += (ours + others + niced) * seconds
-        self.niced += niced * seconds
-        if ours:
-            self.thread = ThreadTimes(
-                self.thread.ran + seconds * (1 - waited),
-                self.thread.waited + seconds * waited,
-            )
-
-    def read(self) -> CpuTimes | None:
-        if not self.readable:
-            return None
-        return CpuTimes(self.now, self.busy, self.niced, self.own)
-
-    def read_thread(self) -> ThreadTimes | None:
-        return self.thread if self.readable else None
+from aiguilleur.backends.threads import ThreadGovernor, proc_stat_reader
+from tests.support.machine import FakeMachine
 
 
 def governor(
     machine: FakeMachine, cores: int = 2, fixed: int | None = None, adapt: bool = True
 ) -> ThreadGovernor:
-    return ThreadGovernor(
-        cores,
-        fixed,
-        machine.read,
-        niced=False,
-        clock=lambda: machine.now,
-        adapt=adapt,
-        read_thread=machine.read_thread,
-    )
+    return machine.governor(cores, fixed, adapt)
 
 
 def test_an_idle_machine_keeps_every_core() -> None:
@@ -139,13 +86,53 @@ def test_many_cores_keep_what_others_leave() -> None:
     assert (choice.threads, choice.contended) == (1, True)
 
 
-def test_niced_work_does_not_count() -> None:
+def test_niced_work_does_not_count_when_the_engine_does_not_wait_for_it() -> None:
     m = FakeMachine()
     g = governor(m)
     m.run(0.5, ours=1.4, niced=0.6)  # at nice 19 it takes what the engine leaves
     choice = g.update()
     assert choice.threads == 2
     assert not choice.contended
+    assert "niced work (1.2 cores)" not in choice.reason
+
+
+def test_niced_work_in_a_group_of_its_own_counts_and_is_tried_again_later() -> None:
+    m = FakeMachine()
+    g = governor(m)
+    # `nice make` in a terminal: a session of its own, an equal share whatever its nice.
+    m.run(0.5, ours=1.0, niced=1.0, waited=0.4)
+    assert g.update().threads == 1
+    for _ in range(10):  # at one thread the engine has its core: no wait, still one
+        m.run(0.5, ours=1.0, niced=1.0)
+        choice = g.update()
+        assert choice.threads == 1, choice
+    # Later, one window at two threads asks again, and the engine waits again; each try
+    # that finds it so comes twice as late as the one before (a try costs what it tests).
+    m.run(15.0, ours=1.0, niced=1.0)
+    probe = g.update()
+    assert probe.threads == 2 and probe.reason.startswith("trying 2 threads")
+    m.run(0.3, ours=1.3, niced=0.7, waited=0.35)
+    assert g.update().threads == 1
+    m.run(30.0, ours=1.0, niced=1.0)
+    assert g.update().threads == 1
+    m.run(10.0, ours=1.0, niced=1.0)
+    assert g.update().threads == 2
+
+
+def test_niced_work_in_the_engine_s_group_is_found_harmless_by_a_try() -> None:
+    m = FakeMachine()
+    g = governor(m)
+    m.run(0.5, ours=1.0, others=1.0)  # a build at normal priority: one thread
+    assert g.update().threads == 1
+    m.run(0.5, ours=1.0, niced=1.0)  # it ends; niced work runs on, not yet judged: a try
+    assert g.update().reason.startswith("trying 2 threads")
+    m.run(0.5, ours=1.97, niced=0.03)  # the scheduler gives the engine both cores
+    choice = g.update()
+    assert choice.threads == 2
+    for _ in range(5):
+        m.run(0.5, ours=1.9, niced=0.5)
+        choice = g.update()
+        assert choice.threads == 2 and "does not take from the engine" in choice.reason
 
 
 def test_niced_work_counts_when_the_engine_is_niced_too() -> None:

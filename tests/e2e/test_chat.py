@@ -141,7 +141,7 @@ async def test_a_local_chat_steps_aside_for_completions_and_finishes(
     home.write_config(
         f'[local]\nmodel = "{small_model}"\nn_ctx = 2048\n'
         "[completion]\nmax_tokens = 4\nprefix_tokens = 128\nsuffix_tokens = 32\n"
-        "extra_tokens = 0\n[chat]\nmax_tokens = 160\n"
+        "extra_tokens = 0\ntime_budget_ms = 600000\n[chat]\nmax_tokens = 160\n"
     )
     chat = "# Chat: x\n<!-- aiguilleur chat; about: /w/m.py -->\n\n## You\n\nTalk.\n"
     async with lsp_session(home) as client:

@@ -23,20 +23,30 @@ def accepted(text: str, line: int, char: int, suggestion: str) -> tuple[str, int
     return "\n".join(lines), end_line, end_char
 
 
+# Prefetches are asserted on: they run whatever else the machine does.
+CONFIG = (
+    '[local]\nmodel = "{model}"\nn_ctx = 2048\nadapt_to_load = false\n'
+    "[completion]\nmax_tokens = {max_tokens}\ntime_budget_ms = 600000\nprefix_tokens = 256\n"
+    "suffix_tokens = 64\nextra_tokens = 0\n"
+)
+
+
+@pytest.fixture
+def tiny_home(home: TestHome, tiny_model: Path) -> TestHome:
+    home.write_config(CONFIG.format(model=tiny_model, max_tokens=8))
+    return home
+
+
 @pytest.fixture
 def slowish_home(home: TestHome, small_model: Path) -> TestHome:
     """Slow enough per token that a request sent at once finds the prefetch running."""
-    home.write_config(
-        f'[local]\nmodel = "{small_model}"\nn_ctx = 2048\n'
-        "[completion]\nmax_tokens = 24\ntime_budget_ms = 600000\nprefix_tokens = 256\n"
-        "suffix_tokens = 64\nextra_tokens = 0\n"
-    )
+    home.write_config(CONFIG.format(model=small_model, max_tokens=24))
     return home
 
 
 @pytest.mark.parametrize(
     ("reading", "user"),
-    [(True, "model_home"), (False, "slowish_home")],
+    [(True, "tiny_home"), (False, "slowish_home")],
     ids=["after-reading", "at-once"],
 )
 async def test_accepting_a_suggestion_gets_the_next_one_without_the_engine(

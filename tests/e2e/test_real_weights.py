@@ -15,7 +15,14 @@ import pytest
 
 from tests.support.editor import Editor
 from tests.support.home import TestHome
-from tests.support.lsp import code_actions, inline, lsp_session, open_doc, run_command
+from tests.support.lsp import (
+    code_actions,
+    inline,
+    last_completion,
+    lsp_session,
+    open_doc,
+    run_command,
+)
 
 
 @pytest.fixture
@@ -53,6 +60,34 @@ async def test_a_line_start_in_an_indented_block_gets_code_at_that_indentation(
     lines = text.split("\n")
     lines[3] += shown
     ast.parse("\n".join(lines))  # it fits the block
+
+
+async def test_a_suggestion_cut_by_the_time_budget_is_shown_up_to_a_whole_word(
+    home: TestHome, qwen_model: Path
+) -> None:
+    """The budget ends generation after the first token of the answer (1 ms is over by
+    then, however fast the machine): what is shown is the start of the answer the model
+    gives without a budget, ending where a word ends, and says it was cut."""
+    text = (
+        "def total(prices, quantities):\n    result = 0\n"
+        "    for price, quantity in zip(prices, quantities):\n        \n    return result\n"
+    )
+    shown: dict[int, str] = {}
+    for budget in (1, 60_000):
+        home.write_config(
+            f'[local]\nmodel = "{qwen_model}"\nn_ctx = 2048\n'
+            f"[completion]\nmax_tokens = 24\ntime_budget_ms = {budget}\nprefetch = false\n"
+        )
+        async with lsp_session(home) as client:
+            uri = open_doc(client, home.workspace / f"cut{budget}.py", text)
+            [shown[budget]] = await inline(client, uri, 3, 8)
+            last = await last_completion(client, uri)
+        assert last is not None
+        assert (last["stop_reason"] == "time") == (budget == 1), last
+    cut, whole = shown[1], shown[60_000]
+    assert cut.strip(), "a cut answer is still an answer"
+    assert whole.startswith(cut) and len(cut) < len(whole), (cut, whole)
+    assert not (cut[-1].isalnum() and whole[len(cut)].isalnum()), (cut, whole)
 
 
 async def test_a_cursor_in_a_word_completes_the_word(qwen_home: TestHome) -> None:
