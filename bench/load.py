@@ -180,6 +180,7 @@ class Arm(msgspec.Struct, frozen=True):
     load: str
     arm: str  # adaptive | fixed
     daemon: bool
+    round: int = 1
 
 
 def write_config(home: Path, model: Path, adapt: bool) -> None:
@@ -362,14 +363,15 @@ COLUMNS = [
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
-    head = f"{'load':<12}{'arm':<10}{'path':<11}" + "".join(f"{h:>11}" for _, h, _ in COLUMNS)
+    head = f"{'load':<12}{'arm':<10}{'path':<11}{'round':>6}"
+    head += "".join(f"{h:>11}" for _, h, _ in COLUMNS)
     print("\n" + head)
     for r in rows:
         cells = "".join(
             f"{(fmt.format(r[k]) if r.get(k) is not None else '-'):>11}" for k, _, fmt in COLUMNS
         )
         path = "daemon" if r["daemon"] else "standalone"
-        print(f"{r['load']:<12}{r['arm']:<10}{path:<11}{cells}")
+        print(f"{r['load']:<12}{r['arm']:<10}{path:<11}{r['round']:>6}{cells}")
 
 
 def main() -> int:
@@ -385,6 +387,7 @@ def main() -> int:
     parser.add_argument("--react-before", type=int, default=4)
     parser.add_argument("--react-during", type=int, default=8)
     parser.add_argument("--no-reaction", action="store_true")
+    parser.add_argument("--idle-rounds", type=int, default=3)
     parser.add_argument("--generate", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.generate:
@@ -402,11 +405,13 @@ def main() -> int:
     if "build" in args.loads:
         ggml_sources(cache)
 
-    plan = [
-        Arm(load, name, False)
-        for load in args.loads.split(",")
-        if load
-        for name in args.arms.split(",")
+    loads = [load for load in args.loads.split(",") if load]
+    # Idle, adaptive and fixed alternate for several rounds: the difference to tell
+    # apart there is small, and this machine is shared.
+    rounds = args.idle_rounds if "idle" in loads else 0
+    plan = [Arm("idle", name, False, n + 1) for n in range(rounds) for name in args.arms.split(",")]
+    plan += [
+        Arm(load, name, False) for load in loads if load != "idle" for name in args.arms.split(",")
     ]
     plan += [
         Arm(load, name, True)
@@ -424,20 +429,31 @@ def main() -> int:
         finally:
             load.stop()
 
-    def find(load: str, arm: str, daemon: bool) -> dict[str, Any] | None:
-        match = (r for r in rows if (r["load"], r["arm"], r["daemon"]) == (load, arm, daemon))
-        return next(match, None)
+    def p50(load: str, arm: str, daemon: bool, rnd: int | None = None) -> float | None:
+        """The engine p50 of an arm; over idle rounds, their median."""
+        values = [
+            r["engine_p50_ms"]
+            for r in rows
+            if (r["load"], r["arm"], r["daemon"]) == (load, arm, daemon)
+            and rnd in (None, r["round"])
+        ]
+        return statistics.median(values) if values else None
 
     for r in rows:
-        idle = find("idle", "adaptive", r["daemon"])
-        r["p50_vs_idle"] = r["engine_p50_ms"] / idle["engine_p50_ms"] if idle else None
+        idle = p50("idle", "adaptive", r["daemon"])
+        r["p50_vs_idle"] = r["engine_p50_ms"] / idle if idle else None
     print_table(rows)
-    ratios = {}
+    ratios: dict[str, float] = {}
     for r in rows:
-        adaptive = find(r["load"], "adaptive", r["daemon"])
-        if r["arm"] == "fixed" and adaptive and adaptive["engine_p50_ms"]:
+        adaptive = p50(r["load"], "adaptive", r["daemon"], r["round"])
+        if r["arm"] == "fixed" and adaptive:
             key = f"{r['load']}{'_daemon' if r['daemon'] else ''}"
-            ratios[key] = r["engine_p50_ms"] / adaptive["engine_p50_ms"]
+            if r["load"] == "idle" and not r["daemon"]:
+                key += f"_round{r['round']}"
+            ratios[key] = r["engine_p50_ms"] / adaptive
+    idle_rounds = [v for k, v in ratios.items() if k.startswith("idle_round")]
+    if idle_rounds:
+        ratios["idle_median_of_rounds"] = statistics.median(idle_rounds)
     if ratios:
         shown = ", ".join(f"{k} {v:.2f}x" for k, v in ratios.items())
         print(f"\nfixed / adaptive, engine p50: {shown}")

@@ -192,6 +192,9 @@ class ThreadGovernor:
         self._last = self._read() if adapt else None
         self._last_thread = self._read_thread() if adapt else None
         self._niced_competes = True  # until a window shows otherwise (NICED_PRESENT)
+        self._niced_before = 0.0  # cores niced work used in the window before the last
+        self._niced_judged = False
+        self._niced_strikes = 0  # windows in a row in which the engine waited for it
         self._probe_at = 0.0
         self._probe_every = PROBE_EVERY_S
         if not adapt:
@@ -244,12 +247,21 @@ class ThreadGovernor:
         window run with more threads than counting it would leave is the test."""
         # A verdict stands until a window judges again: wrong one way, the engine waits
         # in the next window with niced work, which says so; the other way, a try does.
+        # Niced work the scheduler weighs against the engine all but stops while the
+        # engine runs: what it used the window before says it is there.
+        recent = max(niced, self._niced_before)
+        self._niced_before = niced
         if (
-            niced >= NICED_PRESENT
+            recent >= NICED_PRESENT
             and waited is not None
-            and self._choice.threads > self._target(normal + niced)
+            and self._choice.threads > self._target(normal + recent)
         ):
-            self._niced_competes = waited >= WAITED_AT
+            # Found harmless, it takes two windows in a row to be found competing: a
+            # wait of one window can be anything (a compiler starting, the editor).
+            self._niced_strikes = self._niced_strikes + 1 if waited >= WAITED_AT else 0
+            needed = 2 if self._niced_judged and not self._niced_competes else 1
+            self._niced_competes = self._niced_strikes >= needed
+            self._niced_judged = True
             if self._niced_competes:
                 self._probe_every = min(PROBE_MAX_S, 2 * self._probe_every)
             else:

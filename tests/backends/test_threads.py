@@ -124,15 +124,27 @@ def test_niced_work_in_the_engine_s_group_is_found_harmless_by_a_try() -> None:
     g = governor(m)
     m.run(0.5, ours=1.0, others=1.0)  # a build at normal priority: one thread
     assert g.update().threads == 1
-    m.run(0.5, ours=1.0, niced=1.0)  # it ends; niced work runs on, not yet judged: a try
+    m.run(0.5, ours=0.0, niced=1.0)  # it ends; niced work runs on, not yet judged: a try
     assert g.update().reason.startswith("trying 2 threads")
-    m.run(0.5, ours=1.97, niced=0.03)  # the scheduler gives the engine both cores
-    choice = g.update()
-    assert choice.threads == 2
-    for _ in range(5):
-        m.run(0.5, ours=1.9, niced=0.5)
+    # The scheduler gives the engine both cores: the niced work all but stops meanwhile.
+    m.run(0.5, ours=1.97, niced=0.03)
+    assert g.update().threads == 2
+    for ours in (0.0, 1.97, 0.0, 1.0):  # idle or working, niced work no longer counts
+        m.run(0.5, ours=ours, niced=2.0 - ours)
         choice = g.update()
-        assert choice.threads == 2 and "does not take from the engine" in choice.reason
+        assert choice.threads == 2, choice
+    assert "does not take from the engine" in choice.reason
+    # One window in which the engine waited (a compiler starting) is not a verdict; two
+    # in a row are.
+    m.run(0.5, ours=1.5, niced=0.5, waited=0.3)
+    assert g.update().threads == 2
+    m.run(0.5, ours=1.9, niced=0.1)
+    assert g.update().threads == 2
+    m.run(0.5, ours=1.5, niced=0.5, waited=0.3)
+    m.run(0.0, ours=0.0)
+    assert g.update().threads == 2
+    m.run(0.5, ours=1.5, niced=0.5, waited=0.3)
+    assert g.update().threads == 1
 
 
 def test_niced_work_counts_when_the_engine_is_niced_too() -> None:
