@@ -26,8 +26,9 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -195,27 +196,51 @@ class ChatFeature:
 
 
 class _Doc:
-    """Our view of the document we are writing into: edits are computed against it."""
+    """Our view of the document we are writing into: edits are computed against it.
+
+    An edit, once sent, is the editor's to apply, whether or not we still wait for its
+    answer: so each edit runs to its end even when the answer is stopped meanwhile (our
+    view then includes it), and edits run one at a time, each against the text the one
+    before it left. Without this, a stop during an edit put the mark and the user's new
+    heading before the words still on their way.
+    """
 
     def __init__(self, text: str, apply: InsertEdit, uri: str) -> None:
         self.text = text
         self._apply = apply
         self._uri = uri
+        self._turn = asyncio.Lock()
 
     def line_count(self) -> int:
         return self.text.count("\n") + 1
 
     async def append(self, chunk: str) -> None:
-        if not chunk:
-            return
-        end = len(self.text)
-        if not await self._apply(self._uri, self.text, end, end, chunk):
-            raise ChatError("the editor refused to insert the answer")
-        self.text += chunk
+        if chunk:
+            await self._whole(self._append(chunk))
 
     async def replace_line(self, index: int, new: str) -> None:
-        lines = self.text.split("\n")
-        start = sum(len(line) + 1 for line in lines[:index])
-        if await self._apply(self._uri, self.text, start, start + len(lines[index]), new):
-            lines[index] = new
-            self.text = "\n".join(lines)
+        await self._whole(self._replace_line(index, new))
+
+    async def _whole(self, edit: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(edit)
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            # It goes on; its failure, if any, is the caller's no longer.
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+            raise
+
+    async def _append(self, chunk: str) -> None:
+        async with self._turn:
+            end = len(self.text)
+            if not await self._apply(self._uri, self.text, end, end, chunk):
+                raise ChatError("the editor refused to insert the answer")
+            self.text += chunk
+
+    async def _replace_line(self, index: int, new: str) -> None:
+        async with self._turn:
+            lines = self.text.split("\n")
+            start = sum(len(line) + 1 for line in lines[:index])
+            if await self._apply(self._uri, self.text, start, start + len(lines[index]), new):
+                lines[index] = new
+                self.text = "\n".join(lines)

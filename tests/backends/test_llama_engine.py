@@ -71,7 +71,9 @@ async def test_cancelling_the_awaiting_task_then_asking_again_gets_an_answer(
 
 
 async def test_a_prefetch_gives_way_to_a_request_at_once(small_model: Path) -> None:
-    engine = LlamaEngine(small_model, EngineSettings(n_ctx=4096, n_batch=64))
+    # A prefetch that runs whatever else the machine does (one thread: nothing spins).
+    settings = EngineSettings(n_ctx=4096, n_batch=64, n_threads=1, adapt_to_load=False)
+    engine = LlamaEngine(small_model, settings)
     try:
         await asyncio.wrap_future(engine.loaded)
         long = Request(

@@ -11,10 +11,12 @@ from tests.support.home import TestHome
 from tests.support.lsp import idle, inline, last_completion, lsp_session, open_doc, status
 
 # The whole file fits the prefix window, so the window starts at line 0 everywhere.
-# Prefills are asserted on: they run whatever else the machine does.
+# Prefills are asserted on: they run whatever else the machine does (on one thread,
+# which no other program makes spin), and answers are compared: no time budget cuts them.
 CONFIG = (
-    '[local]\nmodel = "{model}"\nn_ctx = 2048\nadapt_to_load = false\n'
+    '[local]\nmodel = "{model}"\nn_ctx = 2048\nadapt_to_load = false\nn_threads = 1\n'
     "[completion]\nmax_tokens = 8\nprefix_tokens = 1200\nsuffix_tokens = 32\nextra_tokens = 0\n"
+    "time_budget_ms = 600000\n"
 )
 
 

@@ -23,9 +23,10 @@ def accepted(text: str, line: int, char: int, suggestion: str) -> tuple[str, int
     return "\n".join(lines), end_line, end_char
 
 
-# Prefetches are asserted on: they run whatever else the machine does.
+# Prefetches are asserted on: they run whatever else the machine does (on one thread,
+# which no other program makes spin).
 CONFIG = (
-    '[local]\nmodel = "{model}"\nn_ctx = 2048\nadapt_to_load = false\n'
+    '[local]\nmodel = "{model}"\nn_ctx = 2048\nadapt_to_load = false\nn_threads = 1\n'
     "[completion]\nmax_tokens = {max_tokens}\ntime_budget_ms = 600000\nprefix_tokens = 256\n"
     "suffix_tokens = 64\nextra_tokens = 0\n"
 )
