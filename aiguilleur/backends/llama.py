@@ -488,13 +488,13 @@ class LlamaEngine:
         governor = self._governor or ThreadGovernor(
             usable_cores(), settings.n_threads, adapt=settings.adapt_to_load
         )
-        llm, fim, info = load_model(self.model_path, self.settings)
+        llm, fim, info = load_model(self.model_path, settings)
         self._llm = llm
         threads = LiveThreads(llm, governor, info.n_threads)
         self._runner = FimRunner(
             llm,
             fim,
-            self.settings,
+            settings,
             self._keeper,
             self.model_path.name,
             self._count,
