@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
 from aiguilleur.backends.llama import LlamaEngine
-from aiguilleur.backends.llama_model import EngineSettings
+from aiguilleur.backends.llama_model import EngineSettings, ModelLoads, model_loads
 from aiguilleur.backends.llama_state import kv_namespace
 from aiguilleur.backends.models import ModelChoice, discover
 from aiguilleur.cache.kv import KVStateStore, KVStoreStats
@@ -35,6 +36,9 @@ from aiguilleur.types import (
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+# An engine being replaced finishes its load (llama.cpp cannot stop one) and saves its
+# state first: two models in memory at once is what the wait avoids.
+RESTART_WAIT_S = 300.0
 LoadCallback = Callable[[ModelInfo | None, str | None], None]
 ProblemCallback = Callable[[str], None]
 
@@ -84,6 +88,10 @@ class Runtime:
         self.on_problem = on_problem
         self.problems: list[str] = []
         self.remote: RemoteRoutes | None = None
+        # start and reconfigure run in threads of their callers' (a window's `initialized`
+        # and its settings can come together): one at a time, so that one engine at most
+        # exists, and a restart waits for the engine it replaces to be gone.
+        self._engine_lock = threading.RLock()
 
     async def start_remote(self) -> None:
         """Keys, clients and the spend ledger for the remote routes; prices and key
@@ -111,6 +119,10 @@ class Runtime:
 
     def start(self, on_loaded: LoadCallback | None = None) -> ModelChoice:
         """Find the model and start loading it. Blocking (scans directories): not on the loop."""
+        with self._engine_lock:
+            return self._start(on_loaded)
+
+    def _start(self, on_loaded: LoadCallback | None) -> ModelChoice:
         choice = discover(
             self.config.local.model, models_dir(self.config), self.config.local.search_common_places
         )
@@ -140,14 +152,15 @@ class Runtime:
 
     def reconfigure(self, config: Config, on_loaded: LoadCallback | None = None) -> bool:
         """Apply new settings; restart the engine if the model or its context changed."""
-        old = self.config
-        self.config = config
-        if old.local == config.local and old.cache == config.cache:
-            return False
-        self.close()
-        self.engine, self.model_info, self.load_error = None, None, None
-        self.start(on_loaded)
-        return True
+        with self._engine_lock:
+            old = self.config
+            self.config = config
+            if old.local == config.local and old.cache == config.cache:
+                return False
+            self.close(timeout=RESTART_WAIT_S)
+            self.engine, self.model_info, self.load_error = None, None, None
+            self._start(on_loaded)
+            return True
 
     def availability(self, now: float = 0.0) -> Availability:
         ready = self.engine is not None and self.load_error is None
@@ -182,6 +195,10 @@ class Runtime:
             self._early_prefill = request
         elif self.load_error is None:
             self.engine.prefill(request)
+
+    def model_loads(self) -> ModelLoads:
+        """Models loaded by this process, and how many are in memory."""
+        return model_loads()
 
     def kv_stats(self) -> KVStoreStats | None:
         return self.store.stats() if self.store is not None else None

@@ -272,7 +272,7 @@ class LlamaEngine:
                 prefetch_yields=c["prefetch_yields"],
                 save_ms=c["save_us"] / 1000,
                 background_paused=c["background_paused"],
-                threads=self._threads.choice if self._threads is not None else None,
+                threads=threads.choice if (threads := self._threads) is not None else None,
             )
 
     def close(self) -> None:
@@ -358,7 +358,11 @@ class LlamaEngine:
                     self._running = None
                 self._idle_save_at = time.monotonic() + _IDLE_SAVE_S
         self._keeper.save_if_dirty(self._llm)  # the next start begins where this one ends
-        self._llm = None
+        llm, self._llm = self._llm, None
+        self._runner = self._threads = None
+        # The model's memory goes now, not whenever the collector finds Llama's own cycle:
+        # an engine replaced by new settings must not leave two models in memory.
+        llm.close()
 
     def _turn(self) -> str:
         """Whose request runs next (one pending per session: latest wins within it).

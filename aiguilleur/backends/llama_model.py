@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterator
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,24 @@ from aiguilleur.errors import BackendUnavailable
 from aiguilleur.types import FimTokens, ModelInfo
 
 log = logging.getLogger(__name__)
+
+
+class ModelLoads(msgspec.Struct, frozen=True):
+    """The models this process has loaded, and how many are in memory now: one at a time,
+    unless two windows' standalone servers share a process (they do not)."""
+
+    loaded: int
+    in_memory: int
+    amx_guard: bool  # loaded without llama.cpp's extra buffer types (see below)
+
+
+_loaded: list[int] = [0]
+_in_memory: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def model_loads() -> ModelLoads:
+    with _GUARD:
+        return ModelLoads(_loaded[0], len(_in_memory), bool(_guarded))
 
 
 class EngineSettings(msgspec.Struct, frozen=True):
@@ -41,7 +58,9 @@ def load_model(path: Path, settings: EngineSettings) -> tuple[Any, FimTokens | N
 
     start = time.perf_counter()
     threads = settings.n_threads or usable_cores()
-    with _safe_model_params():
+    if amx_build():
+        log.info("model.params extra_buffer_types=off reason=amx")
+    with _LOADING:
         llm = Llama(
             model_path=str(path),
             n_ctx=settings.n_ctx,
@@ -51,6 +70,9 @@ def load_model(path: Path, settings: EngineSettings) -> tuple[Any, FimTokens | N
             n_threads_batch=threads,
             verbose=False,
         )
+    with _GUARD:
+        _loaded[0] += 1
+        _in_memory.add(llm)
     vocab = native.vocab(llm)
     gguf_ids = [
         getattr(llama_cpp, f"llama_vocab_fim_{k}")(vocab)
@@ -74,46 +96,51 @@ def load_model(path: Path, settings: EngineSettings) -> tuple[Any, FimTokens | N
     return llm, fim, info
 
 
+_GUARD = threading.Lock()
+# One load at a time in a process: Llama() points fds 1 and 2 at /dev/null while it loads
+# and back after, so two loads side by side can leave them there for good (the log and
+# anything else on stderr lost, as seen with four loads at once).
 _LOADING = threading.Lock()
+_guarded: bool | None = None  # None until the guard below has run: whether it applies
 
 
 def amx_build() -> bool:
-    """Whether this llama.cpp build runs its AMX code on this CPU (see below)."""
-    import llama_cpp
+    """Whether this llama.cpp build runs its AMX code on this CPU (see below).
 
-    return b"AMX_INT8 = 1" in llama_cpp.llama_print_system_info()
+    Asked once, under a lock: llama.cpp builds the answer in one static string, and two
+    threads asking at once can read it half written (two engines loading side by side
+    read "no AMX" that way, and one loaded without the guard)."""
+    with _GUARD:
+        return _guard_extra_buffers()
 
 
-@contextlib.contextmanager
-def _safe_model_params() -> Iterator[None]:
-    """Model parameters that do not crash the process.
+def _guard_extra_buffers() -> bool:
+    """Model parameters that do not crash the process, for every load in it.
 
     On a CPU with AMX, the AMX matrix multiplication of the llama.cpp that llama-cpp-python
     0.3.36 vendors dies with SIGILL at the first quantized evaluation: its tile
     configuration is optimized away and its worker threads lack the kernel's XTILEDATA
     permission (ggml-org/llama.cpp#26954). That code is reached only through llama.cpp's
     "extra buffer types", which Llama() does not let us set: on a build with AMX they are
-    turned off here, for the time of the load (weight repacking goes with them).
-    """
+    turned off in llama-cpp-python's default model parameters, once and for the life of
+    the process (weight repacking goes with them), so that no load can miss it. Call
+    with _GUARD held."""
+    global _guarded
+    if _guarded is not None:
+        return _guarded
     import llama_cpp.llama_cpp as low
 
-    if not amx_build():
-        yield
-        return
-    default = low.llama_model_default_params
+    _guarded = b"AMX_INT8 = 1" in low.llama_print_system_info()
+    if _guarded:
+        default = low.llama_model_default_params
 
-    def without_extra_buffers() -> Any:
-        params = default()
-        params.use_extra_bufts = False
-        return params
+        def without_extra_buffers() -> Any:
+            params = default()
+            params.use_extra_bufts = False
+            return params
 
-    with _LOADING:
-        log.info("model.params extra_buffer_types=off reason=amx")
         low.llama_model_default_params = without_extra_buffers
-        try:
-            yield
-        finally:
-            low.llama_model_default_params = default
+    return _guarded
 
 
 class LiveThreads:

@@ -40,6 +40,17 @@ class ModelShape(msgspec.Struct, frozen=True):
 TINY = ModelShape(
     "aiguilleur-tiny", n_vocab=512, n_embd=64, n_layer=2, n_head=4, n_head_kv=2, n_ff=128
 )
+# Small, but quantized (Q8_0) and wide enough for llama.cpp's AMX kernels to take it.
+TINY_Q8 = ModelShape(
+    "aiguilleur-tiny-q8",
+    n_vocab=512,
+    n_embd=256,
+    n_layer=1,
+    n_head=4,
+    n_head_kv=2,
+    n_ff=512,
+    quantized=True,
+)
 # Slow enough per token (a few ms) that a test can cancel a generation in flight.
 SMALL = ModelShape(
     "aiguilleur-small", n_vocab=32_000, n_embd=512, n_layer=4, n_head=8, n_head_kv=2, n_ff=1024

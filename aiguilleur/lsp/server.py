@@ -163,6 +163,7 @@ def build_server(
             "model_problem": rt.load_error,
             "engine": msgspec.to_builtins(rt.engine.stats()) if rt.engine else None,
             "kv": msgspec.to_builtins(kv) if (kv := rt.kv_stats()) else None,
+            "models": msgspec.to_builtins(rt.model_loads()),
             "config_sources": list(session.loaded.sources),
             "config_problems": [p.describe() for p in session.loaded.problems],
             "workspace_trust": session.loaded.trust.value,

@@ -78,6 +78,10 @@ class Session:
         self.runtime_started = asyncio.Event()
         if self.shared:
             self.runtime_started.set()  # the daemon started it before taking connections
+        # Cleared while this window's settings replace the engine: a request waits for the
+        # new one rather than reaching the old one as it shuts down.
+        self.engine_settled = asyncio.Event()
+        self.engine_settled.set()
 
     @property
     def workspace_root(self) -> Path | None:
@@ -197,11 +201,12 @@ class Session:
     async def ready(self) -> bool:
         """Wait (bounded) until discovery and the remote routes are set up, and apply
         settings files that changed since they were read."""
-        if not self.runtime_started.is_set():
-            try:
-                await asyncio.wait_for(self.runtime_started.wait(), STARTUP_WAIT_S)
-            except TimeoutError:
-                return False
+        for started in (self.runtime_started, self.engine_settled):
+            if not started.is_set():
+                try:
+                    await asyncio.wait_for(started.wait(), STARTUP_WAIT_S)
+                except TimeoutError:
+                    return False
         await self.sync_config()
         return True
 
@@ -305,6 +310,11 @@ class Session:
         if self.shared:
             self.tell_if_runtime_settings_differ()
             return
-        await asyncio.to_thread(self.runtime.reconfigure, new, self._loaded_from_thread)
+        if (old.local, old.cache) != (new.local, new.cache):
+            self.engine_settled.clear()
+        try:
+            await asyncio.to_thread(self.runtime.reconfigure, new, self._loaded_from_thread)
+        finally:
+            self.engine_settled.set()
         if (old.keys, old.routes, old.cache) != (new.keys, new.routes, new.cache):
             await self.runtime.start_remote()
