@@ -20,7 +20,7 @@ from typing import Protocol
 import msgspec
 
 from aiguilleur.errors import IncompleteAnswer
-from aiguilleur.features.sanitize import for_editor
+from aiguilleur.features.sanitize import for_editor, has_bidi
 from aiguilleur.features.testfiles import TestTarget, test_target
 from aiguilleur.features.uris import path_of
 from aiguilleur.settings import Config
@@ -217,7 +217,7 @@ class ActionsFeature:
                 f"edit would be incomplete; nothing was changed. Raise `[actions] max_tokens` "
                 f"(now {limit}) or select less code"
             )
-        produced = code_only(for_editor(answer.text))
+        produced = code_only(for_editor(answer.text, keep_bidi=has_bidi(code)))
         if target is not None:
             return _test_file_edit(target, produced), answer
         new_code = reindent(produced, code).replace("\r\n", "\n")

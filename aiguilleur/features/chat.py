@@ -33,7 +33,7 @@ from typing import Any
 import msgspec
 
 from aiguilleur.errors import AnswerCut
-from aiguilleur.features.sanitize import for_editor
+from aiguilleur.features.sanitize import for_editor, has_bidi
 from aiguilleur.features.uris import path_of
 from aiguilleur.languages import language_of
 from aiguilleur.types import Answer, ChatMessage
@@ -160,8 +160,13 @@ class ChatFeature:
         await doc.append(f"\n{BOT} …\n\n")
         heading_line = doc.line_count() - 3
         pending: list[str] = []
+        keep_bidi = has_bidi(text)  # the user writes right-to-left in this chat already
         task = asyncio.ensure_future(
-            self._ask(turns.about or uri, turns.messages, lambda t: pending.append(for_editor(t)))
+            self._ask(
+                turns.about or uri,
+                turns.messages,
+                lambda t: pending.append(for_editor(t, keep_bidi)),
+            )
         )
         try:
             while not task.done():

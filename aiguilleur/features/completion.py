@@ -13,7 +13,7 @@ import msgspec
 
 from aiguilleur.errors import Superseded
 from aiguilleur.features.context import ContextRing, fim_context
-from aiguilleur.features.sanitize import for_editor
+from aiguilleur.features.sanitize import for_editor, has_bidi, near
 from aiguilleur.features.text import line_at, line_bounds, line_end
 from aiguilleur.features.uris import path_of
 from aiguilleur.settings import Config
@@ -159,11 +159,12 @@ class CompletionFeature:
         word = _word_before(text[line_start:offset])
         self._switch(uri, documents)
         self._last_line[uri] = line
+        keep_bidi = has_bidi(near(text, offset))
 
         def make(completion: Completion, typed: bool, usage: Usage) -> Suggestion:
             return Suggestion(
                 ahead=completion.stop_reason == "ahead",
-                text=for_editor(completion.text),
+                text=for_editor(completion.text, keep_bidi),
                 offset=offset,
                 word_start=offset - len(word),
                 word=word,

@@ -25,10 +25,16 @@ from tests.support.lsp import (
 )
 
 # A vertical tab, an escape sequence that clears a terminal, a carriage return, a bell,
-# DEL and a C1 control: all seen (or possible) in model output.
-REPLY = "return\x0b a\x1b[2J +\r b\x07\x7f\x9b"
-CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# DEL and a C1 control: all seen (or possible) in model output; and bidirectional
+# controls (a right-to-left override, an isolate and its end) that make code read
+# differently from how it runs.
+REPLY = "return\x0b a\u202e\x1b[2J +\r b\x07\u2066\x7f\x9b\u2069"
+CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 SOURCE = "def add(a, b):\n    \n"
+SAFE = "return a[2J + b"
+# Where the user's own text has them (right-to-left text in a string), they stay.
+RTL_STRING = 's = "\u2067\u05e9\u05dc\u05d5\u05dd\u2069"'
+WITH_BIDI = "return a\u202e[2J + b\u2066\u2069"
 
 
 @pytest.fixture
@@ -66,9 +72,9 @@ async def test_suggestions_reach_the_client_without_control_characters(
         menu = await client.text_document_completion_async(
             lsp.CompletionParams(lsp.TextDocumentIdentifier(uri), lsp.Position(1, 4))
         )
-    assert ghost == ["return a[2J + b"]
+    assert ghost == [SAFE]
     [item] = menu.items
-    assert item.text_edit is not None and item.text_edit.new_text == "return a[2J + b"
+    assert item.text_edit is not None and item.text_edit.new_text == SAFE
     shown = [item.label, item.filter_text, plain(item.documentation), item.detail]
     assert not any(CONTROLS.search(str(s)) for s in shown), shown
 
@@ -82,7 +88,7 @@ async def test_code_action_edits_reach_the_client_without_control_characters(
         document = next(a for a in found if "Document" in a.title)
         resolved = await client.code_action_resolve_async(document)
     [edit] = resolved.edit.changes[uri]
-    assert edit.new_text == "return a[2J + b\n"
+    assert edit.new_text == SAFE + "\n"
 
 
 async def test_chat_insertions_reach_the_client_without_control_characters(
@@ -95,7 +101,29 @@ async def test_chat_insertions_reach_the_client_without_control_characters(
         editor.open(uri, chat)
         await run_command(client, "aiguilleur.chat", uri)
     text = editor.texts[uri]
-    assert "return a[2J + b" in text and not CONTROLS.search(text)
+    assert SAFE in text and not CONTROLS.search(text)
+
+
+async def test_bidi_controls_stay_where_the_users_text_has_them(team_home: TestHome) -> None:
+    chat = (
+        f"# Chat: x\n<!-- aiguilleur chat; about: /w/m.py -->\n\n## You\n\nWhat is {RTL_STRING}?\n"
+    )
+    async with lsp_session(team_home) as client:
+        uri = open_doc(
+            client, team_home.workspace / "a.py", f"def add(a, b):\n    {RTL_STRING}\n    \n"
+        )
+        ghost = await inline(client, uri, 2, 4)
+        code = f"def add(a, b):\n    {RTL_STRING}\n    return a\n"
+        m = open_doc(client, team_home.workspace / "m.py", code)
+        document = next(a for a in await code_actions(client, m, 0, 3) if "Document" in a.title)
+        [edit] = (await client.code_action_resolve_async(document)).edit.changes[m]
+        editor = Editor(client)
+        c = (team_home.workspace / "c.md").as_uri()
+        editor.open(c, chat)
+        await run_command(client, "aiguilleur.chat", c)
+    assert ghost == [WITH_BIDI]
+    assert edit.new_text == WITH_BIDI + "\n"
+    assert WITH_BIDI in editor.texts[c]
 
 
 async def test_resolving_an_action_that_is_not_ours_to_resolve_returns_it(
