@@ -18,23 +18,18 @@ log = logging.getLogger("aiguilleur")
 
 
 def _setup_logging(verbose: int, log_file: str | None, lsp_server: bool = True) -> None:
-    level = logging.DEBUG if verbose >= 1 else logging.INFO
-    handler: logging.Handler = (
-        logging.FileHandler(log_file, encoding="utf-8")
-        if log_file
-        else logging.StreamHandler(sys.stderr)
-    )
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-    if lsp_server:  # (the shim relays bytes: no pygls, and lsprotocol takes 0.3 s to import)
-        from aiguilleur.lsp.protocol import AnsweredErrors
+    """A command's logs: on stderr (or in `log_file`)."""
+    from aiguilleur.logs import setup_logging
 
-        handler.addFilter(AnsweredErrors())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(logging.WARNING)
-    logging.getLogger("aiguilleur").setLevel(level)
-    if verbose >= 2:
-        root.setLevel(logging.DEBUG)
+    setup_logging(verbose, Path(log_file) if log_file else None, lsp_server=lsp_server)
+
+
+def _server_logging(verbose: int, log_file: Path, lsp_server: bool = True) -> None:
+    """A server's logs (the editor's `serve`, the daemon): all in `log_file`, and on
+    stderr only warnings and errors unless -v."""
+    from aiguilleur.logs import setup_logging
+
+    setup_logging(verbose, log_file, lsp_server=lsp_server, quiet_stderr=True)
 
 
 def protect_stdout() -> BinaryIO:
@@ -63,17 +58,23 @@ def _parse_host_port(value: str, allow_remote: bool) -> tuple[str, int]:
     return host, int(port)
 
 
+def serve_log(log_file: str | None) -> Path:
+    from aiguilleur.homes import log_dir
+
+    return Path(log_file) if log_file else log_dir() / "serve.log"
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     if not args.standalone and not args.tcp:
         from aiguilleur.shim import serve_through_daemon
 
         protocol_out = protect_stdout()
-        _setup_logging(args.verbose, args.log_file, lsp_server=False)
+        _server_logging(args.verbose, serve_log(args.log_file), lsp_server=False)
         return serve_through_daemon(protocol_out, verbose=args.verbose)
     from aiguilleur.lsp.server import build_server
 
     stdout = protect_stdout() if not args.tcp else None
-    _setup_logging(args.verbose, args.log_file)
+    _server_logging(args.verbose, serve_log(args.log_file))
     server, session = build_server()
     # An editor that gives up waiting sends SIGTERM: leave through the same `finally`.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
@@ -94,15 +95,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_daemon(args: argparse.Namespace) -> int:
-    _setup_logging(args.verbose, args.log_file, lsp_server=args.action == "run")
+    config = Path(args.config) if args.config else None
     if args.action == "run":
         from aiguilleur.daemon import DEFAULT_IDLE_S, run_daemon
+        from aiguilleur.daemon_dir import daemon_dir, identity, log_path
 
-        config = Path(args.config) if args.config else None
-        return run_daemon(config, args.idle if args.idle is not None else DEFAULT_IDLE_S)
+        directory = Path(args.dir) if args.dir else daemon_dir(identity(config))
+        log_file = Path(args.log_file) if args.log_file else log_path(directory)
+        _server_logging(args.verbose, log_file)
+        idle_s = args.idle if args.idle is not None else DEFAULT_IDLE_S
+        return run_daemon(directory, config, idle_s)
+    _setup_logging(args.verbose, args.log_file, lsp_server=False)
     from aiguilleur.commands.daemon import daemon_status, daemon_stop
 
-    return daemon_stop() if args.action == "stop" else daemon_status()
+    if args.action == "stop":
+        return daemon_stop(config, every=args.all)
+    return daemon_status(config)
 
 
 def cmd_complete(args: argparse.Namespace) -> int:
@@ -178,7 +186,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--allow-remote", action="store_true", help="allow --tcp on a non-loopback address"
     )
-    p.add_argument("--log-file", help="write logs there instead of stderr")
+    p.add_argument(
+        "--log-file",
+        help="the log (default: serve.log in $XDG_STATE_HOME/aiguilleur); stderr gets "
+        "warnings and errors only, unless -v",
+    )
     p.add_argument("--stdio", action="store_true", help="accepted for editors that pass it")
     p.add_argument(
         "--standalone",
@@ -191,7 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
     common(p)
     p.set_defaults(func=cmd_serve)
 
-    p = sub.add_parser("daemon", help="the shared daemon: `status` (default), `stop`, `run`")
+    p = sub.add_parser(
+        "daemon", help="the shared daemons: `status` (default: all of them), `stop`, `run`"
+    )
     p.add_argument("action", nargs="?", choices=["status", "stop", "run"], default="status")
     p.add_argument(
         "--idle",
@@ -199,8 +213,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="with run: seconds without a session before it exits (default 600)",
     )
-    p.add_argument("--config", help="with run: the user config file (default: the usual one)")
-    p.add_argument("--log-file", help="write logs there instead of stderr")
+    p.add_argument("--config", help="the user config file (default: the usual one)")
+    p.add_argument(
+        "--all", action="store_true", help="with stop: every daemon of yours, not only this one"
+    )
+    p.add_argument("--dir", help=argparse.SUPPRESS)  # run: the directory the shim chose
+    p.add_argument("--log-file", help="with run: the log (default: daemon.log in its directory)")
     common(p)
     p.set_defaults(func=cmd_daemon)
 

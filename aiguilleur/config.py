@@ -12,7 +12,6 @@ key and what was expected.
 from __future__ import annotations
 
 import copy
-import os
 import re
 import tomllib
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 import msgspec
 
 from aiguilleur.cache.trust_store import TrustStore, digest
+from aiguilleur.homes import cache_home, data_dir, user_config_path
 from aiguilleur.settings import Config
 from aiguilleur.trust import Ignored, TrustState, pick_routes, restrict
 from aiguilleur.types import Backend
@@ -68,21 +68,10 @@ class LoadedConfig(msgspec.Struct, frozen=True):
         )
 
 
-def user_config_path() -> Path:
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "aiguilleur" / "config.toml"
-
-
 def cache_dir(config: Config) -> Path:
     if config.cache.dir:
         return Path(config.cache.dir).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "aiguilleur"
-
-
-def data_dir() -> Path:
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "aiguilleur"
+    return cache_home()
 
 
 def models_dir(config: Config) -> Path:

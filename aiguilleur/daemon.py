@@ -7,8 +7,13 @@ pygls serves one client per process (its `start_io` and `start_tcp` end the proc
 (`pygls.io_.run_async`) over the connection's streams, with an `exit` that ends that
 connection only.
 
-One daemon at a time: it holds an exclusive lock on `daemon.lock` in the runtime dir for
-its lifetime, so a second one started by a race exits at once in favour of the first.
+One daemon per identity (daemon_dir.py): it holds an exclusive lock on `daemon.lock` in
+its directory for its lifetime, so a second one started by a race exits at once in favour
+of the first.
+
+When the aiguilleur it runs changes on disk (an upgrade), it stops taking windows (new
+ones start a daemon of the new code), tells each of its windows once, finishes what they
+ask until they close, and leaves as at any stop: states, reservations and caches written.
 """
 
 from __future__ import annotations
@@ -30,7 +35,15 @@ from pygls.io_ import run_async
 from pygls.protocol.language_server import LanguageServerProtocol, lsp_method
 
 from aiguilleur.config import ConfigLayers
-from aiguilleur.daemon_dir import DAEMON_STOPPING, daemon_lock, runtime_dir
+from aiguilleur.daemon_dir import (
+    DAEMON_STOPPING,
+    DaemonIdentity,
+    Installation,
+    daemon_lock,
+    installation,
+    read_identity,
+    socket_path,
+)
 from aiguilleur.lsp.protocol import AiguilleurProtocol
 from aiguilleur.lsp.server import build_server
 from aiguilleur.lsp.session import Session
@@ -41,6 +54,7 @@ log = logging.getLogger(__name__)
 
 DAEMON_STATUS = "aiguilleur/daemon"
 DEFAULT_IDLE_S = 600.0
+UPGRADE_CHECK_S = 5.0  # how often the daemon looks whether its code changed on disk
 
 
 class DaemonStatus(msgspec.Struct, frozen=True):
@@ -50,6 +64,9 @@ class DaemonStatus(msgspec.Struct, frozen=True):
     model_problem: str | None
     rss_mb: float
     uptime_s: float
+    identity: DaemonIdentity | None = None
+    running: Installation | None = None  # what this process runs (its identity's at start)
+    superseded: str | None = None  # what replaced it on disk; it leaves with its last window
 
 
 def _rss_mb() -> float:
@@ -110,7 +127,16 @@ class _LoopWriter:
 
 
 class Daemon:
-    def __init__(self, user_config: Path | None = None, idle_s: float = DEFAULT_IDLE_S) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        user_config: Path | None = None,
+        idle_s: float = DEFAULT_IDLE_S,
+    ) -> None:
+        self.directory = directory
+        self.identity = read_identity(directory)
+        self.running = installation()
+        self.superseded: str | None = None
         self.user_config = user_config
         self.idle_s = idle_s
         self.sessions: dict[Session, asyncio.StreamWriter] = {}
@@ -151,6 +177,9 @@ class Daemon:
             model_problem=self.runtime.load_error,
             rss_mb=_rss_mb(),
             uptime_s=time.monotonic() - self.started,
+            identity=self.identity,
+            running=self.running,
+            superseded=self.superseded,
         )
 
     # -- connections ---------------------------------------------------------------------
@@ -195,6 +224,9 @@ class Daemon:
             LanguageServerProtocol.get_result_type.cache_clear()
             if not self.sessions:
                 self._idle_since = time.monotonic()
+                if self.superseded is not None:
+                    log.info("daemon.drained")
+                    self._stop.set()
             log.info("daemon.session_closed sessions=%d", len(self.sessions))
 
     async def _say_stopping(self) -> None:
@@ -224,6 +256,37 @@ class Daemon:
                 log.info("daemon.idle_exit idle_s=%.0f", self.idle_s)
                 self._stop.set()
 
+    async def _watch_installation(self) -> None:
+        """An upgrade (or any change of the code on disk) supersedes this daemon. New
+        windows do not come here then: their identity names the new code. It still
+        answers `aiguilleur daemon status`."""
+        package = Path(self.running.package)
+        while not self._stop.is_set():
+            await asyncio.sleep(UPGRADE_CHECK_S)
+            now = await asyncio.to_thread(installation, package)
+            if now.code == self.running.code:
+                continue
+            self.superseded = now.version
+            log.info(
+                "daemon.superseded running=%s installed=%s sessions=%d",
+                self.running.version,
+                now.version,
+                len(self.sessions),
+            )
+            was = self.running.version
+            if now.version != was:
+                what = f"aiguilleur {now.version} is installed; this window runs {was}"
+            else:
+                what = f"aiguilleur changed on disk; this window runs the {was} it started with"
+            self.runtime.tell_every_window(
+                f"{what} until its language server restarts. To switch now, restart it "
+                "(Neovim: `:LspRestart`, Helix: `:lsp-restart`, VS Code: `Developer: Reload "
+                "Window`); new windows get the new version already."
+            )
+            if not self.sessions:
+                self._stop.set()
+            return
+
     async def run(self, path: Path) -> None:
         self.loop = asyncio.get_running_loop()
         choice = await asyncio.to_thread(self.runtime.start, self._loaded_from_thread)
@@ -233,11 +296,15 @@ class Daemon:
             path.unlink()  # ours to replace: we hold the lock, so no daemon listens there
         server = await asyncio.start_unix_server(self._serve_connection, path)
         path.chmod(0o600)
-        idle = asyncio.create_task(self._watch_idle())
+        watches = [
+            asyncio.create_task(self._watch_idle()),
+            asyncio.create_task(self._watch_installation()),
+        ]
         try:
             await self._stop.wait()
         finally:
-            idle.cancel()
+            for watch in watches:
+                watch.cancel()
             server.close()
             await self._say_stopping()
             await self._close_connections()
@@ -253,19 +320,20 @@ class Daemon:
         self._stop.set()
 
 
-def run_daemon(user_config: Path | None = None, idle_s: float = DEFAULT_IDLE_S) -> int:
-    directory = runtime_dir()
+def run_daemon(
+    directory: Path, user_config: Path | None = None, idle_s: float = DEFAULT_IDLE_S
+) -> int:
     with daemon_lock(directory) as mine:
         if not mine:
             log.info("daemon.already_running: exiting in favour of the running one")
             return 0
-        daemon = Daemon(user_config, idle_s)
+        daemon = Daemon(directory, user_config, idle_s)
 
         async def main() -> None:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, daemon.stop)
-            await daemon.run(directory / "daemon.sock")
+            await daemon.run(socket_path(directory))
 
         asyncio.run(main())
     return 0

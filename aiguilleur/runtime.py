@@ -21,10 +21,11 @@ from aiguilleur.backends.llama_model import EngineSettings, ModelLoads, model_lo
 from aiguilleur.backends.llama_state import kv_namespace
 from aiguilleur.backends.models import ModelChoice, discover
 from aiguilleur.cache.kv import KVStateStore, KVStoreStats
-from aiguilleur.config import cache_dir, data_dir, models_dir
+from aiguilleur.config import cache_dir, models_dir
 from aiguilleur.errors import (
     BackendUnavailable,
 )
+from aiguilleur.homes import data_dir
 from aiguilleur.remote import RemoteRoutes
 from aiguilleur.router import Availability
 from aiguilleur.settings import Config
@@ -110,6 +111,10 @@ class Runtime:
         )
         self.remote = remote
         await remote.start()
+
+    def tell_every_window(self, message: str) -> None:
+        """A message for every window of this runtime, those that connect later too."""
+        self._say(message)
 
     def _say(self, message: str) -> None:
         if message not in self.problems:

@@ -1,6 +1,7 @@
-"""`aiguilleur serve`: what the editor starts. It relays the editor's stdio to the user's
-daemon (daemon.py), starting the daemon when none answers, and keeps what a new daemon
-would need to carry on (replay.py's `SessionRecord`).
+"""`aiguilleur serve`: what the editor starts. It relays the editor's stdio to its daemon
+(daemon.py): the one of its identity (daemon_dir.py: the same aiguilleur, homes and key
+variables), starting it when none answers, and keeps what a new daemon would need to
+carry on (shim_record.py's `SessionRecord`).
 
 If the daemon dies, the shim answers what the daemon owed (an error for each request in
 flight, the end of each progress bar), says so once, starts a new daemon and replays
@@ -25,7 +26,14 @@ from typing import Any, BinaryIO
 
 import msgspec
 
-from aiguilleur.daemon_dir import DAEMON_STOPPING, runtime_dir, socket_path
+from aiguilleur.daemon_dir import (
+    DAEMON_STOPPING,
+    daemon_dir,
+    identity,
+    log_path,
+    socket_path,
+)
+from aiguilleur.logs import keep_small
 from aiguilleur.shim_record import Envelope, SessionRecord, frame, read_frame
 from aiguilleur.tasks import TaskSet
 
@@ -47,15 +55,21 @@ async def _connect(path: Path) -> tuple[asyncio.StreamReader, asyncio.StreamWrit
 
 
 def start_daemon(
-    user_config: Path | None, idle_s: float | None, verbose: int = 0
+    directory: Path, user_config: Path | None, idle_s: float | None, verbose: int = 0
 ) -> subprocess.Popen[bytes]:
-    """A daemon in its own session (it outlives this editor), logging to the runtime dir."""
-    cmd = [sys.executable, "-m", "aiguilleur", "daemon", "run", *["-v"] * verbose]
+    """The daemon of `directory` in its own session (it outlives this editor); what it
+    writes on stderr (a crash's last words too) goes to its log."""
+    # -P: the aiguilleur of this Python's environment, never one that happens to be in
+    # the editor's working directory (a checkout of aiguilleur itself, say).
+    cmd = [sys.executable, "-P", "-m", "aiguilleur", "daemon", "run", "--dir", str(directory)]
+    cmd += ["-v"] * verbose
     if idle_s is not None:
         cmd += ["--idle", str(idle_s)]
     if user_config is not None:
         cmd += ["--config", str(user_config)]
-    with (runtime_dir() / "daemon.log").open("ab") as log_file:
+    log = log_path(directory)
+    keep_small(log)
+    with log.open("ab") as log_file:
         process = subprocess.Popen(
             cmd,
             stdin=subprocess.DEVNULL,
@@ -74,14 +88,14 @@ class DaemonDidNotStart(Exception):
 
 
 async def connect_or_start(
-    user_config: Path | None, idle_s: float | None, verbose: int = 0
+    directory: Path, user_config: Path | None, idle_s: float | None, verbose: int = 0
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    path = socket_path()
+    path = socket_path(directory)
     connection = await _connect(path)
     if connection is not None:
         return connection
     log.info("shim.starting_daemon socket=%s", path)
-    start_daemon(user_config, idle_s, verbose)
+    start_daemon(directory, user_config, idle_s, verbose)
     deadline = time.monotonic() + START_WAIT_S
     while time.monotonic() < deadline:
         await asyncio.sleep(0.05)
@@ -90,7 +104,7 @@ async def connect_or_start(
             return connection
     raise DaemonDidNotStart(
         f"the daemon did not start within {START_WAIT_S:.0f} s; see "
-        f"{runtime_dir() / 'daemon.log'}, or use `aiguilleur serve --standalone`"
+        f"{log_path(directory)}, or use `aiguilleur serve --standalone`"
     )
 
 
@@ -106,6 +120,9 @@ class Relay:
         verbose: int = 0,
     ) -> None:
         self.verbose = verbose
+        # This window's daemon: decided once, when the editor starts it.
+        self.directory = daemon_dir(identity(user_config))
+        self.daemon_log = log_path(self.directory)
         self.editor_in = editor_in
         self.editor_out = editor_out
         self.user_config = user_config
@@ -137,7 +154,9 @@ class Relay:
     # -- the daemon's side ----------------------------------------------------------------
 
     async def _link(self) -> None:
-        reader, writer = await connect_or_start(self.user_config, self.idle_s, self.verbose)
+        reader, writer = await connect_or_start(
+            self.directory, self.user_config, self.idle_s, self.verbose
+        )
         self.writer = writer
         self._linked_at = time.monotonic()
         self._down = self._tasks.spawn(self._from_daemon(reader), "from the daemon")
@@ -194,14 +213,14 @@ class Relay:
         if self._quick_crashes >= MAX_QUICK_CRASHES:
             self.give_up(
                 f"the daemon stopped {self._quick_crashes} times in a row; see "
-                f"{runtime_dir() / 'daemon.log'}. `aiguilleur serve --standalone` runs "
+                f"{self.daemon_log}. `aiguilleur serve --standalone` runs "
                 "without it."
             )
             return
         log.warning("shim.daemon_lost restarting=true")
         self.tell(
             "the daemon stopped unexpectedly; starting a new one (your open files are "
-            f"carried over). Its log: {runtime_dir() / 'daemon.log'}"
+            f"carried over). Its log: {self.daemon_log}"
         )
         self._recovery = self._tasks.spawn(self._restart(), "restart the daemon")
 
@@ -312,8 +331,7 @@ class Relay:
                 "id": message.id,
                 "error": {
                     "code": REQUEST_FAILED,
-                    "message": "aiguilleur: the daemon is not running "
-                    f"(see {runtime_dir() / 'daemon.log'})",
+                    "message": f"aiguilleur: the daemon is not running (see {self.daemon_log})",
                 },
             }
         )

@@ -9,7 +9,8 @@ from pathlib import Path
 import msgspec
 
 from aiguilleur.cache.ledger import Budget, SpendLedger, UsageRow
-from aiguilleur.config import ConfigLayers, data_dir
+from aiguilleur.config import ConfigLayers
+from aiguilleur.homes import data_dir
 from aiguilleur.settings import Config
 
 BAR = 40

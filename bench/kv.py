@@ -3,9 +3,12 @@
 Through `aiguilleur serve` over stdio, on the random-weight Qwen2.5-Coder-0.5B-shaped
 GGUF of the replay bench (8 generated tokens per request in every arm):
 
-  restart    a ~2,000-token context; a suggestion, then the server is shut down and a new
-             one started (model load excluded); the first suggestion of the new server:
-             (a) with the KV store vs (b) without it;
+  restart    a ~2,000-token context; a suggestion from a fresh start (nothing on disk),
+             then everything stops (the daemon too) and starts again; the first
+             suggestion after the restart against the fresh one, through the daemon and
+             standalone, and where the time goes: the window's start (the daemon's),
+             the model's load, and in the suggestion the wait, the restore of the stored
+             state, the evaluation of what it lacked, the generation;
   switching  three files, ~1,000 tokens of context each; the user types one character
              and asks for a suggestion in each file in turn, several rounds: p50 latency
              of the revisits, (a) vs (b);
@@ -23,6 +26,7 @@ import asyncio
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import textwrap
@@ -63,6 +67,9 @@ async def ask(server: ServerProcess, uri: str, line: int, col: int) -> dict[str,
     return {
         "latency_ms": latency,
         "ttft_ms": u.queue_ms + u.prompt_ms,  # the first token's logits are ready then
+        "queue_ms": u.queue_ms,
+        "prompt_ms": u.prompt_ms,
+        "generation_ms": u.generation_ms,
         "prompt_tokens": u.prompt_tokens,
         "evaluated_tokens": u.evaluated_tokens,
         "restored_tokens": u.restored_tokens,
@@ -96,24 +103,67 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-async def restart_arm(model: Path, args: argparse.Namespace, store: bool) -> dict[str, Any]:
-    source = Path(textwrap.__file__).read_text()
-    line = args.restart_line
+def user_file(model: Path, args: argparse.Namespace, prefix: int) -> str:
+    """The user config of the restart arm: a daemon reads the user file only."""
+    return (
+        f'[local]\nmodel = "{model}"\nn_ctx = 4096\nn_batch = 256\n'
+        f"[completion]\nmax_tokens = {args.max_tokens}\nprefix_tokens = {prefix}\n"
+        f"suffix_tokens = {args.suffix_tokens}\nextra_tokens = 0\ntime_budget_ms = 120000\n"
+        f"[cache]\nkv_ram_mb = {args.ram_mb}\n"
+    )
+
+
+async def window_start(
+    home: Path, env: dict[str, str], mode: str, path: Path, source: str, line: int
+) -> dict[str, Any]:
+    """An editor window opened on `path`: how long its server (and daemon) took to start,
+    the model to load, and the first suggestion, with the suggestion's own split."""
+    serve_args = [] if mode == "daemon" else ["--standalone"]
     col = len(source.splitlines()[line])
+    t0 = time.perf_counter()
+    async with ServerProcess(home, env=env, serve_args=serve_args) as server:
+        t_init = time.perf_counter()
+        await server.wait_ready()
+        t_ready = time.perf_counter()
+        uri = server.open(path, source)
+        first = await ask(server, uri, line, col)
+        t_answer = time.perf_counter()
+    accounted = first["queue_ms"] + first["prompt_ms"] + first["generation_ms"]
+    return {
+        **first,
+        "start_ms": (t_init - t0) * 1000,
+        "load_ms": (t_ready - t_init) * 1000,
+        "evaluate_ms": first["prompt_ms"] - first["restore_ms"],
+        "other_ms": first["latency_ms"] - accounted,
+        "start_to_suggestion_ms": (t_answer - t0) * 1000,
+    }
+
+
+def stop_daemon(env: dict[str, str]) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "aiguilleur", "daemon", "stop"],
+        env=env,
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
+
+
+async def restart_arm(model: Path, args: argparse.Namespace, mode: str) -> dict[str, Any]:
+    source = Path(textwrap.__file__).read_text()
     with tempfile.TemporaryDirectory(prefix="aiguilleur-kvbench-") as tmp:
         home = Path(tmp)
-        opts = options(model, args, 2048, store)
+        env = isolated_env(home)
+        config = home / "c" / "aiguilleur" / "config.toml"
+        config.parent.mkdir(parents=True)
+        config.write_text(user_file(model, args, 2048))
         path = home / "textwrap.py"
-        async with ServerProcess(home, env=isolated_env(home), init_options=opts) as server:
-            await server.wait_ready()
-            uri = server.open(path, source)
-            cold = await ask(server, uri, line, col)
-        async with ServerProcess(home, env=isolated_env(home), init_options=opts) as server:
-            await server.wait_ready()  # model load excluded from what follows
-            uri = server.open(path, source)
-            warm = await ask(server, uri, line, col)
-            stats = await engine_stats(server)
-    return {"cold": cold, "after_restart": warm, "engine": stats}
+        runs = {}
+        for run in ("fresh", "after_restart"):
+            runs[run] = await window_start(home, env, mode, path, source, args.restart_line)
+            if mode == "daemon":
+                stop_daemon(env)  # everything stops: the next window starts a new daemon
+    return runs
 
 
 SWITCH_FILES = (("shlex", 200), ("csv", 250), ("string", 200))
@@ -169,6 +219,7 @@ def main() -> int:
     parser.add_argument("--ram-mb", type=int, default=256, help="RAM tier of arm (a)")
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--restart-line", type=int, default=300)
+    parser.add_argument("--restart-only", action="store_true", help="skip the switching arm")
     args = parser.parse_args()
 
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "aiguilleur-bench"
@@ -177,31 +228,55 @@ def main() -> int:
     print(f"model: {model} ({model_mb:.0f} MB)", flush=True)
 
     out: dict[str, Any] = {"args": vars(args), "model": str(model)}
-    for name, fn in (("restart", restart_arm), ("switching", switching_arm)):
-        for arm, store in (("a_store", True), ("b_no_store", False)):
-            print(f"running {name} {arm} ...", flush=True)
-            out.setdefault(name, {})[arm] = asyncio.run(fn(model, args, store))
+    for mode in ("daemon", "standalone"):
+        print(f"running restart {mode} ...", flush=True)
+        out.setdefault("restart", {})[mode] = asyncio.run(restart_arm(model, args, mode))
+    for arm, store in (("a_store", True), ("b_no_store", False)):
+        if args.restart_only:
+            break
+        print(f"running switching {arm} ...", flush=True)
+        out.setdefault("switching", {})[arm] = asyncio.run(switching_arm(model, args, store))
 
-    ra, rb = out["restart"]["a_store"], out["restart"]["b_no_store"]
-    sa, sb = out["switching"]["a_store"], out["switching"]["b_no_store"]
-    n_files = len(SWITCH_FILES)
+    restarts = out["restart"]
 
     def revisits(arm: dict[str, Any], key: str) -> list[float]:
         return [float(r[key]) for r in arm["requests"][n_files:]]
 
-    def restart(key: str) -> tuple[float, float]:
-        return ra["after_restart"][key], rb["after_restart"][key]
-
     def switch(key: str) -> tuple[float, float]:
         return p50(revisits(sa, key)), p50(revisits(sb, key))
 
+    split = [
+        ("window start (daemon's too) ms", "start_ms"),
+        ("model load ms", "load_ms"),
+        ("1st suggestion ms", "latency_ms"),
+        ("  waiting for the engine ms", "queue_ms"),
+        ("  restoring the stored state ms", "restore_ms"),
+        ("  evaluating ms", "evaluate_ms"),
+        ("  evaluated tokens", "evaluated_tokens"),
+        ("  restored tokens", "restored_tokens"),
+        ("  generating ms", "generation_ms"),
+        ("  the rest (protocol, shim) ms", "other_ms"),
+        ("start to 1st suggestion ms", "start_to_suggestion_ms"),
+    ]
+    heads = [f"{m} {r}" for m in restarts for r in ("fresh", "restart")]
+    title = f"\nrestart ({args.restart_line} lines in)"
+    print(title.ljust(38) + "".join(f"{h:>19}" for h in heads))
+    for label, key in split:
+        values = [restarts[m][r][key] for m in restarts for r in ("fresh", "after_restart")]
+        print(f"{label:<38}" + "".join(f"{v:>19.1f}" for v in values))
+    ratios = {
+        mode: runs["fresh"]["latency_ms"] / runs["after_restart"]["latency_ms"]
+        for mode, runs in restarts.items()
+    }
+    for mode, ratio in ratios.items():
+        print(f"restart {mode}: 1st suggestion, fresh / after restart: {ratio:.1f}x (target 20x)")
+    if args.restart_only:
+        out["summary"] = {f"restart_ratio_{mode}": ratio for mode, ratio in ratios.items()}
+        return write(out)
+
+    sa, sb = out["switching"]["a_store"], out["switching"]["b_no_store"]
+    n_files = len(SWITCH_FILES)
     rows: list[tuple[str, tuple[float, float]]] = [
-        ("restart: prompt tokens", restart("prompt_tokens")),
-        ("restart: evaluated tokens", restart("evaluated_tokens")),
-        ("restart: restored tokens", restart("restored_tokens")),
-        ("restart: time to 1st token ms", restart("ttft_ms")),
-        ("restart: total latency ms", restart("latency_ms")),
-        ("restart: generated tokens", restart("completion_tokens")),
         ("switch: revisits", (len(revisits(sa, "latency_ms")), len(revisits(sb, "latency_ms")))),
         ("switch: prompt tokens p50", switch("prompt_tokens")),
         ("switch: evaluated tokens p50", switch("evaluated_tokens")),
@@ -213,18 +288,16 @@ def main() -> int:
     for label, (a, b) in rows:
         print(f"{label:<32}{a:>14.1f}{b:>14.1f}")
 
-    ttft_ratio = rb["after_restart"]["ttft_ms"] / ra["after_restart"]["ttft_ms"]
-    restart_ratio = rb["after_restart"]["latency_ms"] / ra["after_restart"]["latency_ms"]
     switch_ratio = p50(revisits(sb, "latency_ms")) / p50(revisits(sa, "latency_ms"))
     e = sa["engine"]
     bytes_per_token = e["saved_bytes"] / e["saved_tokens"] if e["saved_tokens"] else float("nan")
-    restore_mb = (ra["engine"]["restored_bytes"] + e["restored_bytes"]) / (1 << 20)
-    restore_ms = ra["engine"]["restore_ms"] + e["restore_ms"]
+    restore_mb = e["restored_bytes"] / (1 << 20)
+    restore_ms = e["restore_ms"]
     save_mb = e["saved_bytes"] / (1 << 20)
     budget = model_mb + args.ram_mb + 200
     summary = {
-        "restart_ttft_ratio": ttft_ratio,
-        "restart_latency_ratio": restart_ratio,
+        "restart_ratio_daemon": ratios["daemon"],
+        "restart_ratio_standalone": ratios["standalone"],
         "switch_p50_ratio": switch_ratio,
         "bytes_per_token": bytes_per_token,
         "restore_ms_per_mb": restore_ms / restore_mb if restore_mb else None,
@@ -233,8 +306,6 @@ def main() -> int:
         "rss_budget_mb": budget,
     }
     out["summary"] = summary
-    print(f"\nrestart, time to first token, (b)/(a): {ttft_ratio:.0f}x (target >= 20x)")
-    print(f"restart, total latency, (b)/(a): {restart_ratio:.1f}x")
     print(f"switching, p50 latency of revisits, (b)/(a): {switch_ratio:.1f}x (target >= 10x)")
     print(f"state size: {bytes_per_token / 1024:.1f} KiB per token")
     if summary["restore_ms_per_mb"] is not None:
@@ -246,6 +317,10 @@ def main() -> int:
         f"RAM tier {args.ram_mb} + 200 = {budget:.0f} MB "
         f"({'within' if sa['rss_mb'] <= budget else 'OVER'})"
     )
+    return write(out)
+
+
+def write(out: dict[str, Any]) -> int:
     results = ROOT / "bench" / "results"
     results.mkdir(parents=True, exist_ok=True)
     path = results / f"kv-{time.strftime('%Y%m%d-%H%M%S')}.json"

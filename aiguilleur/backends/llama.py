@@ -31,7 +31,7 @@ import msgspec
 
 from aiguilleur.backends.llama_chat import ChatJob, ChatResult, chat_step
 from aiguilleur.backends.llama_fim import FimJob, FimRunner
-from aiguilleur.backends.llama_model import EngineSettings, LiveThreads, load_model
+from aiguilleur.backends.llama_model import EngineSettings, LiveThreads, load_model, release
 from aiguilleur.backends.llama_state import StateKeeper
 from aiguilleur.backends.threads import ThreadChoice, ThreadGovernor, usable_cores
 from aiguilleur.cache.kv import KVStateStore
@@ -360,9 +360,7 @@ class LlamaEngine:
         self._keeper.save_if_dirty(self._llm)  # the next start begins where this one ends
         llm, self._llm = self._llm, None
         self._runner = self._threads = None
-        # The model's memory goes now, not whenever the collector finds Llama's own cycle:
-        # an engine replaced by new settings must not leave two models in memory.
-        llm.close()
+        release(llm)  # an engine replaced by new settings leaves one model in memory
 
     def _turn(self) -> str:
         """Whose request runs next (one pending per session: latest wins within it).

@@ -33,6 +33,13 @@ _loaded: list[int] = [0]
 _in_memory: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
+def release(llm: Any) -> None:
+    """Free a model's memory now, not whenever the collector finds Llama's own cycle."""
+    with _GUARD:
+        _in_memory.discard(llm)
+    llm.close()
+
+
 def model_loads() -> ModelLoads:
     with _GUARD:
         return ModelLoads(_loaded[0], len(_in_memory), bool(_guarded))

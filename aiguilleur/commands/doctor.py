@@ -18,6 +18,17 @@ def _line(ok: bool | None, text: str) -> None:
     print(f"[{mark}] {text}", flush=True)
 
 
+def _logs() -> None:
+    """Where to look when something went wrong: editors show only warnings and errors."""
+    from aiguilleur.daemon_dir import daemon_dir, identity, log_path
+    from aiguilleur.homes import log_dir
+
+    print("\nlogs (editors are shown warnings and errors only; -v shows everything):")
+    _line(None, f"the editors' `aiguilleur serve`: {log_dir() / 'serve.log'}")
+    directory = daemon_dir(identity())
+    _line(None, f"this environment's daemon ({directory.name}): {log_path(directory)}")
+
+
 def _threads(fixed: int | None, adapt: bool) -> None:
     """The engine's thread count as it would choose it now, from the machine's load."""
     governor = ThreadGovernor(usable_cores(), fixed, adapt=adapt)
@@ -64,6 +75,7 @@ def run_doctor(timeout: float = 300.0) -> int:
         problems += 1
         _line(False, p.describe())
     config = loaded.config
+    _logs()
 
     print("\nlocal model:")
     choice = discover(config.local.model, models_dir(config), config.local.search_common_places)

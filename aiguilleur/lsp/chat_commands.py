@@ -15,9 +15,9 @@ from lsprotocol import types as lsp
 from pygls.exceptions import JsonRpcInternalError, JsonRpcInvalidParams, JsonRpcRequestCancelled
 from pygls.lsp.server import LanguageServer
 
-from aiguilleur.config import data_dir
 from aiguilleur.features.chat import ChatError, ChatFeature, parse, write_new_chat
 from aiguilleur.features.uris import path_of
+from aiguilleur.homes import data_dir
 from aiguilleur.lsp.positions import position_at, selected_lines
 from aiguilleur.route_loop import NoRoute
 

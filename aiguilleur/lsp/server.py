@@ -177,7 +177,7 @@ def build_server(
 
     @server.command(USAGE_COMMAND)
     async def usage_command(ls: LanguageServer, *args: Any) -> Any:
-        from aiguilleur.config import data_dir
+        from aiguilleur.homes import data_dir
         from aiguilleur.usage import report
 
         r = await asyncio.to_thread(report, session.runtime.config, data_dir() / "ledger.db", 30)

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from aiguilleur.daemon_dir import daemon_pid
+from aiguilleur.daemon_dir import daemon_dir, daemon_pid, identity
 from aiguilleur.shim import start_daemon
 from tests.support.fake_openrouter import FakeModel, FakeOpenRouter
 from tests.support.home import TestHome
@@ -115,7 +115,7 @@ def test_a_second_daemon_started_by_a_race_leaves_in_favour_of_the_first(
         time.sleep(0.05)
     second = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
     assert second.returncode == 0
-    assert "already_running" in second.stderr
+    assert "already_running" in daemon_home.daemon_log
     assert first.poll() is None  # the first one still serves
     stopped = aiguilleur(daemon_home, "daemon", "stop")
     assert stopped.returncode == 0 and f"pid {first.pid}" in stopped.stdout
@@ -131,11 +131,12 @@ def test_a_daemon_killed_while_its_editor_lives_on_leaves_no_zombie(
     # keeps its cut requests' reservations as pending instead of settling them unknown.
     for name, value in daemon_home.env().items():
         monkeypatch.setenv(name, value)
-    process = start_daemon(None, 30)
+    directory = daemon_dir(identity())
+    process = start_daemon(directory, None, 30)
     deadline = time.monotonic() + PATIENCE
-    while daemon_pid() != process.pid and time.monotonic() < deadline:
+    while daemon_pid(directory) != process.pid and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert daemon_pid() == process.pid
+    assert daemon_pid(directory) == process.pid
     os.kill(process.pid, signal.SIGKILL)
     while Path(f"/proc/{process.pid}").exists() and time.monotonic() < deadline:
         time.sleep(0.02)

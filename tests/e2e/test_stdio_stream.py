@@ -177,3 +177,63 @@ def test_stdout_carries_only_frames_and_every_request_is_answered(
     assert "result" in answers[6][0]
     assert answers[6][0]["result"]["items"][0]["insertText"]
     assert proc.returncode == 0
+
+
+def _session(home: TestHome, *args: str) -> tuple[list[dict[str, Any]], bytes]:
+    """A short session of an editor (open, ask, leave): the frames and the server's stderr."""
+    uri = (home.workspace / "a.py").as_uri()
+    messages = [
+        {"id": 1, "method": "initialize", "params": {"capabilities": {}}},
+        {"method": "initialized", "params": {}},
+        {
+            "method": "textDocument/didOpen",
+            "params": {
+                "textDocument": {"uri": uri, "languageId": "python", "version": 1, "text": "x = "}
+            },
+        },
+        {
+            "id": 2,
+            "method": "textDocument/completion",
+            "params": {"textDocument": {"uri": uri}, "position": {"line": 0, "character": 4}},
+        },
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "aiguilleur", "serve", *home.serve_args, *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=home.env(),
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(b"".join(frame({"jsonrpc": "2.0", **m}) for m in messages))
+    proc.stdin.flush()
+    seen = b""
+    while b'"id":2' not in seen.replace(b" ", b""):
+        header = proc.stdout.readline()
+        assert header.startswith(b"Content-Length: "), (header, seen[-200:])
+        rest = b""
+        while not rest.endswith(b"\r\n\r\n"):
+            rest += proc.stdout.readline()
+        seen += header + rest + proc.stdout.read(int(header.split(b":")[1]))
+    leave = [{"id": 3, "method": "shutdown"}, {"method": "exit"}]
+    out, err = proc.communicate(
+        b"".join(frame({"jsonrpc": "2.0", **m}) for m in leave), timeout=120
+    )
+    assert proc.returncode == 0
+    return parse_frames(seen + out), err
+
+
+def test_stderr_holds_nothing_routine_and_the_log_holds_it_all(model_home: TestHome) -> None:
+    """Editors show a server's stderr (Helix labels each line an error): at the default
+    verbosity the shim, the daemon and a standalone server keep routine lines for their
+    logs; -v puts them on stderr too."""
+    frames, err = _session(model_home)
+    assert any(f.get("id") == 2 and "result" in f for f in frames)
+    assert err == b"", err.decode(errors="replace")
+    logged = model_home.serve_log + model_home.daemon_log
+    assert "INFO" in logged and "model.loaded" in logged
+    if model_home.mode == "daemon":
+        assert "shim.starting_daemon" in model_home.serve_log
+    model_home.stop_daemon()
+    _, err = _session(model_home, "-v")
+    assert b"INFO" in err

@@ -8,7 +8,7 @@ import signal
 import time
 from pathlib import Path
 
-from aiguilleur.daemon_dir import daemon_pid
+from aiguilleur.daemon_dir import daemon_pid, identity
 
 # How `aiguilleur serve` runs: relayed to the user's daemon (the default), or alone.
 SERVER_MODES = ("daemon", "standalone")
@@ -30,29 +30,57 @@ class TestHome:
         return ["--standalone"] if self.mode == "standalone" else []
 
     @property
-    def run_dir(self) -> Path:
-        """Where this user's daemon keeps its socket, lock and log."""
+    def run_root(self) -> Path:
+        """This user's runtime dir: a directory per daemon identity in it."""
         return self.root / "run" / "aiguilleur"
+
+    def daemon_dir_for(self, **env: str) -> Path:
+        """The directory of the daemon a window of this user started with `env` (on top
+        of this home's) uses: its socket, lock and log."""
+        saved = dict(os.environ)
+        os.environ.clear()
+        os.environ.update(self.env(**env))
+        try:
+            return self.run_root / identity().digest
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+
+    @property
+    def run_dir(self) -> Path:
+        """The directory of the daemon this user's windows use."""
+        return self.daemon_dir_for()
+
+    def daemon_dirs(self) -> list[Path]:
+        return sorted(p.parent for p in self.run_root.glob("*/identity.json"))
 
     @property
     def daemon_log(self) -> str:
-        path = self.run_dir / "daemon.log"
+        """Every daemon's log, one after the other."""
+        logs = [d / "daemon.log" for d in self.daemon_dirs()]
+        return "".join(p.read_text(errors="replace") for p in logs if p.exists())
+
+    @property
+    def serve_log(self) -> str:
+        """The log of the editors' `aiguilleur serve` (shims and standalone servers)."""
+        path = self.root / "home" / ".local" / "state" / "aiguilleur" / "serve.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
     def stop_daemon(self, timeout: float = 30.0) -> None:
-        """Stop this user's daemon, if one runs: the daemon outlives its editors."""
-        if not self.run_dir.exists() or (pid := daemon_pid(self.run_dir)) is None:
-            return
-        sig = signal.SIGTERM
-        deadline = time.monotonic() + timeout
-        while daemon_pid(self.run_dir) is not None:
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                return
-            if time.monotonic() > deadline:
-                sig = signal.SIGKILL
-            time.sleep(0.1)
+        """Stop this user's daemons, if any run: a daemon outlives its editors."""
+        for directory in self.daemon_dirs():
+            if (pid := daemon_pid(directory)) is None:
+                continue
+            sig = signal.SIGTERM
+            deadline = time.monotonic() + timeout
+            while daemon_pid(directory) is not None:
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    break
+                if time.monotonic() > deadline:
+                    sig = signal.SIGKILL
+                time.sleep(0.1)
 
     @property
     def config_file(self) -> Path:

@@ -34,9 +34,11 @@ async def lsp_session(
     init_options: Any = None,
     env: dict[str, str] | None = None,
     extra_args: list[str] | None = None,
+    server: list[str] | None = None,
 ) -> AsyncIterator[LanguageClient]:
+    """A window: `server` (`aiguilleur serve` by default) started and initialized."""
     config = ClientServerConfig(
-        server_command=[*SERVER, *home.serve_args, *(extra_args or [])],
+        server_command=[*(server or SERVER), *home.serve_args, *(extra_args or [])],
         server_env=home.env(**(env or {})),
     )
     client = await config.start()
