@@ -94,9 +94,18 @@ def heal_cut(
 
     Qwen's tokenizer writes twelve spaces alone as one token but twelve spaces and a word
     as eleven spaces and ` word`: cut where the text-that-goes-on would be cut, and always
-    before the last token, which may yet merge with what comes."""
-    tokens = tokenize(line + _PROBE)
+    before the last token, which may yet merge with what comes.
+
+    A vocabulary whose pieces do not spell the text they tokenize (some converted or
+    synthetic GGUFs write spaces as U+2581 in a byte-level vocabulary) cannot be healed:
+    every cut would fall at the line's start, and the whole line would be spelled again
+    one evaluation per token (a 2,000-token restart's first suggestion took 2.7 s so
+    instead of 0.5). Such a line is tokenized whole."""
     data = line.encode("utf-8")
+    plain = tokenize(line)
+    if b"".join(piece(t) for t in plain) != data:
+        return plain, b""
+    tokens = tokenize(line + _PROBE)
     while tokens:
         done = b"".join(piece(t) for t in tokens)
         # Never inside a word: `retu` + `a` may tokenize as ` ret` + `ua`, yet the word

@@ -107,3 +107,25 @@ def test_healing_cuts_where_the_real_tokenizer_would_if_the_text_went_on(
         tokens, heal = heal_cut(line, tokenize, text_of)
         assert b"".join(text_of(t) for t in tokens) == kept.encode(), line
         assert heal == healed.encode(), line
+
+
+def test_a_vocabulary_whose_pieces_do_not_spell_the_text_is_not_healed(tmp_path: Path) -> None:
+    """The random-weight Qwen-shaped model writes spaces as U+2581 in a byte-level
+    vocabulary: healing would spell the whole line again, one evaluation per token."""
+    from llama_cpp import Llama
+
+    from aiguilleur.backends.fim import heal_cut
+    from aiguilleur.backends.synthetic import TINY, ensure_model
+
+    vocab = Llama(str(ensure_model(tmp_path, TINY)), vocab_only=True, verbose=False)
+
+    def tokenize(text: str) -> list[int]:
+        return list(vocab.tokenize(text.encode(), add_bos=False, special=False))
+
+    def text_of(token: int) -> bytes:
+        return bytes(vocab.detokenize([token]))
+
+    line = "    if chunks and len(chunks[-1]) > width"
+    assert b"".join(text_of(t) for t in tokenize(line)) != line.encode()  # (as said above)
+    tokens, heal = heal_cut(line, tokenize, text_of)
+    assert (tokens, heal) == (tokenize(line), b"")
