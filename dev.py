@@ -59,6 +59,7 @@ def main(argv: list[str]) -> int:
             "quality": "bench/quality.py",
             "daemon": "bench/daemon.py",
             "load": "bench/load.py",
+            "soak": "bench/soak.py",
         }
         script = scripts.get(rest[0], "bench/run.py") if rest else "bench/run.py"
         if rest[:1] and (rest[0] in scripts or rest[0] == "replay"):

@@ -41,6 +41,7 @@ from aiguilleur.daemon_dir import (
     Installation,
     daemon_lock,
     installation,
+    prune_stale,
     read_identity,
     socket_path,
 )
@@ -275,9 +276,9 @@ class Daemon:
             )
             was = self.running.version
             if now.version != was:
-                what = f"aiguilleur {now.version} is installed; this window runs {was}"
+                what = f"version {now.version} is installed; this window runs {was}"
             else:
-                what = f"aiguilleur changed on disk; this window runs the {was} it started with"
+                what = f"its code changed on disk; this window runs the {was} it started with"
             self.runtime.tell_every_window(
                 f"{what} until its language server restarts. To switch now, restart it "
                 "(Neovim: `:LspRestart`, Helix: `:lsp-restart`, VS Code: `Developer: Reload "
@@ -289,6 +290,8 @@ class Daemon:
 
     async def run(self, path: Path) -> None:
         self.loop = asyncio.get_running_loop()
+        for gone in await asyncio.to_thread(prune_stale, self.directory):
+            log.info("daemon.pruned directory=%s", gone)
         choice = await asyncio.to_thread(self.runtime.start, self._loaded_from_thread)
         log.info("daemon.start pid=%d socket=%s model=%s", os.getpid(), path, choice.path)
         await self.runtime.start_remote()

@@ -17,7 +17,9 @@ import fcntl
 import hashlib
 import os
 import re
+import shutil
 import sys
+import time
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +33,9 @@ from aiguilleur.homes import cache_home, data_dir, user_config_path
 # the shim then waits for the editor's next message before starting a new one.
 DAEMON_STOPPING = "aiguilleur/daemonStopping"
 IDENTITY_FILE = "identity.json"
+# A directory no daemon holds and nothing touched for this long is removed (the old
+# version's after an upgrade, a profile no longer used).
+STALE_AFTER_S = 7 * 86400
 
 
 class Installation(msgspec.Struct, frozen=True):
@@ -129,11 +134,29 @@ def daemon_dir(ident: DaemonIdentity) -> Path:
     path = runtime_dir() / ident.digest
     path.mkdir(mode=0o700, exist_ok=True)
     described = path / IDENTITY_FILE
-    if not described.exists():
+    if described.exists():
+        described.touch()  # in use: not stale (prune_stale)
+    else:
         temporary = path / f".{IDENTITY_FILE}.{os.getpid()}"
         temporary.write_bytes(msgspec.json.format(msgspec.json.encode(ident)))
         temporary.replace(described)
     return path
+
+
+def prune_stale(keep: Path) -> list[Path]:
+    """Remove the directories of daemons long gone; the ones removed."""
+    removed = []
+    for directory in all_daemon_dirs():
+        if directory == keep or daemon_pid(directory) is not None:
+            continue
+        try:
+            newest = max(p.stat().st_mtime for p in directory.iterdir())
+        except (OSError, ValueError):
+            continue
+        if time.time() - newest > STALE_AFTER_S:
+            shutil.rmtree(directory, ignore_errors=True)
+            removed.append(directory)
+    return removed
 
 
 def all_daemon_dirs() -> list[Path]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -200,6 +201,12 @@ class FakeOpenRouter:
             # The stdlib's backlog of 5 resets connections when hundreds arrive at once
             # (the concurrency tests); a real API's front end does not.
             request_queue_size = 1024
+
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                # A client that goes away (a killed daemon, a pooled connection closed)
+                # is not the server's error, as for a real API: no traceback for it.
+                if not isinstance(sys.exc_info()[1], ConnectionError):
+                    super().handle_error(request, client_address)
 
         self._server = Server(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
