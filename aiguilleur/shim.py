@@ -31,6 +31,7 @@ from aiguilleur.daemon_dir import (
     daemon_dir,
     identity,
     log_path,
+    package_dir,
     socket_path,
 )
 from aiguilleur.logs import keep_small
@@ -60,8 +61,11 @@ def start_daemon(
     """The daemon of `directory` in its own session (it outlives this editor); what it
     writes on stderr (a crash's last words too) goes to its log."""
     # -P: the aiguilleur of this Python's environment, never one that happens to be in
-    # the editor's working directory (a checkout of aiguilleur itself, say).
-    cmd = [sys.executable, "-P", "-m", "aiguilleur", "daemon", "run", "--dir", str(directory)]
+    # the editor's working directory (a checkout of aiguilleur itself, say); unless this
+    # very `serve` runs from there (a checkout run without installing it).
+    from_cwd = package_dir().parent == Path.cwd().resolve()
+    cmd = [sys.executable, *([] if from_cwd else ["-P"]), "-m", "aiguilleur", "daemon", "run"]
+    cmd += ["--dir", str(directory)]
     cmd += ["-v"] * verbose
     if idle_s is not None:
         cmd += ["--idle", str(idle_s)]

@@ -24,6 +24,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import signal
 import sqlite3
 import subprocess
@@ -292,7 +293,8 @@ class Soak:
         self.retired: list[Window] = []
         self.started = time.monotonic()
         self.kinds: Counter[str] = Counter()
-        self.memory: list[tuple[float, int, float]] = []  # (s, daemon pid, RSS MB)
+        # (s, daemon pid, RSS MB, MB in the KV store's RAM tier)
+        self.memory: list[tuple[float, int, float, float]] = []
         self.daemon_pids: list[int] = []
         self.events: list[str] = []
         self.exit_codes: list[int] = []
@@ -385,17 +387,21 @@ class Soak:
 
     async def sample_memory(self) -> None:
         while True:
-            pid = self.daemon()
-            if pid is not None:
-                if pid not in self.daemon_pids:
-                    self.daemon_pids.append(pid)
-                with contextlib.suppress(OSError, ValueError):
-                    status = Path(f"/proc/{pid}/status").read_text()
-                    rss = next(
-                        int(x.split()[1]) for x in status.splitlines() if x.startswith("VmRSS:")
-                    )
-                    self.memory.append((time.monotonic() - self.started, pid, rss / 1024))
             await asyncio.sleep(self.args.sample_s)
+            pid = self.daemon()
+            if pid is None or not self.windows:
+                continue
+            if pid not in self.daemon_pids:
+                self.daemon_pids.append(pid)
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+                answer = await self.windows[0].ask("aiguilleur/status", {}, timeout=60)
+            except (OSError, TimeoutError):
+                continue
+            kv = (answer.get("result") or {}).get("kv") or {}
+            rss = next(int(x.split()[1]) for x in status.splitlines() if x.startswith("VmRSS:"))
+            at = time.monotonic() - self.started
+            self.memory.append((at, pid, rss / 1024, kv.get("ram_bytes", 0) / 2**20))
 
     async def run(self) -> None:
         sampler = asyncio.ensure_future(self.sample_memory())
@@ -430,10 +436,11 @@ class Soak:
         sampler.cancel()
 
 
-def config(model: Path, fake: FakeOpenRouter) -> str:
+def config(model: Path, fake: FakeOpenRouter, kv_ram_mb: int) -> str:
     cloud = 'name = "cloud"\nbackend = "openrouter"\nkey = "work"\nmodel = "vendor/coder"\n'
     return (
         f'[local]\nmodel = "{model}"\n[completion]\nmax_tokens = 16\n'
+        f"[cache]\nkv_ram_mb = {kv_ram_mb}\n"
         f'[keys.work]\nenv = "AIGUILLEUR_SOAK_KEY"\nbase_url = "{fake.base_url}"\ndaily = 50.0\n'
         f"[[routes.code_action]]\n{cloud}[[routes.chat]]\n{cloud}"
     )
@@ -456,6 +463,9 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=25.0, help="or after this long")
     parser.add_argument("--sample-s", type=float, default=2.0, help="memory sampling period")
     parser.add_argument("--seed", type=int, default=23)
+    parser.add_argument(
+        "--kv-ram-mb", type=int, default=512, help="the KV store's RAM tier (the default's)"
+    )
     args = parser.parse_args()
     model = mirror.fetch(mirror.QWEN_CODER_05B_INSTRUCT, mirror.weights_dir())
     print(f"model: {model}", flush=True)
@@ -471,7 +481,7 @@ def main() -> int:
         env = isolated_env(home, XDG_RUNTIME_DIR=str(home / "run"), AIGUILLEUR_SOAK_KEY=KEY)
         user_file = home / "c" / "aiguilleur" / "config.toml"
         user_file.parent.mkdir(parents=True)
-        user_file.write_text(config(model, fake))
+        user_file.write_text(config(model, fake, args.kv_ram_mb))
         soak = Soak(args, home, env)
         asyncio.run(soak.run())
         wall = time.monotonic() - soak.started
@@ -491,7 +501,8 @@ def main() -> int:
         twice = sum(1 for w in windows for i in w.sent if w.answers[i] > 1)
         errors: Counter[str] = Counter()
         for w in windows:
-            errors.update(w.errors)
+            for text, n in w.errors.items():
+                errors[re.sub(r"\d+", "N", text)] += n  # one line per kind, not per id
         settled = [g for status, g in rows if status == Status.SETTLED.value]
         memory = soak.memory
         result = {
@@ -541,11 +552,19 @@ def main() -> int:
     print(f"tracebacks: {found or 'none'}")
     print(f"events: {soak.events}; daemons: {soak.daemon_pids}; exits: {soak.exit_codes}")
     if memory:
-        print("daemon RSS (MB) over time:")
+        print(
+            "daemon RSS over time (MB; of which the KV store's RAM tier, capped at "
+            f"{args.kv_ram_mb} MB):"
+        )
         step = max(1, -(-len(memory) // 16))
-        for t, pid, mb in memory[::step]:
-            print(f"  {t:7.0f} s  pid {pid:<8} {mb:7.0f} MB  {'#' * int(mb / 20)}")
-        print(f"  min {min(m for *_, m in memory):.0f} MB, max {max(m for *_, m in memory):.0f} MB")
+        for t, pid, mb, kv in memory[::step]:
+            bar = "#" * int((mb - kv) / 20) + "k" * int(kv / 20)
+            print(f"  {t:7.0f} s  pid {pid:<8} {mb:7.0f} MB  kv {kv:5.0f}  {bar}")
+        rest = [mb - kv for _, _, mb, kv in memory]
+        print(
+            f"  RSS min {min(m[2] for m in memory):.0f}, max {max(m[2] for m in memory):.0f} MB;"
+            f" without the KV tier min {min(rest):.0f}, max {max(rest):.0f} MB"
+        )
     results = ROOT / "bench" / "results"
     results.mkdir(parents=True, exist_ok=True)
     path = results / f"soak-{time.strftime('%Y%m%d-%H%M%S')}.json"
