@@ -293,8 +293,8 @@ class Soak:
         self.retired: list[Window] = []
         self.started = time.monotonic()
         self.kinds: Counter[str] = Counter()
-        # (s, daemon pid, RSS MB, MB in the KV store's RAM tier)
-        self.memory: list[tuple[float, int, float, float]] = []
+        # (s, daemon pid, RSS MB, MB in the KV store's RAM tier, MB waiting for its disk)
+        self.memory: list[tuple[float, int, float, float, float]] = []
         self.daemon_pids: list[int] = []
         self.events: list[str] = []
         self.exit_codes: list[int] = []
@@ -401,7 +401,8 @@ class Soak:
             kv = (answer.get("result") or {}).get("kv") or {}
             rss = next(int(x.split()[1]) for x in status.splitlines() if x.startswith("VmRSS:"))
             at = time.monotonic() - self.started
-            self.memory.append((at, pid, rss / 1024, kv.get("ram_bytes", 0) / 2**20))
+            ram, pending = kv.get("ram_bytes", 0), kv.get("disk_pending_bytes", 0)
+            self.memory.append((at, pid, rss / 1024, ram / 2**20, pending / 2**20))
 
     async def run(self) -> None:
         sampler = asyncio.ensure_future(self.sample_memory())
@@ -557,10 +558,13 @@ def main() -> int:
             f"{args.kv_ram_mb} MB):"
         )
         step = max(1, -(-len(memory) // 16))
-        for t, pid, mb, kv in memory[::step]:
+        for t, pid, mb, kv, pending in memory[::step]:
             bar = "#" * int((mb - kv) / 20) + "k" * int(kv / 20)
-            print(f"  {t:7.0f} s  pid {pid:<8} {mb:7.0f} MB  kv {kv:5.0f}  {bar}")
-        rest = [mb - kv for _, _, mb, kv in memory]
+            print(
+                f"  {t:7.0f} s  pid {pid:<8} {mb:7.0f} MB  kv {kv:5.0f}  "
+                f"to disk {pending:4.0f}  {bar}"
+            )
+        rest = [mb - kv for _, _, mb, kv, _ in memory]
         print(
             f"  RSS min {min(m[2] for m in memory):.0f}, max {max(m[2] for m in memory):.0f} MB;"
             f" without the KV tier min {min(rest):.0f}, max {max(rest):.0f} MB"

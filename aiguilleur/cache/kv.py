@@ -74,6 +74,8 @@ class KVStoreStats(msgspec.Struct, frozen=True):
     stores: int
     discarded: int
     disk_problem: str | None = None
+    disk_skipped: int = 0  # states kept in RAM only: the disk writer was too far behind
+    disk_pending_bytes: int = 0  # states waiting in memory for the disk writer
 
 
 class _Entry:
@@ -121,6 +123,7 @@ class KVStateStore:
         self._ram: OrderedDict[str, _Entry] = OrderedDict()
         self._ram_used = 0
         self._stats = dict.fromkeys(STAT_KEYS, 0)
+        self._disk_skipped = 0
         self._disk: KVDisk | None = None
         self.disk_problem: str | None = None
         if directory is not None and disk_bytes > 0:
@@ -269,9 +272,12 @@ class KVStateStore:
             self._to_ram(e, data)
             self._count("stores")
             if self._disk is not None:
-                e.on_disk = True  # from now on, as far as lookups care
-                self._disk.put(e.id, arr.tobytes(), data)
-            elif e.data is None:  # too big for RAM and no disk: nowhere to keep it
+                # On disk from now on, as far as lookups care; unless the writer is too
+                # far behind (a slow disk): then in RAM only.
+                e.on_disk = self._disk.put(e.id, arr.tobytes(), data)
+                if not e.on_disk:
+                    self._disk_skipped += 1
+            if not e.on_disk and e.data is None:  # too big for RAM, not on disk: nowhere
                 self._unindex(e)
                 return None
         return entry
@@ -313,6 +319,8 @@ class KVStateStore:
                 disk_bytes=disk_bytes,
                 disk_limit=self.disk_limit if self._disk is not None else 0,
                 disk_problem=self.disk_problem,
+                disk_pending_bytes=self._disk.pending_bytes if self._disk is not None else 0,
+                disk_skipped=self._disk_skipped,
                 **self._stats,
             )
 

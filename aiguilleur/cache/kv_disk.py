@@ -79,6 +79,11 @@ def decode_meta(raw: object, namespace: str | None = None) -> DiskMeta | None:
     return meta
 
 
+# The most bytes of states waiting in memory for the writer: beyond, a state stays in RAM
+# only (a slow disk then costs speed after a restart, never memory).
+MAX_PENDING_BYTES = 256 << 20
+
+
 class KVDisk:
     """One namespace's view of the disk tier. Opening it raises DISK_ERRORS."""
 
@@ -91,6 +96,8 @@ class KVDisk:
         self._on_failure = on_failure
         self._cache: Any = open_disk(directory, size_limit)
         self._writes: queue.Queue[tuple[str, Any] | None] = queue.Queue()
+        self._pending_lock = threading.Lock()
+        self.pending_bytes = 0  # of the states queued for the writer
         self._writer = threading.Thread(target=self._write_loop, name="kv-writer", daemon=True)
         self._writer.start()
 
@@ -139,8 +146,14 @@ class KVDisk:
             raise Corrupt(entry)
         return data
 
-    def put(self, entry: str, tokens: bytes, data: bytes) -> None:
+    def put(self, entry: str, tokens: bytes, data: bytes) -> bool:
+        """Queue the state for the writer; False when too many bytes wait already."""
+        with self._pending_lock:
+            if self.pending_bytes + len(data) > MAX_PENDING_BYTES:
+                return False
+            self.pending_bytes += len(data)
         self._writes.put(("put", (entry, tokens, data)))
+        return True
 
     def delete(self, entry: str) -> None:
         self._writes.put(("delete", entry))
@@ -184,6 +197,9 @@ class KVDisk:
                     failed = True
                     self._on_failure(f"cannot write the KV cache in {self.directory}: {error}")
             finally:
+                if item is not None and item[0] == "put":
+                    with self._pending_lock:
+                        self.pending_bytes -= len(item[1][2])
                 self._writes.task_done()
 
     def _write(self, op: str, arg: Any) -> None:

@@ -270,3 +270,38 @@ def test_a_state_that_extends_a_stored_one_replaces_it(tmp_path: Path) -> None:
     s.close()
     summaries, _, _ = summarize_disk(tmp_path)
     assert summaries[0].entries == 2  # the replaced state was deleted on disk too
+
+
+def test_states_wait_for_a_slow_disk_in_bounded_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A disk slower than the saves: the states queued for it stay within a bound, the
+    others are kept in RAM only, and all that was queued is written once the disk
+    catches up."""
+    import threading
+
+    from aiguilleur.cache import kv_disk
+
+    monkeypatch.setattr(kv_disk, "MAX_PENDING_BYTES", 2 * 3000)
+    disk_free = threading.Event()
+    write = kv_disk.KVDisk._write
+
+    def slow_write(self: kv_disk.KVDisk, op: str, arg: object) -> None:
+        disk_free.wait(30)
+        write(self, op, arg)
+
+    monkeypatch.setattr(kv_disk.KVDisk, "_write", slow_write)
+    s = store(tmp_path, ram=10 << 20)
+    keys = [seq(i * 1000, 128) for i in range(5)]
+    for i, k in enumerate(keys):
+        s.put(k, payload(3000, i))
+        assert s.stats().disk_pending_bytes <= 2 * 3000
+    st = s.stats()
+    assert st.disk_skipped == 3 and st.ram_entries == 5
+    disk_free.set()
+    assert s.flush()
+    assert s.stats().disk_pending_bytes == 0
+    s.close()
+    again = store(tmp_path)
+    assert again.stats().disk_entries == 2  # the two that were queued, and no others
+    again.close()
