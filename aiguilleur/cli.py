@@ -66,7 +66,7 @@ def serve_log(log_file: str | None) -> Path:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     if not args.standalone and not args.tcp:
-        from aiguilleur.shim import serve_through_daemon
+        from aiguilleur.daemon.shim import serve_through_daemon
 
         protocol_out = protect_stdout()
         _server_logging(args.verbose, serve_log(args.log_file), lsp_server=False)
@@ -97,8 +97,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_daemon(args: argparse.Namespace) -> int:
     config = Path(args.config) if args.config else None
     if args.action == "run":
-        from aiguilleur.daemon import DEFAULT_IDLE_S, run_daemon
-        from aiguilleur.daemon_dir import daemon_dir, identity, log_path
+        from aiguilleur.daemon.daemon import DEFAULT_IDLE_S, run_daemon
+        from aiguilleur.daemon.identity import daemon_dir, identity, log_path
 
         directory = Path(args.dir) if args.dir else daemon_dir(identity(config))
         log_file = Path(args.log_file) if args.log_file else log_path(directory)

@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 
 from aiguilleur import mirror  # noqa: E402
 from aiguilleur.cache.ledger import Status  # noqa: E402
-from aiguilleur.daemon_dir import daemon_pid  # noqa: E402
+from aiguilleur.daemon.identity import daemon_pid  # noqa: E402
 from bench.common import isolated_env  # noqa: E402
 from tests.support.fake_openrouter import FakeKey, FakeModel, FakeOpenRouter  # noqa: E402
 

@@ -47,3 +47,22 @@ def test_the_check_sees_an_import_when_there_is_one(tmp_path: Path) -> None:
     module = tmp_path / "m.py"
     module.write_text("from lsprotocol import types as lsp\nimport pygls.server\n")
     assert imports_of(module) == {"lsprotocol", "pygls.server"}
+
+
+def test_the_shim_an_editor_starts_imports_nothing_heavy() -> None:
+    """`aiguilleur serve` must answer fast: the shim (daemon/) loads neither the engine,
+    nor pygls and lsprotocol (0.3 s), nor the LSP layer."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, aiguilleur.cli, aiguilleur.daemon.shim\n"
+        "heavy = ('llama_cpp', 'numpy', 'pygls', 'lsprotocol', 'aiguilleur.backends', "
+        "'aiguilleur.lsp', 'aiguilleur.runtime')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy or "
+        "any(m.startswith(h) for h in heavy)))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == "[]", done.stdout

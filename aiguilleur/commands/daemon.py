@@ -1,6 +1,6 @@
 """`aiguilleur daemon status|stop`: how each of the user's daemons is, or stop them.
 
-A user has one daemon per identity (daemon_dir.py): per installed aiguilleur, per set of
+A user has one daemon per identity (daemon/identity.py): per installed aiguilleur, per set of
 homes, per set of key values. `status` lists them all and marks the one this environment's
 windows use; `stop` stops that one (or, with --all, every one)."""
 
@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from aiguilleur.daemon_dir import (
+from aiguilleur.daemon.identity import (
     all_daemon_dirs,
     daemon_dir,
     daemon_pid,

@@ -20,7 +20,7 @@ def _line(ok: bool | None, text: str) -> None:
 
 def _logs() -> None:
     """Where to look when something went wrong: editors show only warnings and errors."""
-    from aiguilleur.daemon_dir import daemon_dir, identity, log_path
+    from aiguilleur.daemon.identity import daemon_dir, identity, log_path
     from aiguilleur.homes import log_dir
 
     print("\nlogs (editors are shown warnings and errors only; -v shows everything):")

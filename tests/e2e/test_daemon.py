@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from aiguilleur.daemon_dir import daemon_dir, daemon_pid, identity
-from aiguilleur.shim import start_daemon
+from aiguilleur.daemon.identity import daemon_dir, daemon_pid, identity
+from aiguilleur.daemon.shim import start_daemon
 from tests.support.fake_openrouter import FakeModel, FakeOpenRouter
 from tests.support.home import TestHome
 from tests.support.lsp import (

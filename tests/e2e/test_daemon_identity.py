@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from aiguilleur.backends.synthetic import TINY_Q8, ensure_model
-from aiguilleur.daemon_dir import package_dir
+from aiguilleur.daemon.identity import package_dir
 from tests.support.fake_openrouter import FakeKey, FakeOpenRouter
 from tests.support.home import TestHome
 from tests.support.lsp import idle, inline, last_completion, lsp_session, open_doc, status

@@ -8,7 +8,7 @@ import signal
 import time
 from pathlib import Path
 
-from aiguilleur.daemon_dir import daemon_pid, identity
+from aiguilleur.daemon.identity import daemon_pid, identity
 
 # How `aiguilleur serve` runs: relayed to the user's daemon (the default), or alone.
 SERVER_MODES = ("daemon", "standalone")

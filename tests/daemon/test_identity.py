@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from aiguilleur.daemon_dir import (
+from aiguilleur.daemon.identity import (
     STALE_AFTER_S,
     daemon_dir,
     identity,

@@ -7,7 +7,7 @@ pygls serves one client per process (its `start_io` and `start_tcp` end the proc
 (`pygls.io_.run_async`) over the connection's streams, with an `exit` that ends that
 connection only.
 
-One daemon per identity (daemon_dir.py): it holds an exclusive lock on `daemon.lock` in
+One daemon per identity (identity.py): it holds an exclusive lock on `daemon.lock` in
 its directory for its lifetime, so a second one started by a race exits at once in favour
 of the first.
 
@@ -35,7 +35,7 @@ from pygls.io_ import run_async
 from pygls.protocol.language_server import LanguageServerProtocol, lsp_method
 
 from aiguilleur.config import ConfigLayers
-from aiguilleur.daemon_dir import (
+from aiguilleur.daemon.identity import (
     DAEMON_STOPPING,
     DaemonIdentity,
     Installation,

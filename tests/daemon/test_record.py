@@ -6,7 +6,7 @@ from typing import Any
 
 import msgspec
 
-from aiguilleur.shim_record import FOLD_AFTER, Envelope, SessionRecord, frame
+from aiguilleur.daemon.record import FOLD_AFTER, Envelope, SessionRecord, frame
 
 
 def message(**fields: Any) -> tuple[bytes, Envelope]:

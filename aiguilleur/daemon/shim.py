@@ -1,7 +1,7 @@
 """`aiguilleur serve`: what the editor starts. It relays the editor's stdio to its daemon
-(daemon.py): the one of its identity (daemon_dir.py: the same aiguilleur, homes and key
+(daemon.py): the one of its identity (identity.py: the same aiguilleur, homes and key
 variables), starting it when none answers, and keeps what a new daemon would need to
-carry on (shim_record.py's `SessionRecord`).
+carry on (record.py's `SessionRecord`).
 
 If the daemon dies, the shim answers what the daemon owed (an error for each request in
 flight, the end of each progress bar), says so once, starts a new daemon and replays
@@ -26,7 +26,7 @@ from typing import Any, BinaryIO
 
 import msgspec
 
-from aiguilleur.daemon_dir import (
+from aiguilleur.daemon.identity import (
     DAEMON_STOPPING,
     daemon_dir,
     identity,
@@ -34,8 +34,8 @@ from aiguilleur.daemon_dir import (
     package_dir,
     socket_path,
 )
+from aiguilleur.daemon.record import Envelope, SessionRecord, frame, read_frame
 from aiguilleur.logs import keep_small
-from aiguilleur.shim_record import Envelope, SessionRecord, frame, read_frame
 from aiguilleur.tasks import TaskSet
 
 log = logging.getLogger(__name__)
