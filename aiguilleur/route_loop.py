@@ -95,6 +95,18 @@ def private_reason(path: str, texts: Iterable[str], policy: Config, found: str) 
     return None
 
 
+def for_route(request: Request, route: Route) -> Request:
+    """`request` under a local route's own settings (`max_tokens`, `temperature`), as the
+    remote routes apply theirs."""
+    gen = request.params
+    params = msgspec.structs.replace(
+        gen,
+        max_tokens=route.max_tokens or gen.max_tokens,
+        temperature=gen.temperature if route.temperature is None else route.temperature,
+    )
+    return msgspec.structs.replace(request, params=params)
+
+
 class SessionRoutes:
     """One session's requests through the shared runtime, under that session's policy."""
 
@@ -151,7 +163,8 @@ class SessionRoutes:
 
         async def complete_on(route: Route) -> Completion:
             if route.backend is Backend.LOCAL:
-                return await runtime.local_engine().complete(request)
+                done = await runtime.local_engine().complete(for_route(request, route))
+                return msgspec.structs.replace(done, route=route.name)
             return await runtime.remote_routes().complete(route, request)
 
         return await self._first_answer(self._completion_routes(request), complete_on, [])
@@ -168,9 +181,10 @@ class SessionRoutes:
         if not routes or routes[0].backend is not Backend.LOCAL:
             return None
         try:
-            return await engine.prefetch(request)
+            done = await engine.prefetch(for_route(request, routes[0]))
         except (Cancelled, BackendUnavailable):
             return None
+        return msgspec.structs.replace(done, route=routes[0].name)
 
     async def ask(
         self,

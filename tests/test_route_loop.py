@@ -51,9 +51,11 @@ class FakeEngine:
     def __init__(self, error: Exception | None = None) -> None:
         self.error = error
         self.calls = 0
+        self.requests: list[Request] = []
 
     async def complete(self, request: Request) -> Completion:
         self.calls += 1
+        self.requests.append(request)
         if self.error is not None:
             raise self.error
         return Completion("1", Usage(), route="local", model="tiny")
@@ -225,3 +227,21 @@ def test_a_failed_route_is_told_to_the_window_whose_request_it_was_only() -> Non
     done = asyncio.run(session(rt, asking).complete(REQUEST))
     assert done is not None and done.backend is Backend.LOCAL  # fell back
     assert asking.told == ["route 'team' failed: HTTP 502"] and other.told == []
+
+
+def test_a_local_routes_own_settings_apply_and_its_name_is_the_answers() -> None:
+    """`[[routes.completion]] backend = "local"` with its own name, max_tokens and
+    temperature: they apply as a remote route's do (they were silently ignored)."""
+    mine = {"name": "mine", "backend": "local", "max_tokens": 3, "temperature": 0.4}
+    config = msgspec.convert({"routes": {"completion": [mine]}}, Config)
+    engine = FakeEngine()
+    rt = runtime(engine, FakeRemote(answers("unused")))
+    done = asyncio.run(session(rt, FixedPolicy(config)).complete(REQUEST))
+    assert done is not None and done.route == "mine"
+    [sent] = engine.requests
+    assert (sent.params.max_tokens, sent.params.temperature) == (3, 0.4)
+    # A local route that sets nothing keeps the request's own settings.
+    plain = msgspec.convert({"routes": {"completion": [LOCAL]}}, Config)
+    done = asyncio.run(session(rt, FixedPolicy(plain)).complete(REQUEST))
+    assert done is not None and done.route == "local"
+    assert engine.requests[-1].params == REQUEST.params
