@@ -22,6 +22,7 @@ from aiguilleur.backends.openrouter import (
     parse_prices,
     provider_preferences,
 )
+from aiguilleur.backends.postprocess import shape_answer
 from aiguilleur.backends.remote_fim import (
     RawFimPrompt,
     chat_fim_messages,
@@ -42,6 +43,7 @@ from aiguilleur.types import (
     ChatMessage,
     Completion,
     FimContext,
+    GenerationParams,
     Request,
     Route,
     Usage,
@@ -56,6 +58,12 @@ EXHAUSTED_S = 300.0
 FIRST_REFRESH_WAIT_S = 5.0
 # Closing (new settings) waits this long for costs still being asked after the fact.
 SETTLE_WAIT_S = 10.0
+
+
+def _shaped(text: str, ctx: FimContext, gen: GenerationParams, raw: bool) -> str:
+    """A raw fill-in-the-middle answer gets the local engine's stop and overlap rules; a
+    chat model's answer is fitted to the hole (remote_fim.clean_chat_answer)."""
+    return shape_answer(text, ctx.suffix, gen) if raw else clean_chat_answer(text, ctx)
 
 
 class RemoteRoutes:
@@ -209,7 +217,7 @@ class RemoteRoutes:
                         model=hit.model_used,
                         feature=request.kind.value,
                     )
-                text = hit.text if raw is not None else clean_chat_answer(hit.text, ctx)
+                text = _shaped(hit.text, ctx, gen, raw=raw is not None)
                 usage = Usage(
                     prompt_tokens=hit.prompt_tokens,
                     completion_tokens=hit.completion_tokens,
@@ -233,7 +241,7 @@ class RemoteRoutes:
                     u.cost_usd or 0.0,
                 ),
             )
-        return self._completion(route, result, ctx, started, raw=raw is not None)
+        return self._completion(route, result, ctx, gen, started, raw=raw is not None)
 
     async def _answer(
         self,
@@ -349,9 +357,15 @@ class RemoteRoutes:
             return await send()
 
     def _completion(
-        self, route: Route, result: WireResult, ctx: FimContext, started: float, raw: bool
+        self,
+        route: Route,
+        result: WireResult,
+        ctx: FimContext,
+        gen: GenerationParams,
+        started: float,
+        raw: bool,
     ) -> Completion:
-        text = result.text if raw else clean_chat_answer(result.text, ctx)
+        text = _shaped(result.text, ctx, gen, raw=raw)
         u = result.usage
         usage = Usage(
             prompt_tokens=u.prompt_tokens,

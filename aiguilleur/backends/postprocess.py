@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from aiguilleur.types import GenerationParams
+
 
 def indent_of(line: str) -> int:
     return len(line) - len(line.lstrip(" \t"))
@@ -51,6 +53,17 @@ def trim_overlap(text: str, suffix: str) -> str:
         if tail and tail == suf_lines[: len(tail)]:
             return "\n".join(gen_lines[:-n]).rstrip()
     return text
+
+
+def shape_answer(text: str, suffix: str, params: GenerationParams) -> str:
+    """An answer that arrived whole (a remote model's raw fill-in-the-middle), shaped as
+    the engine shapes its own while it streams and after: cut by the stop rules (the end
+    of the line, or the end of the cursor's block), then without what repeats the text
+    after the cursor."""
+    cut = stop_point(text, single_line=params.single_line, min_indent=params.min_indent)
+    if cut is not None:
+        text = text[:cut]
+    return trim_overlap(text, suffix)
 
 
 def _wordy(ch: str) -> bool:

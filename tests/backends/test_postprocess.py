@@ -47,3 +47,17 @@ def test_an_answer_cut_by_time_never_ends_in_half_a_character() -> None:
     assert cut_at_token(b"name = " + cafe[:-1], cafe[-1:] + b"s") == "name = "
     assert cut_at_token(b"s = '" + cafe, b"'") == "s = 'caf\u00e9"
     assert cut_at_token("x = '\u2192".encode()[:-1], b"") == "x = '"
+
+
+def test_an_answer_that_came_whole_is_shaped_as_the_engine_shapes_its_own() -> None:
+    from aiguilleur.backends.postprocess import shape_answer
+    from aiguilleur.types import GenerationParams
+
+    block = GenerationParams(min_indent=4)
+    assert shape_answer("return a + b\nprint(1)\n", "\n", block) == "return a + b"
+    assert shape_answer("x = 1\n    y = 2", "", block) == "x = 1\n    y = 2"
+    one_line = GenerationParams(single_line=True)
+    assert shape_answer(", b)\nmore", ")\n", one_line) == ", b"
+    # The lines after the cursor, written again at the end, are trimmed.
+    suffix = "\n\nprint(add(1, 2))\n"
+    assert shape_answer("a + b\n\nprint(add(1, 2))", suffix, GenerationParams()) == "a + b"

@@ -13,7 +13,7 @@ import pytest
 from lsprotocol import types as lsp
 
 from aiguilleur.cache.ledger import SpendLedger, Status
-from tests.support.fake_openrouter import Failure, FakeKey, FakeOpenRouter
+from tests.support.fake_openrouter import Failure, FakeKey, FakeModel, FakeOpenRouter
 from tests.support.home import TestHome
 from tests.support.lsp import (
     inline,
@@ -216,3 +216,32 @@ async def test_an_openai_compatible_server_answers_without_key_or_ledger(
     [sent] = fake.requests
     assert "Authorization" not in sent.headers
     assert ledger(home).count(Status.SETTLED) == 0  # not paid through a key: not budgeted
+
+
+async def test_a_raw_fim_answer_is_shaped_as_a_local_one(home: TestHome, tiny_model: Path) -> None:
+    """A FIM model behind OpenRouter answers the raw prompt; its answer gets the engine's
+    rules: the block ends where a local answer's would, and what repeats the text after
+    the cursor is trimmed (they reached the editor as they came)."""
+    coder = "qwen/qwen-2.5-coder-32b-instruct"
+
+    def reply(prompt: str) -> str:
+        return ", b)" if "max(a" in prompt else "return a + b\nprint(add(1, 2))"
+
+    with FakeOpenRouter(
+        models=[FakeModel(coder, reply_for=reply)], keys=[FakeKey(KEY, label="work")]
+    ) as fake:
+        home.write_config(
+            f'[local]\nmodel = "{tiny_model}"\n[completion]\nmax_tokens = 16\n'
+            f'[keys.work]\nenv = "AIGUILLEUR_TEST_KEY"\nbase_url = "{fake.base_url}"\n'
+            f'[[routes.completion]]\nname = "cloud"\nbackend = "openrouter"\nkey = "work"\n'
+            f'model = "{coder}"\n'
+        )
+        async with lsp_session(home, env={"AIGUILLEUR_TEST_KEY": KEY}) as client:
+            block = open_doc(client, home.workspace / "a.py", "def add(a, b):\n    \n")
+            in_block = await inline(client, block, 1, 4)
+            line = open_doc(client, home.workspace / "b.py", "x = max(a)\n")
+            mid_line = await inline(client, line, 0, 9)
+        raw = [r for r in fake.requests if r.path == "/api/v1/completions"]
+        assert len(raw) == 2  # the raw prompt, not a chat
+    assert in_block == ["return a + b"]
+    assert mid_line == [", b"]
