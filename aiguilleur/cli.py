@@ -1,4 +1,6 @@
-"""Command line: `aiguilleur serve|complete|doctor|demo|pull|cache|usage|trust`."""
+"""Command line: `aiguilleur serve|daemon|complete|doctor|demo|pull|usage|trust|cache`:
+argument parsing and dispatch only; the bodies live in commands/ (and `serve` in
+daemon/shim.py or lsp/)."""
 
 from __future__ import annotations
 

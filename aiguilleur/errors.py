@@ -1,11 +1,12 @@
-"""The errors backends raise and the runtime and lsp/ catch: shared by the layers, like
-the shapes in types.py, so that lsp/ needs no backend module to handle them."""
+"""The errors backends raise and the route loop (route_loop.py) and lsp/ catch: shared
+by the layers, like the shapes in types.py, so that lsp/ needs no backend module to
+handle them."""
 
 from __future__ import annotations
 
 
 class BackendError(Exception):
-    """A backend could not answer; the router may try the next route."""
+    """A backend could not answer; the route loop tries the next route."""
 
 
 class BackendUnavailable(BackendError):
@@ -17,7 +18,8 @@ class Cancelled(BackendError):
 
 
 class Superseded(Cancelled):
-    """A newer request for the same document replaced this one (latest wins)."""
+    """A newer request of the same editor session replaced this one (latest wins: the
+    user types in one place at a time, whichever file it is)."""
 
 
 class MachineBusy(Cancelled):

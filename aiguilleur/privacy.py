@@ -1,6 +1,7 @@
 """What must never leave the machine: private files by glob, and text that holds secrets.
 
-Pure functions, no I/O: the router asks them before choosing a remote route.
+Pure functions, no I/O: the route loop asks them (route_loop.private_reason) before any
+text would leave for a remote route.
 """
 
 from __future__ import annotations

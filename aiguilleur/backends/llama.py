@@ -1,6 +1,7 @@
 """The embedded llama.cpp engine: one `Llama`, owned by one worker thread.
 
-Requests reach the worker through a queue where the latest request per document wins:
+Requests reach the worker through a queue where the latest request per editor session
+wins (Request.key):
 a newer one supersedes the queued one and aborts the running one. The worker keeps the
 token sequence held by the KV cache and, for each request, evaluates only the tokens
 after the first one that differs; cancellation is checked between evaluation slices and
