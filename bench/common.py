@@ -17,3 +17,11 @@ def isolated_env(home: Path, **extra: str) -> dict[str, str]:
         **extra,
     )
     return env
+
+
+def write_user_file(home: Path, text: str) -> Path:
+    """The user config of `home`'s environment (isolated_env): a daemon reads only it."""
+    path = home / "c" / "aiguilleur" / "config.toml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path

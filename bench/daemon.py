@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 from aiguilleur.backends.synthetic import QWEN25_CODER_05B, ensure_model  # noqa: E402
 from aiguilleur.cache.ledger import Status  # noqa: E402
 from aiguilleur.commands.replay import ServerProcess  # noqa: E402
-from bench.common import isolated_env  # noqa: E402
+from bench.common import isolated_env, write_user_file  # noqa: E402
 from tests.support.fake_openrouter import FakeKey, FakeModel, FakeOpenRouter  # noqa: E402
 
 KEY = "sk-or-v1-bench-not-a-secret"
@@ -80,10 +80,8 @@ async def arm(name: str, model: Path, daemon: bool) -> dict[str, Any]:
         home = Path(tmp)
         (home / "run").mkdir(mode=0o700)
         env = isolated_env(home, XDG_RUNTIME_DIR=str(home / "run"))
-        config = home / "c" / "aiguilleur" / "config.toml"
-        config.parent.mkdir(parents=True)
-        config.write_text(
-            f'[local]\nmodel = "{model}"\n[completion]\nmax_tokens = 8\nprefetch = false\n'
+        write_user_file(
+            home, f'[local]\nmodel = "{model}"\n[completion]\nmax_tokens = 8\nprefetch = false\n'
         )
         args = [] if daemon else ["--standalone"]
         servers: list[ServerProcess] = []
@@ -180,16 +178,15 @@ async def kill_while_typing(model: Path) -> dict[str, Any]:
         home = Path(tmp)
         (home / "run").mkdir(mode=0o700)
         env = isolated_env(home, XDG_RUNTIME_DIR=str(home / "run"), AIGUILLEUR_BENCH_KEY=KEY)
-        config = home / "c" / "aiguilleur" / "config.toml"
-        config.parent.mkdir(parents=True)
-        config.write_text(
+        write_user_file(
+            home,
             f'[local]\nmodel = "{model}"\n[completion]\nmax_tokens = 8\nprefetch = false\n'
             f"[cache]\nresponses_mb = 0\n"
             f'[keys.work]\nenv = "AIGUILLEUR_BENCH_KEY"\nbase_url = "{fake.base_url}"\n'
             "daily = 5.0\n"
             '[[routes.completion]]\nname = "cloud"\nbackend = "openrouter"\nkey = "work"\n'
             'model = "vendor/coder"\n'
-            '[[routes.completion]]\nname = "local"\nbackend = "local"\n'
+            '[[routes.completion]]\nname = "local"\nbackend = "local"\n',
         )
         async with (
             ServerProcess(home, env=env, serve_args=[]) as a,

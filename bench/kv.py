@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from aiguilleur.backends.synthetic import QWEN25_CODER_05B, ensure_model  # noqa: E402
 from aiguilleur.commands.replay import ServerProcess  # noqa: E402
-from bench.common import isolated_env  # noqa: E402
+from bench.common import isolated_env, write_user_file  # noqa: E402
 
 STORE_OFF = {"kv_ram_mb": 0, "kv_disk_mb": 0}
 
@@ -154,9 +154,7 @@ async def restart_arm(model: Path, args: argparse.Namespace, mode: str) -> dict[
     with tempfile.TemporaryDirectory(prefix="aiguilleur-kvbench-") as tmp:
         home = Path(tmp)
         env = isolated_env(home)
-        config = home / "c" / "aiguilleur" / "config.toml"
-        config.parent.mkdir(parents=True)
-        config.write_text(user_file(model, args, 2048))
+        write_user_file(home, user_file(model, args, 2048))
         path = home / "textwrap.py"
         runs = {}
         for run in ("fresh", "after_restart"):

@@ -59,7 +59,7 @@ from aiguilleur.commands.replay import (  # noqa: E402
     retype,
     split_at_function,
 )
-from bench.common import isolated_env  # noqa: E402
+from bench.common import isolated_env, write_user_file  # noqa: E402
 
 LOADS = ("idle", "cpu1", "cpu2", "nice19", "nice19-same", "build", "llama")
 SDIST = "llama-cpp-python==0.3.36"
@@ -184,10 +184,8 @@ class Arm(msgspec.Struct, frozen=True):
 
 
 def write_config(home: Path, model: Path, adapt: bool) -> None:
-    config = home / "c" / "aiguilleur" / "config.toml"
-    config.parent.mkdir(parents=True, exist_ok=True)
-    config.write_text(
-        f'[local]\nmodel = "{model}"\n' + ("" if adapt else "adapt_to_load = false\n")
+    write_user_file(
+        home, f'[local]\nmodel = "{model}"\n' + ("" if adapt else "adapt_to_load = false\n")
     )
 
 

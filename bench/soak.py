@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 from aiguilleur import mirror  # noqa: E402
 from aiguilleur.cache.ledger import Status  # noqa: E402
 from aiguilleur.daemon.identity import daemon_pid  # noqa: E402
-from bench.common import isolated_env  # noqa: E402
+from bench.common import isolated_env, write_user_file  # noqa: E402
 from tests.support.fake_openrouter import FakeKey, FakeModel, FakeOpenRouter  # noqa: E402
 
 KEY = "sk-or-v1-soak-not-a-secret"
@@ -480,9 +480,7 @@ def main() -> int:
         home = Path(tmp)
         (home / "run").mkdir(mode=0o700)
         env = isolated_env(home, XDG_RUNTIME_DIR=str(home / "run"), AIGUILLEUR_SOAK_KEY=KEY)
-        user_file = home / "c" / "aiguilleur" / "config.toml"
-        user_file.parent.mkdir(parents=True)
-        user_file.write_text(config(model, fake, args.kv_ram_mb))
+        write_user_file(home, config(model, fake, args.kv_ram_mb))
         soak = Soak(args, home, env)
         asyncio.run(soak.run())
         wall = time.monotonic() - soak.started
