@@ -40,8 +40,8 @@ def ensure(extras: str) -> None:
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in {"demo", "test", "bench"}:
         print(
-            "usage: python3 dev.py demo|test|bench [replay|kv|openrouter|chat|quality|daemon|load] "
-            "[args...]"
+            "usage: python3 dev.py demo|test|bench [replay|kv|openrouter|chat|quality|daemon|"
+            "load|soak|structure] [args...]"
         )
         return 2
     command, rest = argv[0], argv[1:]
@@ -60,6 +60,7 @@ def main(argv: list[str]) -> int:
             "daemon": "bench/daemon.py",
             "load": "bench/load.py",
             "soak": "bench/soak.py",
+            "structure": "bench/structure.py",
         }
         script = scripts.get(rest[0], "bench/run.py") if rest else "bench/run.py"
         if rest[:1] and (rest[0] in scripts or rest[0] == "replay"):

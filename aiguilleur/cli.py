@@ -23,7 +23,7 @@ def _setup_logging(verbose: int, log_file: str | None, lsp_server: bool = True) 
     """A command's logs: on stderr (or in `log_file`)."""
     from aiguilleur.logs import setup_logging
 
-    setup_logging(verbose, Path(log_file) if log_file else None, lsp_server=lsp_server)
+    setup_logging(verbose, Path(log_file) if log_file else None, filters=_filters(lsp_server))
 
 
 def _server_logging(verbose: int, log_file: Path, lsp_server: bool = True) -> None:
@@ -31,7 +31,17 @@ def _server_logging(verbose: int, log_file: Path, lsp_server: bool = True) -> No
     stderr only warnings and errors unless -v."""
     from aiguilleur.logs import setup_logging
 
-    setup_logging(verbose, log_file, lsp_server=lsp_server, quiet_stderr=True)
+    setup_logging(verbose, log_file, filters=_filters(lsp_server), quiet_stderr=True)
+
+
+def _filters(lsp_server: bool) -> list[logging.Filter]:
+    """pygls' answered errors as one line, where pygls runs (the shim relays bytes: no
+    pygls, and lsprotocol takes 0.3 s to import)."""
+    if not lsp_server:
+        return []
+    from aiguilleur.lsp.protocol import AnsweredErrors
+
+    return [AnsweredErrors()]
 
 
 def protect_stdout() -> BinaryIO:
@@ -61,7 +71,7 @@ def _parse_host_port(value: str, allow_remote: bool) -> tuple[str, int]:
 
 
 def serve_log(log_file: str | None) -> Path:
-    from aiguilleur.homes import log_dir
+    from aiguilleur.config.homes import log_dir
 
     return Path(log_file) if log_file else log_dir() / "serve.log"
 
@@ -144,7 +154,7 @@ def cmd_pull(args: argparse.Namespace) -> int:
 
 
 def cmd_usage(args: argparse.Namespace) -> int:
-    from aiguilleur.usage import run_usage
+    from aiguilleur.commands.usage import run_usage
 
     _setup_logging(args.verbose, None)
     return run_usage(args.days, args.json)

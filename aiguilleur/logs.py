@@ -8,6 +8,7 @@ import contextlib
 import logging
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 MAX_LOG_BYTES = 8 << 20  # a log past this is moved to `<name>.1` when a process opens it
@@ -33,11 +34,12 @@ def setup_logging(
     verbose: int,
     log_file: Path | None,
     *,
-    lsp_server: bool = True,
+    filters: Sequence[logging.Filter] = (),
     quiet_stderr: bool = False,
 ) -> None:
     """The aiguilleur loggers at INFO (DEBUG with -v), to `log_file` when given and to
-    stderr; with `quiet_stderr`, stderr gets warnings and errors only unless -v."""
+    stderr, each through `filters`; with `quiet_stderr`, stderr gets warnings and errors
+    only unless -v."""
     level = logging.DEBUG if verbose >= 1 else logging.INFO
     formatter = logging.Formatter(FORMAT)
     handlers: list[logging.Handler] = []
@@ -52,10 +54,8 @@ def setup_logging(
         handlers.append(to_stderr)
     for handler in handlers:
         handler.setFormatter(formatter)
-        if lsp_server:  # (the shim relays bytes: no pygls, and lsprotocol takes 0.3 s to import)
-            from aiguilleur.lsp.protocol import AnsweredErrors
-
-            handler.addFilter(AnsweredErrors())
+        for f in filters:
+            handler.addFilter(f)
     root = logging.getLogger()
     root.handlers[:] = handlers
     root.setLevel(logging.DEBUG if verbose >= 2 else logging.WARNING)

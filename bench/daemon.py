@@ -34,8 +34,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from aiguilleur.backends.synthetic import QWEN25_CODER_05B, ensure_model  # noqa: E402
-from aiguilleur.cache.ledger import Status  # noqa: E402
 from aiguilleur.commands.replay import ServerProcess  # noqa: E402
+from aiguilleur.remote.ledger import Status  # noqa: E402
 from bench.common import isolated_env, write_user_file  # noqa: E402
 from tests.support.fake_openrouter import FakeKey, FakeModel, FakeOpenRouter  # noqa: E402
 

@@ -22,7 +22,7 @@ import httpx
 from aiguilleur.backends.fim import TokenCounter, trim_prefix, trim_suffix
 from aiguilleur.backends.llama_model import amx_build
 from aiguilleur.commands.replay import Keystroke, typing_states
-from aiguilleur.features.context import fim_context
+from aiguilleur.context.window import fim_context
 
 
 def _free_port() -> int:

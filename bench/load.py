@@ -396,7 +396,7 @@ def main() -> int:
     if args.model:
         model = Path(args.model)
     else:
-        from aiguilleur import mirror
+        from aiguilleur.backends import mirror
 
         model = mirror.fetch(mirror.QWEN_CODER_05B_INSTRUCT, mirror.weights_dir())
     print(f"model: {model}, {usable_cores()} usable cores", flush=True)

@@ -28,10 +28,10 @@ from lsprotocol import types as lsp
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from aiguilleur.backends.openrouter import OpenRouterClient, parse_prices  # noqa: E402
-from aiguilleur.cache.ledger import Budget, SpendLedger  # noqa: E402
 from aiguilleur.commands.replay import ServerProcess  # noqa: E402
-from aiguilleur.spending import Spender  # noqa: E402
+from aiguilleur.remote.ledger import Budget, SpendLedger  # noqa: E402
+from aiguilleur.remote.openrouter import OpenRouterClient, parse_prices  # noqa: E402
+from aiguilleur.remote.spending import Spender  # noqa: E402
 from aiguilleur.types import ChatMessage  # noqa: E402
 from bench.common import isolated_env  # noqa: E402
 from tests.support.fake_openrouter import FakeKey, FakeModel, FakeOpenRouter  # noqa: E402

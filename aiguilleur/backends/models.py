@@ -43,7 +43,7 @@ ALIASES: tuple[ModelAlias, ...] = (
         "8.1 GB",
     ),
     # The instruct model also fills in the middle, and it can be had without the hub
-    # (aiguilleur/mirror.py): what the demo and the quality bench use offline.
+    # (aiguilleur/backends/mirror.py): what the demo and the quality bench use offline.
     ModelAlias(
         "qwen2.5-coder-0.5b-instruct",
         "Qwen/Qwen2.5-Coder-0.5B-Instruct-GGUF",

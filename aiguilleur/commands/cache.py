@@ -6,7 +6,7 @@ import sqlite3
 from pathlib import Path
 
 from aiguilleur.cache.kv import clear_disk, summarize_disk
-from aiguilleur.config import ConfigLayers, cache_dir
+from aiguilleur.config.loading import ConfigLayers, cache_dir
 
 
 def _mb(n: int) -> str:

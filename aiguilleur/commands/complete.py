@@ -8,11 +8,11 @@ from pathlib import Path
 
 import msgspec
 
-from aiguilleur.config import ConfigLayers
+from aiguilleur.config.loading import ConfigLayers
 from aiguilleur.features.completion import CompletionFeature
 from aiguilleur.features.text import line_bounds
-from aiguilleur.route_loop import FixedPolicy, SessionRoutes
-from aiguilleur.runtime import Runtime
+from aiguilleur.routing.route_loop import FixedPolicy, SessionRoutes
+from aiguilleur.routing.runtime import Runtime
 
 
 def parse_location(location: str) -> tuple[Path, int, int]:

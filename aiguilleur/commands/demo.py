@@ -11,7 +11,7 @@ from pathlib import Path
 
 from aiguilleur.backends.models import discover
 from aiguilleur.commands.replay import ServerProcess, replay
-from aiguilleur.config import ConfigLayers, models_dir
+from aiguilleur.config.loading import ConfigLayers, models_dir
 
 SMALL_REAL = "qwen2.5-coder-0.5b-instruct"
 
@@ -44,7 +44,7 @@ def _model_for_demo(requested: str | None) -> tuple[str, bool]:
         _say(f"model: {path} (downloaded)")
         return str(path), False
     from aiguilleur.backends.synthetic import TINY, ensure_model
-    from aiguilleur.config import cache_dir
+    from aiguilleur.config.loading import cache_dir
 
     path = ensure_model(cache_dir(config) / "demo", TINY)
     _say(

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from aiguilleur.backends.models import discover
 from aiguilleur.backends.threads import ThreadGovernor, usable_cores
-from aiguilleur.config import WORKSPACE_FILE, ConfigLayers, cache_dir, models_dir
-from aiguilleur.trust import TrustState
+from aiguilleur.config.loading import WORKSPACE_FILE, ConfigLayers, cache_dir, models_dir
+from aiguilleur.config.trust import TrustState
 
 
 def _line(ok: bool | None, text: str) -> None:
@@ -20,8 +20,8 @@ def _line(ok: bool | None, text: str) -> None:
 
 def _logs() -> None:
     """Where to look when something went wrong: editors show only warnings and errors."""
+    from aiguilleur.config.homes import log_dir
     from aiguilleur.daemon.identity import daemon_dir, identity, log_path
-    from aiguilleur.homes import log_dir
 
     print("\nlogs (editors are shown warnings and errors only; -v shows everything):")
     _line(None, f"the editors' `aiguilleur serve`: {log_dir() / 'serve.log'}")
@@ -85,7 +85,7 @@ def run_doctor(timeout: float = 300.0) -> int:
     else:
         _line(True, f"{choice.path} ({choice.how})")
         from aiguilleur.backends.llama import LlamaEngine
-        from aiguilleur.runtime import engine_settings
+        from aiguilleur.routing.runtime import engine_settings
 
         try:
             engine = LlamaEngine(Path(choice.path), engine_settings(config))

@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from aiguilleur import mirror
+from aiguilleur.backends import mirror
 from aiguilleur.backends.models import ALIASES, DEFAULT_ALIAS, ModelAlias, find_alias
-from aiguilleur.config import ConfigLayers, models_dir
+from aiguilleur.config.loading import ConfigLayers, models_dir
 
 log = logging.getLogger(__name__)
 

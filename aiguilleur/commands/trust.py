@@ -6,8 +6,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from aiguilleur.cache.trust_store import digest
-from aiguilleur.config import WORKSPACE_FILE, ConfigLayers, trust_store
+from aiguilleur.config.loading import WORKSPACE_FILE, ConfigLayers, trust_store
+from aiguilleur.config.trust_store import digest
 
 
 def run_trust(directory: str | None, revoke: bool, list_all: bool) -> int:

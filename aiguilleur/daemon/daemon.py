@@ -34,7 +34,7 @@ from lsprotocol import types as lsp
 from pygls.io_ import run_async
 from pygls.protocol.language_server import LanguageServerProtocol, lsp_method
 
-from aiguilleur.config import ConfigLayers
+from aiguilleur.config.loading import ConfigLayers
 from aiguilleur.daemon.identity import (
     DAEMON_STOPPING,
     DaemonIdentity,
@@ -48,7 +48,7 @@ from aiguilleur.daemon.identity import (
 from aiguilleur.lsp.protocol import AiguilleurProtocol
 from aiguilleur.lsp.server import build_server
 from aiguilleur.lsp.session import Session
-from aiguilleur.runtime import Runtime
+from aiguilleur.routing.runtime import Runtime
 from aiguilleur.types import ModelInfo
 
 log = logging.getLogger(__name__)

@@ -27,7 +27,7 @@ from pathlib import Path
 import msgspec
 
 import aiguilleur
-from aiguilleur.homes import cache_home, data_dir, user_config_path
+from aiguilleur.config.homes import cache_home, data_dir, user_config_path
 
 # Sent by a daemon to each connection as it stops on purpose (`aiguilleur daemon stop`):
 # the shim then waits for the editor's next message before starting a new one.

@@ -11,12 +11,13 @@ from typing import Protocol
 
 import msgspec
 
+from aiguilleur.config.settings import Config
+from aiguilleur.context.ring import ContextRing
+from aiguilleur.context.window import fim_context
 from aiguilleur.errors import Superseded
-from aiguilleur.features.context import ContextRing, fim_context
 from aiguilleur.features.sanitize import for_editor, has_bidi, near
 from aiguilleur.features.text import line_at, line_bounds, line_end
 from aiguilleur.features.uris import path_of
-from aiguilleur.settings import Config
 from aiguilleur.tasks import TaskSet
 from aiguilleur.types import Backend, Completion, GenerationParams, Request, RequestKind, Usage
 

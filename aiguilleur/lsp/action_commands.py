@@ -15,7 +15,7 @@ from aiguilleur.errors import IncompleteAnswer
 from aiguilleur.features.actions import ACTION_COMMAND, ActionData, DocumentEdit, Problem, StaleEdit
 from aiguilleur.lsp.chat_commands import chat_actions, is_chat
 from aiguilleur.lsp.positions import position_at, selected_lines
-from aiguilleur.route_loop import NoRoute
+from aiguilleur.routing.route_loop import NoRoute
 from aiguilleur.types import Answer
 
 if TYPE_CHECKING:

@@ -15,11 +15,11 @@ from lsprotocol import types as lsp
 from pygls.exceptions import JsonRpcInternalError, JsonRpcInvalidParams, JsonRpcRequestCancelled
 from pygls.lsp.server import LanguageServer
 
+from aiguilleur.config.homes import data_dir
 from aiguilleur.features.chat import ChatError, ChatFeature, parse, write_new_chat
 from aiguilleur.features.uris import path_of
-from aiguilleur.homes import data_dir
 from aiguilleur.lsp.positions import position_at, selected_lines
-from aiguilleur.route_loop import NoRoute
+from aiguilleur.routing.route_loop import NoRoute
 
 if TYPE_CHECKING:
     from aiguilleur.lsp.session import Session

@@ -15,7 +15,7 @@ from pygls.exceptions import JsonRpcRequestCancelled
 from pygls.lsp.server import LanguageServer
 
 from aiguilleur import __version__
-from aiguilleur.config import as_settings
+from aiguilleur.config.loading import as_settings
 from aiguilleur.errors import Cancelled
 from aiguilleur.features.completion import Suggestion
 from aiguilleur.features.uris import path_of
@@ -23,7 +23,7 @@ from aiguilleur.lsp import action_commands, chat_commands
 from aiguilleur.lsp.positions import chars_to_units, offset_at, position_at
 from aiguilleur.lsp.protocol import AiguilleurProtocol, AiguilleurServer
 from aiguilleur.lsp.session import Session
-from aiguilleur.runtime import Runtime
+from aiguilleur.routing.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -177,8 +177,8 @@ def build_server(
 
     @server.command(USAGE_COMMAND)
     async def usage_command(ls: LanguageServer, *args: Any) -> Any:
-        from aiguilleur.homes import data_dir
-        from aiguilleur.usage import report
+        from aiguilleur.config.homes import data_dir
+        from aiguilleur.remote.usage import report
 
         r = await asyncio.to_thread(report, session.runtime.config, data_dir() / "ledger.db", 30)
         today = time.strftime("%Y-%m-%d", time.gmtime())

@@ -19,13 +19,13 @@ from pathlib import Path
 from lsprotocol import types as lsp
 from pygls.lsp.server import LanguageServer
 
-from aiguilleur.config import ConfigLayers, LoadedConfig
+from aiguilleur.config.loading import ConfigLayers, LoadedConfig
+from aiguilleur.config.settings import Config
 from aiguilleur.features.actions import ActionsFeature
 from aiguilleur.features.completion import CompletionFeature
 from aiguilleur.features.sanitize import for_editor
-from aiguilleur.route_loop import SessionRoutes
-from aiguilleur.runtime import Runtime
-from aiguilleur.settings import Config
+from aiguilleur.routing.route_loop import SessionRoutes
+from aiguilleur.routing.runtime import Runtime
 from aiguilleur.types import ModelInfo, Usage
 
 log = logging.getLogger(__name__)

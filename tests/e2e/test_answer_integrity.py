@@ -16,7 +16,7 @@ import pytest
 from lsprotocol import types as lsp
 from pygls.exceptions import JsonRpcException
 
-from aiguilleur.cache.ledger import SpendLedger, Status
+from aiguilleur.remote.ledger import SpendLedger, Status
 from tests.support.editor import Editor
 from tests.support.fake_openrouter import Failure, FakeKey, FakeModel, FakeOpenRouter
 from tests.support.home import TestHome

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from lsprotocol import types as lsp
 
-from aiguilleur.cache.ledger import SpendLedger, Status
+from aiguilleur.remote.ledger import SpendLedger, Status
 from tests.support.fake_openrouter import Failure, FakeKey, FakeModel, FakeOpenRouter
 from tests.support.home import TestHome
 from tests.support.lsp import (

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from aiguilleur.config.settings import Config
 from aiguilleur.features.actions import ActionKind, ActionsFeature, Problem, StaleEdit
-from aiguilleur.settings import Config
 from aiguilleur.types import ActionRequest, Answer, Usage
 
 URI = "file:///w/m.py"

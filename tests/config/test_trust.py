@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from aiguilleur.cache.trust_store import TrustStore
-from aiguilleur.config import ConfigLayers, LoadedConfig
-from aiguilleur.settings import Config
-from aiguilleur.trust import TrustState
+from aiguilleur.config.loading import ConfigLayers, LoadedConfig
+from aiguilleur.config.settings import Config
+from aiguilleur.config.trust import TrustState
+from aiguilleur.config.trust_store import TrustStore
 
 USER = """
 [keys.work]

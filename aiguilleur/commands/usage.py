@@ -1,57 +1,17 @@
-"""`aiguilleur usage`: what was spent, per day, key, model and feature, and what is left."""
+"""`aiguilleur usage`: the ledger's report (remote/usage.py) as a table and a bar chart."""
 
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import msgspec
 
-from aiguilleur.cache.ledger import Budget, SpendLedger, UsageRow
-from aiguilleur.config import ConfigLayers
-from aiguilleur.homes import data_dir
-from aiguilleur.settings import Config
+from aiguilleur.config.homes import data_dir
+from aiguilleur.config.loading import ConfigLayers
+from aiguilleur.remote.usage import UsageReport, report
 
 BAR = 40
-
-
-class KeyLeft(msgspec.Struct, frozen=True):
-    key: str
-    period: str
-    limit_usd: float
-    spent_usd: float
-    left_usd: float
-
-
-class UsageReport(msgspec.Struct, frozen=True):
-    days: int
-    rows: list[UsageRow]
-    budgets: list[KeyLeft]
-    total_usd: float
-
-
-def report(config: Config, ledger_path: Path, days: int) -> UsageReport:
-    since = time.time() - days * 86_400 if days > 0 else 0.0
-    if not ledger_path.exists():
-        return UsageReport(days, [], _budgets(config, None), 0.0)
-    ledger = SpendLedger(ledger_path)
-    try:
-        rows = ledger.usage(since)
-        budgets = _budgets(config, ledger)
-    finally:
-        ledger.close()
-    return UsageReport(days, rows, budgets, sum(r.cost_usd for r in rows))
-
-
-def _budgets(config: Config, ledger: SpendLedger | None) -> list[KeyLeft]:
-    out = []
-    for label, key in config.keys.items():
-        budget = Budget(key.daily, key.weekly, key.monthly, key.total)
-        for period, limit in budget.limits():
-            spent = ledger.spent(label, period) if ledger is not None else 0.0
-            out.append(KeyLeft(label, period, limit, spent, max(0.0, limit - spent)))
-    return out
 
 
 def render(r: UsageReport) -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from aiguilleur.cache.ledger import (
+from aiguilleur.remote.ledger import (
     Budget,
     BudgetRefused,
     SpendLedger,
@@ -123,7 +123,7 @@ def test_200_concurrent_reservations_never_pass_the_budget(tmp_path: Path) -> No
 WORKER = """
 import sys, time
 sys.path.insert(0, {root!r})
-from aiguilleur.cache.ledger import SpendLedger, Budget, BudgetRefused
+from aiguilleur.remote.ledger import SpendLedger, Budget, BudgetRefused
 ledger = SpendLedger(__import__("pathlib").Path({db!r}))
 for i in range({n}):
     try:

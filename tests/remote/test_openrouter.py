@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from aiguilleur.backends.openai_compat import OpenAICompatClient
-from aiguilleur.backends.openrouter import OpenRouterClient, parse_prices, provider_preferences
-from aiguilleur.cache.ledger import Budget, BudgetRefused, SpendLedger, Status
 from aiguilleur.errors import OutOfCredit, RateLimited, Rejected, StreamFailed, Transient
-from aiguilleur.spending import PriceUnknown, Spender
+from aiguilleur.remote.ledger import Budget, BudgetRefused, SpendLedger, Status
+from aiguilleur.remote.openai_compat import OpenAICompatClient
+from aiguilleur.remote.openrouter import OpenRouterClient, parse_prices, provider_preferences
+from aiguilleur.remote.spending import PriceUnknown, Spender
 from aiguilleur.types import ChatMessage
 from tests.support.fake_openrouter import Failure, FakeKey, FakeModel, FakeOpenRouter
 

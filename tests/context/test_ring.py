@@ -7,9 +7,9 @@ from collections.abc import Callable
 
 import msgspec
 
+from aiguilleur.config.settings import Config
 from aiguilleur.features.completion import CompletionFeature
 from aiguilleur.features.text import line_bounds
-from aiguilleur.settings import Config
 from aiguilleur.types import Completion, Request, Usage
 
 A = "file:///w/a.py"

@@ -18,12 +18,12 @@ from typing import Protocol, TypeVar
 import msgspec
 
 from aiguilleur.backends.prompts import render
+from aiguilleur.config.settings import Config
 from aiguilleur.errors import AnswerCut, BackendError, BackendUnavailable, BudgetRefused, Cancelled
 from aiguilleur.languages import language_of
-from aiguilleur.privacy import find_secret, is_private
-from aiguilleur.router import Selection, select_routes
-from aiguilleur.runtime import Runtime
-from aiguilleur.settings import Config
+from aiguilleur.routing.privacy import find_secret, is_private
+from aiguilleur.routing.router import Selection, select_routes
+from aiguilleur.routing.runtime import Runtime
 from aiguilleur.types import (
     ActionRequest,
     Answer,

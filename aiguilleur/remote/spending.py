@@ -15,9 +15,6 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiguilleur.backends.openai_compat import WireResult
-from aiguilleur.backends.openrouter import ModelPrice, OpenRouterClient
-from aiguilleur.cache.ledger import Budget, Reservation, SpendLedger
 from aiguilleur.errors import (
     OutOfCredit,
     RateLimited,
@@ -25,6 +22,9 @@ from aiguilleur.errors import (
     StreamFailed,
     Transient,
 )
+from aiguilleur.remote.ledger import Budget, Reservation, SpendLedger
+from aiguilleur.remote.openai_compat import WireResult
+from aiguilleur.remote.openrouter import ModelPrice, OpenRouterClient
 from aiguilleur.tasks import TaskSet
 from aiguilleur.types import ChatMessage
 

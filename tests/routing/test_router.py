@@ -7,11 +7,11 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from aiguilleur.cache.trust_store import TrustStore
-from aiguilleur.config import ConfigLayers
-from aiguilleur.privacy import find_secret, is_private
-from aiguilleur.router import Availability, select_routes
-from aiguilleur.settings import Config
+from aiguilleur.config.loading import ConfigLayers
+from aiguilleur.config.settings import Config
+from aiguilleur.config.trust_store import TrustStore
+from aiguilleur.routing.privacy import find_secret, is_private
+from aiguilleur.routing.router import Availability, select_routes
 from aiguilleur.types import RequestKind
 
 CONFIG = msgspec.convert(
@@ -171,8 +171,8 @@ def test_keys_come_from_the_user_file_only(tmp_path: Path) -> None:
 def test_keys_are_read_from_env_or_file_and_errors_never_show_them(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from aiguilleur.keys import KeyProblem, read_key
-    from aiguilleur.settings import KeyConfig
+    from aiguilleur.config.settings import KeyConfig
+    from aiguilleur.remote.keys import KeyProblem, read_key
 
     secret = "sk-or-v1-CANARY-deadbeef"
     monkeypatch.setenv("WORK_KEY", secret)

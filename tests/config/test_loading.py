@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aiguilleur.cache.trust_store import TrustStore
-from aiguilleur.config import ConfigLayers
+from aiguilleur.config.loading import ConfigLayers
+from aiguilleur.config.trust_store import TrustStore
 
 
 def test_layers_merge_in_order_and_bad_keys_fall_back(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import msgspec
 
-from aiguilleur.settings import Config, RouteConfig
+from aiguilleur.config.settings import Config, RouteConfig
 from aiguilleur.types import Backend, RequestKind, Route
 
 

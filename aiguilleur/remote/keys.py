@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from aiguilleur.settings import KeyConfig
+from aiguilleur.config.settings import KeyConfig
 
 
 class KeyProblem(Exception):

@@ -18,7 +18,7 @@ from typing import Any
 
 import msgspec
 
-from aiguilleur.settings import Config, RouteConfig
+from aiguilleur.config.settings import Config, RouteConfig
 from aiguilleur.types import Backend
 
 

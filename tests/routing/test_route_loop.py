@@ -10,6 +10,7 @@ from typing import Any
 import msgspec
 import pytest
 
+from aiguilleur.config.settings import Config
 from aiguilleur.errors import (
     AnswerCut,
     BackendUnavailable,
@@ -18,9 +19,8 @@ from aiguilleur.errors import (
     RateLimited,
     StreamFailed,
 )
-from aiguilleur.route_loop import Caller, FixedPolicy, NoRoute, SessionRoutes
-from aiguilleur.runtime import Runtime
-from aiguilleur.settings import Config
+from aiguilleur.routing.route_loop import Caller, FixedPolicy, NoRoute, SessionRoutes
+from aiguilleur.routing.runtime import Runtime
 from aiguilleur.types import (
     Answer,
     Backend,

@@ -21,14 +21,14 @@ from aiguilleur.backends.llama_model import EngineSettings, ModelLoads, model_lo
 from aiguilleur.backends.llama_state import kv_namespace
 from aiguilleur.backends.models import ModelChoice, discover
 from aiguilleur.cache.kv import KVStateStore, KVStoreStats
-from aiguilleur.config import cache_dir, models_dir
+from aiguilleur.config.homes import data_dir
+from aiguilleur.config.loading import cache_dir, models_dir
+from aiguilleur.config.settings import Config
 from aiguilleur.errors import (
     BackendUnavailable,
 )
-from aiguilleur.homes import data_dir
-from aiguilleur.remote import RemoteRoutes
-from aiguilleur.router import Availability
-from aiguilleur.settings import Config
+from aiguilleur.remote.routes import RemoteRoutes
+from aiguilleur.routing.router import Availability
 from aiguilleur.types import (
     ModelInfo,
     Request,

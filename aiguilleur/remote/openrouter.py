@@ -10,8 +10,8 @@ from typing import Any
 
 import msgspec
 
-from aiguilleur.backends.openai_compat import OpenAICompatClient
 from aiguilleur.errors import BackendError, Rejected, Transient
+from aiguilleur.remote.openai_compat import OpenAICompatClient
 
 log = logging.getLogger(__name__)
 

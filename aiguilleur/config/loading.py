@@ -19,10 +19,10 @@ from typing import Any
 
 import msgspec
 
-from aiguilleur.cache.trust_store import TrustStore, digest
-from aiguilleur.homes import cache_home, data_dir, user_config_path
-from aiguilleur.settings import Config
-from aiguilleur.trust import Ignored, TrustState, pick_routes, restrict
+from aiguilleur.config.homes import cache_home, data_dir, user_config_path
+from aiguilleur.config.settings import Config
+from aiguilleur.config.trust import Ignored, TrustState, pick_routes, restrict
+from aiguilleur.config.trust_store import TrustStore, digest
 from aiguilleur.types import Backend
 
 WORKSPACE_FILE = ".aiguilleur.toml"
