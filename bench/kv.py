@@ -39,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from aiguilleur.backends.synthetic import QWEN25_CODER_05B, ensure_model  # noqa: E402
 from aiguilleur.commands.replay import ServerProcess  # noqa: E402
+from aiguilleur.lsp.protocol import client_process  # noqa: E402
 from bench.common import isolated_env, write_user_file  # noqa: E402
 
 STORE_OFF = {"kv_ram_mb": 0, "kv_disk_mb": 0}
@@ -179,7 +180,7 @@ async def switching_arm(model: Path, args: argparse.Namespace, store: bool) -> d
         opts = options(model, args, 1024, store)
         async with ServerProcess(home, env=isolated_env(home), init_options=opts) as server:
             await server.wait_ready()
-            pid = server.client._server.pid  # type: ignore[attr-defined]
+            pid = client_process(server.client).pid
             rss_before = rss_mb(pid)
             open_docs = []
             for name, text, line in docs:

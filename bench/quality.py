@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from aiguilleur.backends import mirror  # noqa: E402
-from aiguilleur.backends.postprocess import stop_point  # noqa: E402
+from aiguilleur.backends.answer import stop_point  # noqa: E402
 from aiguilleur.commands.replay import ServerProcess  # noqa: E402
 from bench.common import isolated_env  # noqa: E402
 from bench.humaneval import KINDS, Problem, Task, all_tasks, filled, load_problems  # noqa: E402
@@ -148,6 +148,7 @@ def llama_server_arm(
 def psm_arm(model: Path, tasks: list[Task], max_tokens: int, threads: int) -> list[Answer]:
     import llama_cpp
 
+    from aiguilleur.backends import llama_native
     from aiguilleur.backends.fim import TokenCounter, trim_prefix, trim_suffix
     from aiguilleur.backends.llama_model import EngineSettings, load_model, next_token, tokenize
     from aiguilleur.context.window import fim_context
@@ -155,7 +156,7 @@ def psm_arm(model: Path, tasks: list[Task], max_tokens: int, threads: int) -> li
     llm, fim, _ = load_model(model, EngineSettings(n_ctx=4096, n_batch=512, n_threads=threads))
     assert fim is not None, "not a FIM model"
     count = TokenCounter(lambda s: tokenize(llm, s))
-    vocab = llm._model.vocab
+    vocab = llama_native.vocab(llm)
     out: list[Answer] = []
     bar = progress(len(tasks), "(c) plain PSM")
     for task in tasks:

@@ -52,7 +52,7 @@ ROOMS_BELOW: dict[str, set[str]] = {
     "context": set(),
     "backends": {"cache", "context"},
     "features": {"config", "context"},
-    "remote": {"backends", "config"},
+    "remote": {"backends", "config", "context"},
     "routing": {"backends", "cache", "config", "context", "remote"},
     "lsp": {"config", "context", "features", "remote", "routing"},
     "daemon": {"config", "lsp", "routing"},
@@ -60,7 +60,17 @@ ROOMS_BELOW: dict[str, set[str]] = {
         "backends", "cache", "config", "context", "daemon", "features", "lsp", "remote", "routing"
     },
 }  # fmt: skip
-ROOT_MODULES = {"types", "errors", "tasks", "languages", "logs", "cli", "__main__", "__init__"}
+ROOT_MODULES = {
+    "types",
+    "errors",
+    "tasks",
+    "languages",
+    "logs",
+    "sanitize",
+    "cli",
+    "__main__",
+    "__init__",
+}
 
 
 def room_of(module: str) -> str | None:

@@ -13,13 +13,10 @@ from collections.abc import Callable, Sequence
 
 import msgspec
 
+from aiguilleur.context.window import prefix_start, suffix_end
 from aiguilleur.types import FimContext, FimTokens
 
 Tokenize = Callable[[str], list[int]]
-
-# The prefix window starts on a line whose absolute number is a multiple of this, so that
-# the start does not move (and invalidate the whole KV cache) at every new line typed.
-ANCHOR_LINES = 16
 
 # Separator between extra-context chunks for models without a file-separator token
 # (the one llama-server uses).
@@ -27,7 +24,8 @@ SNIPPET_SEPARATOR = "\n\n--- snippet ---\n\n"
 
 
 class FimTemplateSpec(msgspec.Struct, frozen=True):
-    """Token texts of a known model family, used when the GGUF lacks fim_* metadata."""
+    """The FIM sentinels of a known model family: for the embedded engine when the GGUF
+    lacks fim_* metadata, and for the raw prompt a remote model of the family gets."""
 
     family: str
     pre: str
@@ -38,6 +36,18 @@ class FimTemplateSpec(msgspec.Struct, frozen=True):
     sep: str | None = None
     # Extra end-of-generation tokens beyond the vocabulary's EOS/EOT.
     stops: tuple[str, ...] = ()
+    # How a remote model id of this family reads (every part in it, lowercase); none for
+    # the families whose raw FIM through a remote API is not known to work.
+    remote_names: tuple[str, ...] = ()
+    # The remote API wants the suffix first and no middle sentinel (Codestral's).
+    suffix_first: bool = False
+
+    def remote_prompt(self, prefix: str, suffix: str) -> tuple[str, list[str]]:
+        """The raw prompt for a remote model of this family, and its stop strings."""
+        if self.suffix_first:
+            return f"{self.suf}{suffix}{self.pre}{prefix}", [self.suf, self.pre, *self.stops]
+        prompt = f"{self.pre}{prefix}{self.suf}{suffix}{self.mid}"
+        return prompt, [self.pre, self.suf, self.mid, *self.stops]
 
 
 KNOWN_TEMPLATES: tuple[FimTemplateSpec, ...] = (
@@ -50,6 +60,7 @@ KNOWN_TEMPLATES: tuple[FimTemplateSpec, ...] = (
         rep="<|repo_name|>",
         sep="<|file_sep|>",
         stops=("<|endoftext|>",),
+        remote_names=("qwen", "coder"),
     ),
     FimTemplateSpec(
         "codegemma", "<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>", sep="<|file_separator|>"
@@ -63,9 +74,22 @@ KNOWN_TEMPLATES: tuple[FimTemplateSpec, ...] = (
         rep="<repo_name>",
         sep="<file_sep>",
     ),
-    FimTemplateSpec("deepseek-coder", "<｜fim▁begin｜>", "<｜fim▁hole｜>", "<｜fim▁end｜>"),
+    FimTemplateSpec(
+        "deepseek-coder",
+        "<｜fim▁begin｜>",
+        "<｜fim▁hole｜>",
+        "<｜fim▁end｜>",
+        remote_names=("deepseek-coder",),
+    ),
     FimTemplateSpec("codellama", "▁<PRE>", "▁<SUF>", "▁<MID>", stops=("▁<EOT>",)),
-    FimTemplateSpec("codestral", "[PREFIX]", "[SUFFIX]", "[MIDDLE]"),
+    FimTemplateSpec(
+        "codestral",
+        "[PREFIX]",
+        "[SUFFIX]",
+        "[MIDDLE]",
+        remote_names=("codestral",),
+        suffix_first=True,
+    ),
 )
 
 
@@ -142,27 +166,12 @@ class TokenCounter:
 def trim_prefix(
     prefix: str, first_line: int, budget: int, count: TokenCounter, tokenize: Tokenize
 ) -> list[int]:
-    """Tokens of the end of `prefix` that fit `budget`, starting at a line start.
-
-    The start is the earliest anchor line (every ANCHOR_LINES-th line of the file) that
-    fits, so that it stays put while the user types and the prompt keeps its prefix. If
-    no anchor fits, the earliest line start that fits: it moves only when a whole line
-    no longer fits, not at every keystroke as a window cut in tokens would."""
+    """Tokens of the end of `prefix` that fit `budget`, from the line where the one rule
+    of context/window.py starts it (prefix_start)."""
     if budget <= 0 or not prefix:
         return []
     lines = prefix.splitlines(keepends=True)
-    total = 0
-    anchor: int | None = None
-    any_line: int | None = None
-    # Walk backwards, remembering the earliest anchor line that still fits.
-    for i in range(len(lines) - 1, -1, -1):
-        total += count(lines[i])
-        if total > budget:
-            break
-        any_line = i
-        if (first_line + i) % ANCHOR_LINES == 0 or (i == 0 and first_line == 0):
-            anchor = i
-    start = anchor if anchor is not None else any_line
+    start = prefix_start(lines, first_line, budget, count)
     if start is not None:
         return tokenize("".join(lines[start:]))
     # One line longer than the budget (minified code): keep its last tokens.
@@ -170,17 +179,11 @@ def trim_prefix(
 
 
 def trim_suffix(suffix: str, budget: int, count: TokenCounter, tokenize: Tokenize) -> list[int]:
+    """Tokens of the lines of `suffix` that fit `budget` (suffix_end)."""
     if budget <= 0 or not suffix:
         return []
     lines = suffix.splitlines(keepends=True)
-    total = 0
-    end = 0
-    for line in lines:
-        n = count(line)
-        if total + n > budget:
-            break
-        total += n
-        end += 1
+    end = suffix_end(lines, budget, count)
     if end == 0:
         return tokenize(suffix)[:budget]
     return tokenize("".join(lines[:end]))

@@ -15,11 +15,11 @@ from collections.abc import Callable
 from typing import Any
 
 from aiguilleur.backends import llama_native as native
+from aiguilleur.backends.answer import cut_at_token, stop_point
 from aiguilleur.backends.fim import FimPrompt, TokenCounter, build_prompt
 from aiguilleur.backends.healing import VocabIndex
 from aiguilleur.backends.llama_model import EngineSettings, LiveThreads, next_token, tokenize
 from aiguilleur.backends.llama_state import StateKeeper
-from aiguilleur.backends.postprocess import cut_at_token, stop_point, trim_overlap
 from aiguilleur.backends.speculative import DraftStats, GreedyDecoder
 from aiguilleur.errors import BackendUnavailable, Cancelled, MachineBusy, Superseded
 from aiguilleur.types import Completion, FimTokens, Request, Usage
@@ -148,7 +148,6 @@ class FimRunner:
 
         text, n_gen, reason, drafts = self._generate(job, prompt_done, heal)
         log.debug("engine.generated heal=%r text=%r reason=%s", heal, text, reason)
-        text = trim_overlap(text, req.context.suffix)
         finished = time.perf_counter()
         usage = Usage(
             prompt_tokens=len(tokens),

@@ -4,8 +4,9 @@ OpenRouter's `/completions` does not reliably pass `suffix` to FIM models, so:
 - models with known FIM sentinels (Codestral) get a raw `/completions` prompt built from
   them;
 - chat models get a chat prompt that shows the code around a hole and asks for the hole
-  only, and their answer is cleaned: code fences, prose around them, and text repeating
-  what precedes or follows the cursor are removed.
+  only, and their answer is fitted to it: code fences, prose around them, and text
+  repeating what precedes the cursor are removed (what repeats the text after it goes in
+  the answer pipeline, as for every backend).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import re
 
 import msgspec
 
-from aiguilleur.backends.postprocess import trim_overlap
+from aiguilleur.backends.fim import KNOWN_TEMPLATES
 from aiguilleur.languages import language_of
 from aiguilleur.types import ChatMessage, FimContext
 
@@ -34,20 +35,14 @@ class RawFimPrompt(msgspec.Struct, frozen=True):
     stop: list[str]
 
 
-# Model id prefixes whose FIM sentinels are known, and how to build the prompt.
 def raw_fim_prompt(model: str, prefix: str, suffix: str) -> RawFimPrompt | None:
+    """The raw FIM prompt for a remote `model` whose family's sentinels are known (the
+    table the embedded engine uses, fim.KNOWN_TEMPLATES); None for other models."""
     name = model.lower()
-    if "codestral" in name:
-        return RawFimPrompt(f"[SUFFIX]{suffix}[PREFIX]{prefix}", ["[SUFFIX]", "[PREFIX]"])
-    if "qwen" in name and "coder" in name:
-        return RawFimPrompt(
-            f"<|fim_prefix|>{prefix}<|fim_suffix|>{suffix}<|fim_middle|>",
-            ["<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>", "<|endoftext|>"],
-        )
-    if "deepseek-coder" in name:
-        return RawFimPrompt(
-            f"<｜fim▁begin｜>{prefix}<｜fim▁hole｜>{suffix}<｜fim▁end｜>", ["<｜fim▁begin｜>"]
-        )
+    for spec in KNOWN_TEMPLATES:
+        if spec.remote_names and all(part in name for part in spec.remote_names):
+            prompt, stop = spec.remote_prompt(prefix, suffix)
+            return RawFimPrompt(prompt, stop)
     return None
 
 
@@ -61,8 +56,9 @@ def chat_fim_messages(ctx: FimContext) -> list[ChatMessage]:
 _FENCE = re.compile(r"```[^\n]*\n(.*?)(?:```|$)", re.S)
 
 
-def clean_chat_answer(answer: str, ctx: FimContext) -> str:
-    """The code of a chat model's answer, fitted to the hole."""
+def fill_from_chat(answer: str, ctx: FimContext) -> str:
+    """The code of a chat model's answer, fitted to the hole: what a fill-in-the-middle
+    model would have written there. The answer pipeline (answer.py) takes it from there."""
     text = answer
     fenced = _FENCE.search(text)
     if fenced:
@@ -74,7 +70,6 @@ def clean_chat_answer(answer: str, ctx: FimContext) -> str:
         text = text[len(line_start) :]
     elif line_start.strip() and text.lstrip().startswith(line_start.strip()):
         text = text.lstrip()[len(line_start.strip()) :]
-    text = trim_overlap(text, ctx.suffix)
     if not ctx.suffix.startswith("\n") and ctx.suffix.strip():
         text = text.split("\n", 1)[0]  # mid-line: one line, not a block
     return text.rstrip() if not text.strip() else text.rstrip("\n")

@@ -19,6 +19,8 @@ import msgspec
 from lsprotocol import types as lsp
 from pygls.lsp.client import LanguageClient
 
+from aiguilleur.lsp.protocol import client_process
+
 
 class Keystroke(msgspec.Struct, frozen=True):
     index: int
@@ -163,7 +165,7 @@ class ServerProcess:
     @property
     def pid(self) -> int:
         """The process the editor started (relaying to the daemon: the shim)."""
-        process = self.client._server
+        process = client_process(self.client)
         assert process is not None
         return int(process.pid)
 

@@ -23,16 +23,11 @@ import contextlib
 import logging
 import os
 import signal
-import threading
 import time
-from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
 import msgspec
-from lsprotocol import types as lsp
-from pygls.io_ import run_async
-from pygls.protocol.language_server import LanguageServerProtocol, lsp_method
 
 from aiguilleur.config.loading import ConfigLayers
 from aiguilleur.daemon.identity import (
@@ -45,7 +40,7 @@ from aiguilleur.daemon.identity import (
     read_identity,
     socket_path,
 )
-from aiguilleur.lsp.protocol import AiguilleurProtocol
+from aiguilleur.lsp.protocol import ConnectionProtocol, serve_connection
 from aiguilleur.lsp.server import build_server
 from aiguilleur.lsp.session import Session
 from aiguilleur.routing.runtime import Runtime
@@ -78,53 +73,6 @@ def _rss_mb() -> float:
     except OSError:
         pass
     return 0.0
-
-
-class ConnectionProtocol(AiguilleurProtocol):
-    """The protocol of one daemon connection: `exit` ends the connection, not the
-    process (pygls' own calls sys.exit, which would end every window's server)."""
-
-    connection_done: threading.Event | None = None  # set by the daemon: ends the loop
-    _CLOSE_TURNS = 50
-
-    @lsp_method(lsp.EXIT)
-    def lsp_exit(self, *args: Any) -> Generator[Any, Any, None]:
-        if (user_handler := self.fm.features.get(lsp.EXIT)) is not None:
-            yield user_handler, args, None
-        if self.connection_done is not None:
-            self.connection_done.set()
-        self._close_once_answered(self._CLOSE_TURNS)
-
-    def _close_once_answered(self, turns: int) -> None:
-        """Close once the answers owed are sent: pygls sends a request's answer a few
-        loop turns after its handler returns, and an editor may send `exit` right
-        behind `shutdown` without waiting for its answer."""
-        if self._request_futures and turns > 0:
-            asyncio.get_running_loop().call_soon(self._close_once_answered, turns - 1)
-        elif self.writer is not None:
-            self.writer.close()
-
-
-class _LoopWriter:
-    """Writes on the loop's thread: pygls answers threaded handlers from their thread."""
-
-    def __init__(self, writer: asyncio.StreamWriter) -> None:
-        self._writer = writer
-        self._loop = asyncio.get_running_loop()
-        self._thread = threading.get_ident()
-
-    def write(self, data: bytes) -> None:
-        if threading.get_ident() == self._thread:
-            self._write(data)  # in order with everything else the loop does
-        else:
-            self._loop.call_soon_threadsafe(self._write, data)
-
-    def _write(self, data: bytes) -> None:
-        if not self._writer.is_closing():
-            self._writer.write(data)
-
-    def close(self) -> None:
-        self._loop.call_soon_threadsafe(self._writer.close)
 
 
 class Daemon:
@@ -197,32 +145,15 @@ class Daemon:
         def daemon_status(ls: Any, params: Any) -> Any:
             return msgspec.to_builtins(self.status())
 
-        stop = threading.Event()
-        protocol = server.protocol
-        assert isinstance(protocol, ConnectionProtocol)
-        protocol.connection_done = stop
-        protocol.set_writer(_LoopWriter(writer))
         self.sessions[session] = writer
         self._idle_since = None
         log.info("daemon.session_open sessions=%d", len(self.sessions))
         try:
-            await run_async(
-                stop_event=stop,
-                reader=reader,
-                protocol=server.protocol,
-                logger=log,
-                error_handler=server.report_server_error,
-            )
+            await serve_connection(server, reader, writer)
         except (asyncio.IncompleteReadError, ConnectionError) as error:
             log.info("daemon.connection_cut error=%s", type(error).__name__)
         finally:
             self.sessions.pop(session, None)
-            server.thread_pool.shutdown(wait=False, cancel_futures=True)
-            await asyncio.sleep(0)  # what threads queued for this writer goes out first
-            writer.close()
-            # pygls caches message types per protocol object: let this one go.
-            LanguageServerProtocol.get_message_type.cache_clear()
-            LanguageServerProtocol.get_result_type.cache_clear()
             if not self.sessions:
                 self._idle_since = time.monotonic()
                 if self.superseded is not None:
@@ -236,7 +167,7 @@ class Daemon:
         for session in list(self.sessions):
             with contextlib.suppress(Exception):
                 session.server.protocol.notify(DAEMON_STOPPING, {"reason": "stopped"})
-        await asyncio.sleep(0)  # the notes are queued on this loop (_LoopWriter)
+        await asyncio.sleep(0)  # the notes are queued on this loop (lsp/protocol.py)
         for writer in list(self.sessions.values()):
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(writer.drain(), 2)

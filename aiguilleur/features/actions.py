@@ -21,9 +21,9 @@ import msgspec
 
 from aiguilleur.config.settings import Config
 from aiguilleur.errors import IncompleteAnswer
-from aiguilleur.features.sanitize import for_editor, has_bidi
 from aiguilleur.features.testfiles import TestTarget, test_target
 from aiguilleur.features.uris import path_of
+from aiguilleur.sanitize import for_editor, has_bidi
 from aiguilleur.types import ActionRequest, Answer
 
 ACTION_COMMAND = "aiguilleur.action"

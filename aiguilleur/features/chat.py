@@ -33,9 +33,9 @@ from typing import Any
 import msgspec
 
 from aiguilleur.errors import AnswerCut
-from aiguilleur.features.sanitize import for_editor, has_bidi
 from aiguilleur.features.uris import path_of
 from aiguilleur.languages import language_of
+from aiguilleur.sanitize import for_editor, has_bidi
 from aiguilleur.types import Answer, ChatMessage
 
 YOU = "## You"

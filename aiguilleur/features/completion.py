@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from collections import OrderedDict
 from typing import Protocol
@@ -15,9 +14,9 @@ from aiguilleur.config.settings import Config
 from aiguilleur.context.ring import ContextRing
 from aiguilleur.context.window import fim_context
 from aiguilleur.errors import Superseded
-from aiguilleur.features.sanitize import for_editor, has_bidi, near
 from aiguilleur.features.text import line_at, line_bounds, line_end
 from aiguilleur.features.uris import path_of
+from aiguilleur.sanitize import for_editor
 from aiguilleur.tasks import TaskSet
 from aiguilleur.types import Backend, Completion, GenerationParams, Request, RequestKind, Usage
 
@@ -160,12 +159,11 @@ class CompletionFeature:
         word = _word_before(text[line_start:offset])
         self._switch(uri, documents)
         self._last_line[uri] = line
-        keep_bidi = has_bidi(near(text, offset))
 
         def make(completion: Completion, typed: bool, usage: Usage) -> Suggestion:
             return Suggestion(
                 ahead=completion.stop_reason == "ahead",
-                text=for_editor(completion.text, keep_bidi),
+                text=completion.text,
                 offset=offset,
                 word_start=offset - len(word),
                 word=word,
@@ -206,7 +204,6 @@ class CompletionFeature:
             return None
         if documents.version(uri) != version:
             return None  # the user typed meanwhile: this answer is for an old text
-        completion = msgspec.structs.replace(completion, text=_worth_showing(completion.text))
         s = make(completion, False, completion.usage)
         s = self._remember(uri, s, text[:offset], after, t0)
         log.debug("completion.done uri=%s build_ms=%.2f", uri, build_ms)
@@ -236,8 +233,7 @@ class CompletionFeature:
             if completion is None:
                 return
             # Kept even when empty: that nothing follows is an answer too, given at once.
-            ahead = _worth_showing(completion.text)
-            entry = _Shown(before, after, ahead, completion.route, completion.model)
+            entry = _Shown(before, after, completion.text, completion.route, completion.model)
             _keep(self._ahead, uri, entry)
 
         task = self._tasks.spawn(run(), "prefetch")
@@ -335,16 +331,6 @@ def _keep(shown: OrderedDict[str, _Shown], uri: str, entry: _Shown) -> None:
     shown.move_to_end(uri)
     while len(shown) > 64:
         shown.popitem(last=False)
-
-
-_TRAILING_BLANK_LINES = re.compile(r"(?:[ \t]*\n)+[ \t]*\Z")
-
-
-def _worth_showing(text: str) -> str:
-    """The suggestion without the blank lines it ends with (they would push the user's
-    next lines down); nothing at all if it is only whitespace."""
-    text = _TRAILING_BLANK_LINES.sub("", text)
-    return text if text.strip() else ""
 
 
 def _word_before(line_before_cursor: str) -> str:

@@ -1,8 +1,11 @@
-"""pygls' protocol, made to answer every request exactly once.
+"""pygls' protocol, made to answer every request exactly once; the one module that
+reaches pygls' private names (as backends/llama_native.py is for llama-cpp-python).
 
 Stock pygls drops a request whose params do not match the LSP types (and pops up an
 "Error in server" message), and ignores requests after `shutdown` without answering.
-Both leave the editor waiting forever; here each gets a JSON-RPC error instead.
+Both leave the editor waiting forever; here each gets a JSON-RPC error instead. A daemon
+connection (ConnectionProtocol, serve_connection) ends at `exit` without ending the
+process; `client_process` is the process a pygls client started (replay, tests, benches).
 """
 
 from __future__ import annotations
@@ -10,12 +13,16 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import threading
+from collections.abc import Generator
 from typing import Any
 
 from lsprotocol import types as lsp
 from pygls.exceptions import JsonRpcException, JsonRpcInvalidRequest
+from pygls.io_ import run_async
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol
+from pygls.protocol.language_server import lsp_method
 
 log = logging.getLogger(__name__)
 
@@ -148,3 +155,81 @@ class AiguilleurServer(LanguageServer):
             log.warning("protocol.error error=%r", error)
             return
         super().report_server_error(error, source)
+
+
+class ConnectionProtocol(AiguilleurProtocol):
+    """The protocol of one daemon connection: `exit` ends the connection, not the
+    process (pygls' own calls sys.exit, which would end every window's server)."""
+
+    connection_done: threading.Event | None = None  # set by the daemon: ends the loop
+    _CLOSE_TURNS = 50
+
+    @lsp_method(lsp.EXIT)
+    def lsp_exit(self, *args: Any) -> Generator[Any, Any, None]:
+        if (user_handler := self.fm.features.get(lsp.EXIT)) is not None:
+            yield user_handler, args, None
+        if self.connection_done is not None:
+            self.connection_done.set()
+        self._close_once_answered(self._CLOSE_TURNS)
+
+    def _close_once_answered(self, turns: int) -> None:
+        """Close once the answers owed are sent: pygls sends a request's answer a few
+        loop turns after its handler returns, and an editor may send `exit` right
+        behind `shutdown` without waiting for its answer."""
+        if self._request_futures and turns > 0:
+            asyncio.get_running_loop().call_soon(self._close_once_answered, turns - 1)
+        elif self.writer is not None:
+            self.writer.close()
+
+
+class _LoopWriter:
+    """Writes on the loop's thread: pygls answers threaded handlers from their thread."""
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self._writer = writer
+        self._loop = asyncio.get_running_loop()
+        self._thread = threading.get_ident()
+
+    def write(self, data: bytes) -> None:
+        if threading.get_ident() == self._thread:
+            self._write(data)  # in order with everything else the loop does
+        else:
+            self._loop.call_soon_threadsafe(self._write, data)
+
+    def _write(self, data: bytes) -> None:
+        if not self._writer.is_closing():
+            self._writer.write(data)
+
+    def close(self) -> None:
+        self._loop.call_soon_threadsafe(self._writer.close)
+
+
+async def serve_connection(
+    server: LanguageServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
+    """Serve one daemon connection until the editor's `exit` or the socket's end."""
+    stop = threading.Event()
+    protocol = server.protocol
+    assert isinstance(protocol, ConnectionProtocol)
+    protocol.connection_done = stop
+    protocol.set_writer(_LoopWriter(writer))
+    try:
+        await run_async(
+            stop_event=stop,
+            reader=reader,
+            protocol=protocol,
+            logger=log,
+            error_handler=server.report_server_error,
+        )
+    finally:
+        server.thread_pool.shutdown(wait=False, cancel_futures=True)
+        await asyncio.sleep(0)  # what threads queued for this writer goes out first
+        writer.close()
+        # pygls caches message types per protocol object: let this one go.
+        LanguageServerProtocol.get_message_type.cache_clear()
+        LanguageServerProtocol.get_result_type.cache_clear()
+
+
+def client_process(client: Any) -> Any:
+    """The server process a pygls (or pytest-lsp) client started, or None."""
+    return client._server

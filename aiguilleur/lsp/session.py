@@ -23,9 +23,9 @@ from aiguilleur.config.loading import ConfigLayers, LoadedConfig
 from aiguilleur.config.settings import Config
 from aiguilleur.features.actions import ActionsFeature
 from aiguilleur.features.completion import CompletionFeature
-from aiguilleur.features.sanitize import for_editor
 from aiguilleur.routing.route_loop import SessionRoutes
 from aiguilleur.routing.runtime import Runtime
+from aiguilleur.sanitize import for_editor
 from aiguilleur.types import ModelInfo, Usage
 
 log = logging.getLogger(__name__)

@@ -15,15 +15,15 @@ from pathlib import Path
 
 import msgspec
 
-from aiguilleur.backends.postprocess import shape_answer
 from aiguilleur.backends.remote_fim import (
     RawFimPrompt,
     chat_fim_messages,
-    clean_chat_answer,
+    fill_from_chat,
     raw_fim_prompt,
 )
 from aiguilleur.config.loading import cache_dir
 from aiguilleur.config.settings import Config
+from aiguilleur.context.window import fitted
 from aiguilleur.errors import BackendError, BudgetRefused, OutOfCredit, RateLimited, Transient
 from aiguilleur.remote.keys import KeyProblem, read_key
 from aiguilleur.remote.ledger import Budget, SpendLedger
@@ -60,10 +60,10 @@ FIRST_REFRESH_WAIT_S = 5.0
 SETTLE_WAIT_S = 10.0
 
 
-def _shaped(text: str, ctx: FimContext, gen: GenerationParams, raw: bool) -> str:
-    """A raw fill-in-the-middle answer gets the local engine's stop and overlap rules; a
-    chat model's answer is fitted to the hole (remote_fim.clean_chat_answer)."""
-    return shape_answer(text, ctx.suffix, gen) if raw else clean_chat_answer(text, ctx)
+def _fill(text: str, ctx: FimContext, raw: bool) -> str:
+    """What belongs in the hole: a raw fill-in-the-middle answer as it came, a chat
+    model's fitted to the hole (the route loop's answer pipeline does the rest)."""
+    return text if raw else fill_from_chat(text, ctx)
 
 
 class RemoteRoutes:
@@ -178,20 +178,32 @@ class RemoteRoutes:
     def exhausted_keys(self, now: float) -> frozenset[str]:
         return frozenset(k for k, until in self.exhausted.items() if until > now)
 
-    async def complete(self, route: Route, request: Request) -> Completion:
+    async def _prices_ready(self, route: Route) -> None:
+        """The first request after start: prices (and the key's limit) are on their way."""
         if (
             route.backend is Backend.OPENROUTER
             and not self.prices
             and not self._first_refresh.is_set()
         ):
-            # The first request after start: prices (and the key's limit) are on their way.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._first_refresh.wait(), FIRST_REFRESH_WAIT_S)
-        ctx = _window(request)
+
+    async def complete(self, route: Route, request: Request) -> Completion:
+        await self._prices_ready(route)
+        # The cursor's file only (never the chunks of other files), fitted to the route.
+        ctx = msgspec.structs.replace(
+            fitted(request.context, request.prefix_tokens, request.suffix_tokens), extra=()
+        )
         gen = request.params
         max_tokens = route.max_tokens or gen.max_tokens
         temperature = route.temperature if route.temperature is not None else gen.temperature
-        raw = raw_fim_prompt(route.model, ctx.prefix, ctx.suffix)
+        # A raw FIM prompt goes to OpenRouter only: an openai-compatible server is sent a
+        # chat, and its answer is fitted as one whatever the model's family.
+        raw = (
+            raw_fim_prompt(route.model, ctx.prefix, ctx.suffix)
+            if route.backend is Backend.OPENROUTER
+            else None
+        )
         messages = chat_fim_messages(ctx)
         started = time.perf_counter()
         key = None
@@ -217,7 +229,7 @@ class RemoteRoutes:
                         model=hit.model_used,
                         feature=request.kind.value,
                     )
-                text = _shaped(hit.text, ctx, gen, raw=raw is not None)
+                text = _fill(hit.text, ctx, raw=raw is not None)
                 usage = Usage(
                     prompt_tokens=hit.prompt_tokens,
                     completion_tokens=hit.completion_tokens,
@@ -253,41 +265,59 @@ class RemoteRoutes:
         max_tokens: int,
         temperature: float,
     ) -> WireResult:
+        if raw is None:
+            return await self._chat(route, request.kind.value, messages, max_tokens, temperature)
+        spender = self.spenders[route.key]
+        return await self._retry_once(
+            lambda: spender.complete(
+                route.model,
+                raw.prompt,
+                max_tokens=max_tokens,
+                feature=request.kind.value,
+                route=route.name,
+                stop=raw.stop,
+                temperature=temperature,
+                max_price=route.max_price,
+                extra=provider_preferences(route.allow_data_collection),
+            )
+        )
+
+    async def _chat(
+        self,
+        route: Route,
+        feature: str,
+        messages: list[ChatMessage],
+        max_tokens: int,
+        temperature: float,
+        on_text: Callable[[str], None] | None = None,
+    ) -> WireResult:
+        """A chat request through `route`: an openai-compatible server's, or through the
+        route key's Spender (a budget reserved before, settled after)."""
         if route.backend is Backend.OPENAI_COMPATIBLE:
             client = self._compat.get(route.base_url)
             if client is None:
                 client = self._compat[route.base_url] = OpenAICompatClient(route.base_url, None)
             return await self._retry_once(
                 lambda: client.chat(
-                    route.model, messages, max_tokens=max_tokens, temperature=temperature
+                    route.model,
+                    messages,
+                    max_tokens=max_tokens,
+                    temperature=temperature,
+                    on_text=on_text,
                 )
             )
         spender = self.spenders[route.key]
-        extra = provider_preferences(route.allow_data_collection)
-        if raw is not None:
-            return await self._retry_once(
-                lambda: spender.complete(
-                    route.model,
-                    raw.prompt,
-                    max_tokens=max_tokens,
-                    feature=request.kind.value,
-                    route=route.name,
-                    stop=raw.stop,
-                    temperature=temperature,
-                    max_price=route.max_price,
-                    extra=extra,
-                )
-            )
         return await self._retry_once(
             lambda: spender.chat(
                 route.model,
                 messages,
                 max_tokens=max_tokens,
-                feature=request.kind.value,
+                feature=feature,
                 route=route.name,
                 temperature=temperature,
                 max_price=route.max_price,
-                extra=extra,
+                extra=provider_preferences(route.allow_data_collection),
+                on_text=on_text,
             )
         )
 
@@ -300,53 +330,13 @@ class RemoteRoutes:
         on_text: Callable[[str], None] | None = None,
     ) -> Answer:
         """A chat-style answer (code actions, chat) through `route`."""
-        if (
-            route.backend is Backend.OPENROUTER
-            and not self.prices
-            and not self._first_refresh.is_set()
-        ):
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._first_refresh.wait(), FIRST_REFRESH_WAIT_S)
+        await self._prices_ready(route)
         max_tokens = route.max_tokens or max_tokens
         temperature = route.temperature if route.temperature is not None else 0.0
         started = time.perf_counter()
-        if route.backend is Backend.OPENAI_COMPATIBLE:
-            client = self._compat.get(route.base_url)
-            if client is None:
-                client = self._compat[route.base_url] = OpenAICompatClient(route.base_url, None)
-            result = await self._retry_once(
-                lambda: client.chat(
-                    route.model,
-                    messages,
-                    max_tokens=max_tokens,
-                    temperature=temperature,
-                    on_text=on_text,
-                )
-            )
-        else:
-            spender = self.spenders[route.key]
-            result = await self._retry_once(
-                lambda: spender.chat(
-                    route.model,
-                    messages,
-                    max_tokens=max_tokens,
-                    feature=kind,
-                    route=route.name,
-                    temperature=temperature,
-                    max_price=route.max_price,
-                    extra=provider_preferences(route.allow_data_collection),
-                    on_text=on_text,
-                )
-            )
-        u = result.usage
-        usage = Usage(
-            prompt_tokens=u.prompt_tokens,
-            completion_tokens=u.completion_tokens,
-            generation_ms=(time.perf_counter() - started) * 1000,
-            cost_usd=u.cost_usd or 0.0,
-        )
+        result = await self._chat(route, kind, messages, max_tokens, temperature, on_text)
         model = result.model_used or route.model
-        return Answer(result.text, route.name, model, usage, result.finish_reason)
+        return Answer(result.text, route.name, model, _usage(result, started), result.finish_reason)
 
     async def _retry_once(self, send: Callable[[], Awaitable[WireResult]]) -> WireResult:
         """408/5xx/timeouts: one more try after a pause, then the caller falls back."""
@@ -365,15 +355,9 @@ class RemoteRoutes:
         started: float,
         raw: bool,
     ) -> Completion:
-        text = _shaped(result.text, ctx, gen, raw=raw)
-        u = result.usage
-        usage = Usage(
-            prompt_tokens=u.prompt_tokens,
-            evaluated_tokens=u.prompt_tokens,
-            completion_tokens=u.completion_tokens,
-            generation_ms=(time.perf_counter() - started) * 1000,
-            cost_usd=u.cost_usd or 0.0,
-        )
+        text = _fill(result.text, ctx, raw=raw)
+        usage = _usage(result, started)
+        usage = msgspec.structs.replace(usage, evaluated_tokens=usage.prompt_tokens)
         model = result.model_used or route.model
         return Completion(text, usage, route=route.name, model=model, backend=route.backend)
 
@@ -406,10 +390,11 @@ class RemoteRoutes:
             self.responses.close()
 
 
-def _window(request: Request) -> FimContext:
-    """The text a remote model sees: the cursor's file only (never the chunks of other
-    files), cut to about as many characters as the token windows allow."""
-    ctx = request.context
-    prefix = ctx.prefix[-request.prefix_tokens * 4 :]
-    suffix = ctx.suffix[: request.suffix_tokens * 4]
-    return msgspec.structs.replace(ctx, prefix=prefix, suffix=suffix, extra=())
+def _usage(result: WireResult, started: float) -> Usage:
+    u = result.usage
+    return Usage(
+        prompt_tokens=u.prompt_tokens,
+        completion_tokens=u.completion_tokens,
+        generation_ms=(time.perf_counter() - started) * 1000,
+        cost_usd=u.cost_usd or 0.0,
+    )

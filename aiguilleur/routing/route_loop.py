@@ -17,6 +17,7 @@ from typing import Protocol, TypeVar
 
 import msgspec
 
+from aiguilleur.backends import answer
 from aiguilleur.backends.prompts import render
 from aiguilleur.config.settings import Config
 from aiguilleur.errors import AnswerCut, BackendError, BackendUnavailable, BudgetRefused, Cancelled
@@ -95,6 +96,13 @@ def private_reason(path: str, texts: Iterable[str], policy: Config, found: str) 
     return None
 
 
+def _shaped(done: Completion, request: Request) -> Completion:
+    """Every backend's completion through the one answer pipeline (backends/answer.py)."""
+    return msgspec.structs.replace(
+        done, text=answer.shape(done.text, request.context, request.params)
+    )
+
+
 def for_route(request: Request, route: Route) -> Request:
     """`request` under a local route's own settings (`max_tokens`, `temperature`), as the
     remote routes apply theirs."""
@@ -167,7 +175,8 @@ class SessionRoutes:
                 return msgspec.structs.replace(done, route=route.name)
             return await runtime.remote_routes().complete(route, request)
 
-        return await self._first_answer(self._completion_routes(request), complete_on, [])
+        done = await self._first_answer(self._completion_routes(request), complete_on, [])
+        return None if done is None else _shaped(done, request)
 
     async def prefetch(self, request: Request) -> Completion | None:
         """The completion of `request` ahead of time, when the engine is idle: from the
@@ -184,7 +193,7 @@ class SessionRoutes:
             done = await engine.prefetch(for_route(request, routes[0]))
         except (Cancelled, BackendUnavailable):
             return None
-        return msgspec.structs.replace(done, route=routes[0].name)
+        return _shaped(msgspec.structs.replace(done, route=routes[0].name), request)
 
     async def ask(
         self,

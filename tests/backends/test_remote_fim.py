@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import pytest
 
+from aiguilleur.backends.answer import shape
 from aiguilleur.backends.remote_fim import (
     HOLE,
     chat_fim_messages,
-    clean_chat_answer,
+    fill_from_chat,
     raw_fim_prompt,
 )
-from aiguilleur.types import FimContext
+from aiguilleur.types import FimContext, GenerationParams
 
 BLOCK = FimContext("m.py", "def add(a, b):\n    ", "\n\nprint(add(1, 2))\n")
 MIDLINE = FimContext("m.py", "total = add(", ") * 2\n")
@@ -23,14 +24,20 @@ MIDLINE = FimContext("m.py", "total = add(", ") * 2\n")
         ("```python\nreturn a + b\n```", BLOCK, "return a + b"),
         ("Here is the code:\n```\nreturn a + b\n```\nIt adds.", BLOCK, "return a + b"),
         ("    return a + b\n", BLOCK, "return a + b"),  # repeated the line's indentation
-        ("return a + b\n\nprint(add(1, 2))\n", BLOCK, "return a + b"),  # repeated the suffix
         ("1, 2\nmore lines", MIDLINE, "1, 2"),  # mid-line: one line only
         (f"1, 2{HOLE}", MIDLINE, "1, 2"),
         ("", BLOCK, ""),
     ],
 )
 def test_chat_answers_are_cut_to_the_hole(answer: str, ctx: FimContext, expected: str) -> None:
-    assert clean_chat_answer(answer, ctx) == expected
+    assert fill_from_chat(answer, ctx) == expected
+
+
+def test_a_chat_answer_then_gets_the_pipeline_every_answer_gets() -> None:
+    # Repeating the suffix, and writing past the block: what the engine would not show.
+    said = "```python\nreturn a + b\n\nprint(add(1, 2))\n```"
+    fill = fill_from_chat(said, BLOCK)
+    assert shape(fill, BLOCK, GenerationParams(min_indent=4)) == "return a + b"
 
 
 def test_chat_prompt_marks_the_hole_and_names_the_file() -> None:
@@ -46,6 +53,24 @@ def test_fim_models_get_their_own_sentinels() -> None:
     qwen = raw_fim_prompt("qwen/qwen-2.5-coder-32b-instruct", "pre", "suf")
     assert qwen is not None and qwen.prompt.startswith("<|fim_prefix|>pre<|fim_suffix|>suf")
     assert raw_fim_prompt("anthropic/claude-sonnet-4", "pre", "suf") is None
+    deepseek = raw_fim_prompt("deepseek/deepseek-coder-v2", "pre", "suf")
+    assert (
+        deepseek is not None
+        and deepseek.prompt == "<｜fim▁begin｜>pre<｜fim▁hole｜>suf<｜fim▁end｜>"
+    )
+    # Each stops where its own sentinels would start the prompt over.
+    assert codestral.stop == ["[SUFFIX]", "[PREFIX]"]
+    assert qwen.stop == ["<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>", "<|endoftext|>"]
+
+
+def test_the_sentinels_come_from_the_table_the_engine_uses() -> None:
+    from aiguilleur.backends.fim import KNOWN_TEMPLATES
+
+    remote = [t for t in KNOWN_TEMPLATES if t.remote_names]
+    assert {t.family for t in remote} == {"qwen2.5-coder", "deepseek-coder", "codestral"}
+    qwen = next(t for t in remote if t.family == "qwen2.5-coder")
+    prompt = raw_fim_prompt("qwen/qwen-2.5-coder-32b-instruct", "a", "b")
+    assert prompt is not None and prompt.prompt == f"{qwen.pre}a{qwen.suf}b{qwen.mid}"
 
 
 def test_a_users_prompt_overrides_the_builtin_one() -> None:

@@ -13,7 +13,7 @@ import pytest
 from lsprotocol import types as lsp
 
 from aiguilleur.remote.ledger import SpendLedger, Status
-from tests.support.fake_openrouter import Failure, FakeKey, FakeModel, FakeOpenRouter
+from tests.support.fake_openrouter import Failure, FakeKey, FakeModel, FakeOpenRouter, compat_route
 from tests.support.home import TestHome
 from tests.support.lsp import (
     inline,
@@ -245,3 +245,23 @@ async def test_a_raw_fim_answer_is_shaped_as_a_local_one(home: TestHome, tiny_mo
         assert len(raw) == 2  # the raw prompt, not a chat
     assert in_block == ["return a + b"]
     assert mid_line == [", b"]
+
+
+async def test_an_openai_compatible_chat_answer_is_fitted_whatever_the_models_family(
+    home: TestHome, tiny_model: Path
+) -> None:
+    """An openai-compatible route is sent a chat; its answer is fitted to the hole even
+    when the model's family has known FIM sentinels (it was taken for a raw fill, so the
+    code fences reached the editor)."""
+    coder = "qwen2.5-coder-7b-instruct"
+    fenced = "```python\nreturn a + b\n```"
+    with FakeOpenRouter(models=[FakeModel(coder, reply_for=lambda _: fenced)]) as fake:
+        fake.anonymous = True
+        home.write_config(
+            f'[local]\nmodel = "{tiny_model}"\n[completion]\nmax_tokens = 16\n'
+            + compat_route("completion", fake, coder)
+        )
+        async with lsp_session(home) as client:
+            last = await ask(client, home, "a.py")
+        assert chat_requests(fake) == 1
+    assert last["route"] == "team" and last["text"] == "return a + b"

@@ -15,6 +15,7 @@ from typing import Any
 from lsprotocol import types as lsp
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 
+from aiguilleur.lsp.protocol import client_process
 from tests.support.home import TestHome
 
 # AIGUILLEUR_TEST_SERVER_ARGS="-v --log-file /tmp/s.log" keeps a debug log of each server.
@@ -73,9 +74,10 @@ async def kill_9_server(client: LanguageClient, home: TestHome, pid: int) -> Non
                 break
             await asyncio.sleep(0.02)
         return
-    assert client._server is not None
-    client._server.kill()
-    await client._server.wait()
+    process = client_process(client)
+    assert process is not None
+    process.kill()
+    await process.wait()
     client.shut_down = True  # type: ignore[attr-defined]
 
 

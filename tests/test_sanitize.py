@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aiguilleur.features.sanitize import for_editor, has_bidi, near
+from aiguilleur.sanitize import for_editor, has_bidi, near
 
 TROJAN = 'if access_level != "user\u202e \u2066// Check if admin\u2069 \u2066":'
 

@@ -1,6 +1,17 @@
 from __future__ import annotations
 
-from aiguilleur.backends.postprocess import cut_at_token, stop_point, trim_overlap
+from aiguilleur.backends.answer import (
+    PIPELINE,
+    cut_at_token,
+    editor_safe,
+    shape,
+    stop_point,
+    stopped,
+    trim_overlap,
+    without_overlap,
+    without_trailing_blank_lines,
+)
+from aiguilleur.types import FimContext, GenerationParams
 
 
 def test_single_line_stops_at_newline() -> None:
@@ -49,15 +60,47 @@ def test_an_answer_cut_by_time_never_ends_in_half_a_character() -> None:
     assert cut_at_token("x = '\u2192".encode()[:-1], b"") == "x = '"
 
 
-def test_an_answer_that_came_whole_is_shaped_as_the_engine_shapes_its_own() -> None:
-    from aiguilleur.backends.postprocess import shape_answer
-    from aiguilleur.types import GenerationParams
+def at(prefix: str, suffix: str) -> FimContext:
+    return FimContext("m.py", prefix, suffix)
 
+
+def test_the_stop_rules_end_the_line_or_the_block() -> None:
     block = GenerationParams(min_indent=4)
-    assert shape_answer("return a + b\nprint(1)\n", "\n", block) == "return a + b"
-    assert shape_answer("x = 1\n    y = 2", "", block) == "x = 1\n    y = 2"
+    assert stopped("return a + b\nprint(1)\n", at("    ", "\n"), block) == "return a + b"
+    assert stopped("x = 1\n    y = 2", at("    ", ""), block) == "x = 1\n    y = 2"
     one_line = GenerationParams(single_line=True)
-    assert shape_answer(", b)\nmore", ")\n", one_line) == ", b"
-    # The lines after the cursor, written again at the end, are trimmed.
+    assert stopped(", b)\nmore", at("f(a", ")\n"), one_line) == ", b)"
+
+
+def test_what_repeats_the_text_after_the_cursor_goes() -> None:
+    gen = GenerationParams()
+    assert without_overlap(", b)", at("f(a", ")\n"), gen) == ", b"
     suffix = "\n\nprint(add(1, 2))\n"
-    assert shape_answer("a + b\n\nprint(add(1, 2))", suffix, GenerationParams()) == "a + b"
+    assert without_overlap("a + b\n\nprint(add(1, 2))", at("x = ", suffix), gen) == "a + b"
+
+
+def test_blank_lines_at_the_end_go_and_a_blank_answer_is_none() -> None:
+    gen, ctx = GenerationParams(), at("x = ", "\n")
+    assert without_trailing_blank_lines("a\n  \n\n", ctx, gen) == "a"
+    assert without_trailing_blank_lines("a\n    b", ctx, gen) == "a\n    b"
+    assert without_trailing_blank_lines(" \n\t\n", ctx, gen) == ""
+
+
+def test_control_characters_go_and_bidi_controls_stay_only_where_the_code_has_some() -> None:
+    gen = GenerationParams()
+    assert editor_safe("a\x1bb\rc\x85\td", at("x = ", "\n"), gen) == "abc\td"
+    assert editor_safe("'\u202eevil'", at("x = ", "\n"), gen) == "'evil'"
+    rtl = at("s = '\u2067\u05e9\u2069' + ", "\n")
+    assert editor_safe("'\u2067x\u2069'", rtl, gen) == "'\u2067x\u2069'"
+
+
+def test_every_answer_goes_through_every_filter_in_order() -> None:
+    assert (stopped, without_overlap, without_trailing_blank_lines, editor_safe) == PIPELINE
+    block = GenerationParams(min_indent=4)
+    # Cut where the block ends, then what repeats the suffix, then the blank line left.
+    text = "total = a + b\n    return total\n\nprint(add(1, 2))"
+    assert shape(text, at("def add(a, b):\n    ", "\n\nprint(add(1, 2))\n"), block) == (
+        "total = a + b\n    return total"
+    )
+    one_line = GenerationParams(single_line=True)
+    assert shape("b\x07, c)\nmore", at("f(a, ", ")\n"), one_line) == "b, c"

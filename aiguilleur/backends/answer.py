@@ -1,8 +1,21 @@
-"""Shaping generated code: where to stop, and what not to repeat."""
+"""The answer pipeline: what a completion's text goes through before an editor sees it,
+whichever backend wrote it (the embedded engine, a shared server, a model behind
+OpenRouter, raw fill-in-the-middle or a chat answer fitted to the hole).
+
+`shape` runs the filters in order, each a function of its own: the stop rules (the end of
+the line, or of the cursor's block), the overlap with the text after the cursor, the
+blank lines at the end, the characters an editor must not receive. The route loop runs
+it once on every completion. The engine also checks `stop_point` while it streams (the
+tokens of a line that will be cut are not worth generating) and cuts an answer the time
+budget stopped on a whole word (`cut_at_token`): those two need the stream.
+"""
 
 from __future__ import annotations
 
-from aiguilleur.types import GenerationParams
+import re
+
+from aiguilleur.sanitize import NEAR_CURSOR_CHARS, for_editor, has_bidi
+from aiguilleur.types import FimContext, GenerationParams
 
 
 def indent_of(line: str) -> int:
@@ -55,15 +68,42 @@ def trim_overlap(text: str, suffix: str) -> str:
     return text
 
 
-def shape_answer(text: str, suffix: str, params: GenerationParams) -> str:
-    """An answer that arrived whole (a remote model's raw fill-in-the-middle), shaped as
-    the engine shapes its own while it streams and after: cut by the stop rules (the end
-    of the line, or the end of the cursor's block), then without what repeats the text
-    after the cursor."""
+def stopped(text: str, ctx: FimContext, params: GenerationParams) -> str:
+    """The answer cut by the stop rules (stop_point)."""
     cut = stop_point(text, single_line=params.single_line, min_indent=params.min_indent)
-    if cut is not None:
-        text = text[:cut]
-    return trim_overlap(text, suffix)
+    return text if cut is None else text[:cut]
+
+
+def without_overlap(text: str, ctx: FimContext, params: GenerationParams) -> str:
+    """The answer without its end that repeats the text after the cursor (trim_overlap)."""
+    return trim_overlap(text, ctx.suffix)
+
+
+_TRAILING_BLANK_LINES = re.compile(r"(?:[ \t]*\n)+[ \t]*\Z")
+
+
+def without_trailing_blank_lines(text: str, ctx: FimContext, params: GenerationParams) -> str:
+    """The answer without the blank lines it ends with (they would push the user's next
+    lines down); nothing at all if it is only whitespace."""
+    text = _TRAILING_BLANK_LINES.sub("", text)
+    return text if text.strip() else ""
+
+
+def editor_safe(text: str, ctx: FimContext, params: GenerationParams) -> str:
+    """The answer without control characters, nor bidirectional controls unless the text
+    around the cursor already holds some (sanitize.py)."""
+    near = ctx.prefix[-NEAR_CURSOR_CHARS:] + ctx.suffix[:NEAR_CURSOR_CHARS]
+    return for_editor(text, keep_bidi=has_bidi(near))
+
+
+PIPELINE = (stopped, without_overlap, without_trailing_blank_lines, editor_safe)
+
+
+def shape(text: str, ctx: FimContext, params: GenerationParams) -> str:
+    """`text`, the fill a backend wrote for the cursor of `ctx`, through every filter."""
+    for step in PIPELINE:
+        text = step(text, ctx, params)
+    return text
 
 
 def _wordy(ch: str) -> bool:
