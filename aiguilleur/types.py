@@ -106,21 +106,6 @@ class ChatMessage(msgspec.Struct, frozen=True):
     content: str
 
 
-class ActionRequest(msgspec.Struct, frozen=True):
-    """A code action to compute: the code it applies to and what the prompt needs."""
-
-    action: str  # explain, fix, rewrite, document, tests
-    path: str
-    code: str
-    before: str = ""
-    after: str = ""
-    instruction: str = ""
-    diagnostics: tuple[str, ...] = ()
-    test_path: str = ""  # tests: where they will go, how they import the code, with what
-    module: str = ""
-    framework: str = ""
-
-
 class Answer(msgspec.Struct, frozen=True):
     """A model's answer to a chat-style request (code actions, chat)."""
 

@@ -10,6 +10,7 @@ import msgspec
 
 from aiguilleur.config.loading import ConfigLayers
 from aiguilleur.features.completion import CompletionFeature
+from aiguilleur.features.needs import FeatureNeeds, NoEditor
 from aiguilleur.features.text import line_bounds
 from aiguilleur.routing.route_loop import FixedPolicy, SessionRoutes
 from aiguilleur.routing.runtime import Runtime
@@ -62,11 +63,15 @@ async def complete_once(location: str, timeout: float) -> int:
         policy = msgspec.structs.replace(
             cfg, completion=msgspec.structs.replace(cfg.completion, prefetch=False)
         )
-        feature = CompletionFeature(SessionRoutes(runtime, FixedPolicy(policy)))
+        settings = FixedPolicy(policy)
         uri = path.resolve().as_uri()
-        s = await asyncio.wait_for(
-            feature.suggest(uri, text, 0, offset, OneDocument(uri, text)), timeout
+        needs = FeatureNeeds(
+            settings=settings,
+            routes=SessionRoutes(runtime, settings),
+            documents=OneDocument(uri, text),
+            editor=NoEditor(),
         )
+        s = await asyncio.wait_for(CompletionFeature(needs).suggest(uri, text, 0, offset), timeout)
     except Exception as error:
         print(f"aiguilleur complete: {error}", file=sys.stderr)
         return 1

@@ -118,7 +118,7 @@ class PrivacyConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class PromptConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """Overrides of one action's prompt (see backends/prompts.py for the placeholders)."""
+    """Overrides of one action's prompt (see features/prompts.py for the placeholders)."""
 
     system: str | None = None
     user: str | None = None

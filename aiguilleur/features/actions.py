@@ -15,16 +15,18 @@ import enum
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Protocol
 
 import msgspec
 
-from aiguilleur.config.settings import Config
+from aiguilleur.config.settings import ActionsConfig
 from aiguilleur.errors import IncompleteAnswer
+from aiguilleur.features.needs import FeatureNeeds
+from aiguilleur.features.prompts import render
 from aiguilleur.features.testfiles import TestTarget, test_target
 from aiguilleur.features.uris import path_of
+from aiguilleur.languages import language_of
 from aiguilleur.sanitize import for_editor, has_bidi
-from aiguilleur.types import ActionRequest, Answer
+from aiguilleur.types import Answer, ChatMessage, RequestKind
 
 ACTION_COMMAND = "aiguilleur.action"
 
@@ -126,26 +128,49 @@ def _is_test_file(path: str) -> bool:
     return name.startswith("test_") or ".test." in name or name.endswith("_test.go")
 
 
-class ActionRoutes(Protocol):
-    """Where a session's code actions go (route_loop.SessionRoutes), under its policy."""
+class ActionRequest(msgspec.Struct, frozen=True):
+    """A code action to compute: the code it applies to and what the prompt needs."""
 
-    @property
-    def policy(self) -> Config: ...
-
-    async def code_action(self, request: ActionRequest) -> Answer: ...
-
-
-class ActionsEditor(Protocol):
-    """What actions need of the editor connection (the Session)."""
-
-    @property
-    def workspace_root(self) -> Path | None: ...
+    action: str  # explain, fix, rewrite, document, tests
+    path: str
+    code: str
+    before: str = ""
+    after: str = ""
+    instruction: str = ""
+    diagnostics: tuple[str, ...] = ()
+    test_path: str = ""  # tests: where they will go, how they import the code, with what
+    module: str = ""
+    framework: str = ""
 
 
 class ActionsFeature:
-    def __init__(self, routes: ActionRoutes, editor: ActionsEditor) -> None:
-        self._routes = routes
-        self._editor = editor
+    def __init__(self, needs: FeatureNeeds) -> None:
+        self._routes = needs.routes
+        self._settings = needs.settings
+        self._editor = needs.editor
+
+    @property
+    def settings(self) -> ActionsConfig:
+        """This feature's section of the session's settings, as they are now."""
+        return self._settings.policy.actions
+
+    def messages(self, request: ActionRequest) -> list[ChatMessage]:
+        """The prompt of `request`: the built-in one, or the user's ([prompts.<action>])."""
+        overrides = self._settings.policy.prompts
+        return render(
+            request.action,
+            {k: (v.system, v.user) for k, v in overrides.items()},
+            language=language_of(request.path) or "code",
+            path=request.path,
+            code=request.code,
+            before=request.before,
+            after=request.after,
+            instruction=request.instruction,
+            diagnostics="\n".join(f"- {m}" for m in request.diagnostics),
+            test_path=request.test_path,
+            module=request.module,
+            framework=request.framework,
+        )
 
     def list(
         self,
@@ -188,7 +213,7 @@ class ActionsFeature:
         lines = text.split("\n")
         if data.end_line >= len(lines):
             raise StaleEdit("the selection is no longer in the document; run it again")
-        n = self._routes.policy.actions.context_lines
+        n = self.settings.context_lines
         code = "\n".join(lines[data.start_line : data.end_line + 1])
         target = (
             test_target(path_of(data.uri), self._editor.workspace_root)
@@ -207,11 +232,13 @@ class ActionsFeature:
             module=target.module if target else "",
             framework=target.framework if target else "",
         )
-        answer = await self._routes.code_action(request)
+        answer = await self._routes.ask(
+            RequestKind.CODE_ACTION, request.path, self.messages(request), self.settings.max_tokens
+        )
         if current_version() != data.version:
             raise StaleEdit("the document changed while the answer was computed; run it again")
         if answer.finish_reason == "length":
-            limit = self._routes.policy.actions.max_tokens
+            limit = self.settings.max_tokens
             raise IncompleteAnswer(
                 f"the answer from {answer.model} used all its tokens before it ended, so the "
                 f"edit would be incomplete; nothing was changed. Raise `[actions] max_tokens` "

@@ -32,11 +32,13 @@ from typing import Any
 
 import msgspec
 
+from aiguilleur.config.settings import ChatConfig
 from aiguilleur.errors import AnswerCut
+from aiguilleur.features.needs import FeatureNeeds
 from aiguilleur.features.uris import path_of
 from aiguilleur.languages import language_of
 from aiguilleur.sanitize import for_editor, has_bidi
-from aiguilleur.types import Answer, ChatMessage
+from aiguilleur.types import Answer, ChatMessage, RequestKind
 
 YOU = "## You"
 BOT = "## aiguilleur"
@@ -138,7 +140,6 @@ def write_new_chat(
 # (uri, base, start, end, text): replace base[start:end] of the document with text, base
 # being the document's text as we wrote it so far.
 InsertEdit = Callable[[str, str, int, int, str], Awaitable[bool]]
-Ask = Callable[[str, list[ChatMessage], Callable[[str], None]], Awaitable[Answer]]
 
 FLUSH_S = 0.1  # about ten edits a second at most
 
@@ -146,9 +147,22 @@ FLUSH_S = 0.1  # about ten edits a second at most
 class ChatFeature:
     """Sends a chat document and streams the answer into it."""
 
-    def __init__(self, apply: InsertEdit, ask: Ask) -> None:
-        self._apply = apply
-        self._ask = ask
+    def __init__(self, needs: FeatureNeeds) -> None:
+        self._apply: InsertEdit = needs.editor.replace
+        self._routes = needs.routes
+        self._settings = needs.settings
+
+    @property
+    def settings(self) -> ChatConfig:
+        """This feature's section of the session's settings, as they are now."""
+        return self._settings.policy.chat
+
+    async def _ask(
+        self, about: str, messages: list[ChatMessage], on_text: Callable[[str], None]
+    ) -> Answer:
+        return await self._routes.ask(
+            RequestKind.CHAT, path_of(about), messages, self.settings.max_tokens, on_text
+        )
 
     async def send(self, uri: str, text: str) -> Answer:
         if not ready_for_answer(text):

@@ -6,14 +6,14 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from typing import Protocol
 
 import msgspec
 
-from aiguilleur.config.settings import Config
+from aiguilleur.config.settings import CompletionConfig
 from aiguilleur.context.ring import ContextRing
 from aiguilleur.context.window import fim_context
 from aiguilleur.errors import Superseded
+from aiguilleur.features.needs import FeatureNeeds
 from aiguilleur.features.text import line_at, line_bounds, line_end
 from aiguilleur.features.uris import path_of
 from aiguilleur.sanitize import for_editor
@@ -55,31 +55,14 @@ class _Shown(msgspec.Struct, frozen=True):
     model: str
 
 
-class CompletionRoutes(Protocol):
-    """Where a session's completions go (route_loop.SessionRoutes), under its policy."""
-
-    @property
-    def policy(self) -> Config: ...
-
-    async def complete(self, request: Request) -> Completion | None: ...
-
-    async def prefetch(self, request: Request) -> Completion | None: ...
-
-
-class Documents(Protocol):
-    """The documents as the editor has them open."""
-
-    def text(self, uri: str) -> str | None: ...
-
-    def version(self, uri: str) -> int | None: ...
-
-
 class CompletionFeature:
     """Builds a Request from a document and an offset in it, and remembers what it showed."""
 
-    def __init__(self, routes: CompletionRoutes) -> None:
-        self._routes = routes
-        cfg = routes.policy.completion
+    def __init__(self, needs: FeatureNeeds) -> None:
+        self._routes = needs.routes
+        self._settings = needs.settings
+        self._documents = needs.documents
+        cfg = self.settings
         self.ring = ContextRing(cfg.extra_chunks, cfg.extra_chunk_lines)
         self._shown: OrderedDict[str, _Shown] = OrderedDict()
         # Per document, the suggestion that follows the shown one once it is accepted.
@@ -92,6 +75,11 @@ class CompletionFeature:
         self._last_line: dict[str, int] = {}
         self.last: dict[str, Suggestion] = {}
         self._slot = f"completion:{id(self):x}"
+
+    @property
+    def settings(self) -> CompletionConfig:
+        """This feature's section of the session's settings, as they are now."""
+        return self._settings.policy.completion
 
     @property
     def last_uri(self) -> str | None:
@@ -110,7 +98,7 @@ class CompletionFeature:
     def _context_ring(self) -> ContextRing:
         """The ring, sized by the settings as they are now: the editor's and the
         workspace's arrive after this feature is built, and can change."""
-        cfg = self._routes.policy.completion
+        cfg = self.settings
         self.ring.resize(cfg.extra_chunks, cfg.extra_chunk_lines)
         return self.ring
 
@@ -120,21 +108,21 @@ class CompletionFeature:
         self._ahead_running.pop(uri, None)
         self.last.pop(uri, None)
 
-    def note_change(self, uri: str, line: int | None, documents: Documents) -> None:
+    def note_change(self, uri: str, line: int | None) -> None:
         """An edit is where the user is: editing another file than the last one moves the
         chunk around the last place in the file they left into the ring, and a later request
         elsewhere brings this file's edited chunk along."""
         if line is not None:
             self._last_line[uri] = line
-        self._switch(uri, documents)
+        self._switch(uri)
 
-    def _switch(self, uri: str, documents: Documents) -> None:
+    def _switch(self, uri: str) -> None:
         """Moving to another file: a chunk around where the user was joins the ring."""
         prev = self._last_uri
         self._last_uri = uri
         if prev is None or prev == uri:
             return
-        text = documents.text(prev)
+        text = self._documents.text(prev)
         if text is not None and len(text) <= MAX_DOCUMENT_CHARS:
             self._context_ring().add(
                 path_of(prev), text.splitlines(keepends=True), self._last_line.get(prev, 0)
@@ -146,7 +134,6 @@ class CompletionFeature:
         text: str,
         version: int | None,
         offset: int,
-        documents: Documents,
     ) -> Suggestion | None:
         """The suggestion at `offset` of `text` (the document `uri` at `version`); None
         when there is nothing worth showing or the user typed meanwhile. Raises
@@ -157,7 +144,7 @@ class CompletionFeature:
         line, line_start = line_at(text, offset)
         end_of_line = line_end(text, line_start)
         word = _word_before(text[line_start:offset])
-        self._switch(uri, documents)
+        self._switch(uri)
         self._last_line[uri] = line
 
         def make(completion: Completion, typed: bool, usage: Usage) -> Suggestion:
@@ -182,7 +169,7 @@ class CompletionFeature:
         running = self._ahead_running.get(uri)
         if running is not None and (text[:offset], after) == running[:2]:
             await asyncio.shield(running[2])
-            if documents.version(uri) != version:
+            if self._documents.version(uri) != version:
                 return None
         ahead = self._type_through(self._ahead.pop(uri, None), text, offset, after, "ahead")
         if ahead is not None:
@@ -202,7 +189,7 @@ class CompletionFeature:
             return None
         if completion is None:
             return None
-        if documents.version(uri) != version:
+        if self._documents.version(uri) != version:
             return None  # the user typed meanwhile: this answer is for an old text
         s = make(completion, False, completion.usage)
         s = self._remember(uri, s, text[:offset], after, t0)
@@ -215,7 +202,7 @@ class CompletionFeature:
         """Compute, while the engine is idle, the suggestion for the text as it will be
         once `shown` is accepted (llama.vim does the same), so that accepting it and
         going on gets the next one at once."""
-        if not self._routes.policy.completion.prefetch:
+        if not self.settings.prefetch:
             return
         accepted = text[:offset] + shown + text[offset:]
         end = offset + len(shown)
@@ -240,7 +227,7 @@ class CompletionFeature:
         self._ahead_running[uri] = (before, after, task)
 
     def _request(self, uri: str, text: str, offset: int, line_start: int, line_end: int) -> Request:
-        cfg = self._routes.policy.completion
+        cfg = self.settings
         rest_of_line = text[offset:line_end]
         ctx = fim_context(
             text,
@@ -279,7 +266,7 @@ class CompletionFeature:
             return None
         line = self._last_line.get(uri)
         bounds = line_bounds(text, line) if line is not None else None
-        if bounds is None and len(text) > self._routes.policy.completion.prefix_tokens * 2:
+        if bounds is None and len(text) > self.settings.prefix_tokens * 2:
             return None  # a big file and no idea where the user will type: nothing to gain
         if bounds is None:
             offset = len(text)

@@ -1,5 +1,6 @@
 """The state of one editor connection: its settings layers (workspace, trust, editor
-settings), its messages, the loading of the runtime. The runtime outlives it.
+settings), its messages, the loading of the runtime, and its features, built from one
+FeatureNeeds (the session is their settings and their editor). The runtime outlives it.
 
 Standalone (`aiguilleur serve --standalone`), the session builds its runtime and its
 settings configure it. Over a daemon's shared runtime, the runtime is the daemon's,
@@ -22,7 +23,10 @@ from pygls.lsp.server import LanguageServer
 from aiguilleur.config.loading import ConfigLayers, LoadedConfig
 from aiguilleur.config.settings import Config
 from aiguilleur.features.actions import ActionsFeature
+from aiguilleur.features.chat import ChatFeature
 from aiguilleur.features.completion import CompletionFeature
+from aiguilleur.features.needs import FeatureNeeds
+from aiguilleur.lsp.positions import position_at
 from aiguilleur.routing.route_loop import SessionRoutes
 from aiguilleur.routing.runtime import Runtime
 from aiguilleur.sanitize import for_editor
@@ -66,9 +70,13 @@ class Session:
         self._reloading = asyncio.Lock()
         self.runtime = shared or Runtime(self.loaded.config, self._problem_from_thread)
         self.routes = SessionRoutes(self.runtime, self)
-        self.completion = CompletionFeature(self.routes)
-        self.documents = OpenDocuments(server)
-        self.actions = ActionsFeature(self.routes, self)
+        # Every feature is built the same way, from one object of what it may use.
+        needs = FeatureNeeds(
+            settings=self, routes=self.routes, documents=OpenDocuments(server), editor=self
+        )
+        self.completion = CompletionFeature(needs)
+        self.actions = ActionsFeature(needs)
+        self.chat = ChatFeature(needs)
         self.loop: asyncio.AbstractEventLoop | None = None
         self._told_no_model = False
         self._progress_token: str | None = None
@@ -91,6 +99,17 @@ class Session:
     def policy(self) -> Config:
         """This session's settings, all layers merged: its routes, privacy, windows."""
         return self.loaded.config
+
+    # -- what the features ask of the editor ------------------------------------------
+
+    async def replace(self, uri: str, base: str, start: int, end: int, text: str) -> bool:
+        encoding = self.encoding()
+        rng = lsp.Range(position_at(base, start, encoding), position_at(base, end, encoding))
+        edit = lsp.WorkspaceEdit(changes={uri: [lsp.TextEdit(rng, text)]})
+        result = await self.server.workspace_apply_edit_async(
+            lsp.ApplyWorkspaceEditParams(edit=edit, label="aiguilleur chat")
+        )
+        return bool(result.applied)
 
     # -- messages -------------------------------------------------------------------
 

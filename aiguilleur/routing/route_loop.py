@@ -18,15 +18,12 @@ from typing import Protocol, TypeVar
 import msgspec
 
 from aiguilleur.backends import answer
-from aiguilleur.backends.prompts import render
 from aiguilleur.config.settings import Config
 from aiguilleur.errors import AnswerCut, BackendError, BackendUnavailable, BudgetRefused, Cancelled
-from aiguilleur.languages import language_of
 from aiguilleur.routing.privacy import find_secret, is_private
 from aiguilleur.routing.router import Selection, select_routes
 from aiguilleur.routing.runtime import Runtime
 from aiguilleur.types import (
-    ActionRequest,
     Answer,
     Backend,
     ChatMessage,
@@ -254,30 +251,3 @@ class SessionRoutes:
         info = self.runtime.model_info
         model = info.name if info else "local"
         return Answer(result.text, route.name, model, usage, result.finish_reason)
-
-    async def code_action(self, request: ActionRequest) -> Answer:
-        """The model's answer for a code action, through the caller's code_action routes."""
-        cfg = self.policy
-        messages = render(
-            request.action,
-            {k: (v.system, v.user) for k, v in cfg.prompts.items()},
-            language=language_of(request.path) or "code",
-            path=request.path,
-            code=request.code,
-            before=request.before,
-            after=request.after,
-            instruction=request.instruction,
-            diagnostics="\n".join(f"- {m}" for m in request.diagnostics),
-            test_path=request.test_path,
-            module=request.module,
-            framework=request.framework,
-        )
-        max_tokens = cfg.actions.max_tokens
-        return await self.ask(RequestKind.CODE_ACTION, request.path, messages, max_tokens)
-
-    async def chat(
-        self, about: str, messages: list[ChatMessage], on_text: Callable[[str], None]
-    ) -> Answer:
-        """A chat answer, streamed through `on_text`, through the caller's chat routes."""
-        max_tokens = self.policy.chat.max_tokens
-        return await self.ask(RequestKind.CHAT, about, messages, max_tokens, on_text)

@@ -71,14 +71,3 @@ def test_the_sentinels_come_from_the_table_the_engine_uses() -> None:
     qwen = next(t for t in remote if t.family == "qwen2.5-coder")
     prompt = raw_fim_prompt("qwen/qwen-2.5-coder-32b-instruct", "a", "b")
     assert prompt is not None and prompt.prompt == f"{qwen.pre}a{qwen.suf}b{qwen.mid}"
-
-
-def test_a_users_prompt_overrides_the_builtin_one() -> None:
-    from aiguilleur.backends.prompts import render
-
-    default = render("document", {}, path="m.py", code="x = 1", language="Python")
-    custom = render(
-        "document", {"document": (None, "Doc {path} {nothing}:\n{code}")}, path="m.py", code="x"
-    )
-    assert "docstring" in default[0].content and default[0].content == custom[0].content
-    assert custom[1].content == "Doc m.py :\nx"  # an unknown placeholder becomes empty

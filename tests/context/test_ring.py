@@ -3,14 +3,13 @@ opened, left, or edited, oldest first so that the prompt keeps a stable prefix."
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import msgspec
 
 from aiguilleur.config.settings import Config
 from aiguilleur.features.completion import CompletionFeature
 from aiguilleur.features.text import line_bounds
-from aiguilleur.types import Completion, Request, Usage
+from aiguilleur.types import Answer, Completion, Request, Usage
+from tests.support.needs import Docs, needs
 
 A = "file:///w/a.py"
 B = "file:///w/b.py"
@@ -30,14 +29,10 @@ class Recorder:
 
 
 class Routes:
-    """Requests go to `record`, under the settings `settings()` gives at each call."""
+    """Completions go to `record`."""
 
-    def __init__(self, record: Recorder, settings: Callable[[], Config] = Config) -> None:
-        self.record, self.settings = record, settings
-
-    @property
-    def policy(self) -> Config:
-        return self.settings()
+    def __init__(self, record: Recorder) -> None:
+        self.record = record
 
     async def complete(self, request: Request) -> Completion | None:
         return await self.record(request)
@@ -45,27 +40,20 @@ class Routes:
     async def prefetch(self, request: Request) -> Completion | None:
         return None
 
-
-class Docs(dict[str, str]):
-    """Open documents, all at version 1."""
-
-    def text(self, uri: str) -> str | None:
-        return self.get(uri)
-
-    def version(self, uri: str) -> int | None:
-        return 1 if uri in self else None
+    async def ask(self, *args: object, **kwargs: object) -> Answer:
+        raise AssertionError("completions only")
 
 
 async def suggest(feature: CompletionFeature, uri: str, docs: Docs, line: int) -> None:
     bounds = line_bounds(docs[uri], line)
     assert bounds is not None
-    await feature.suggest(uri, docs[uri], 1, bounds[0], docs)
+    await feature.suggest(uri, docs[uri], 1, bounds[0])
 
 
 async def test_an_edit_in_another_file_brings_that_place_into_the_prompt() -> None:
     docs = Docs({A: numbered("a", 300), B: numbered("b", 300)})
     record = Recorder()
-    feature = CompletionFeature(Routes(record))
+    feature = CompletionFeature(needs(Routes(record), docs=docs))
     feature.note_open(A, docs[A])
     feature.note_open(B, docs[B])
     await suggest(feature, A, docs, 10)
@@ -74,7 +62,7 @@ async def test_an_edit_in_another_file_brings_that_place_into_the_prompt() -> No
     lines = docs[B].splitlines(keepends=True)
     lines[200] = "b_200 = compute_the_answer()\n"
     docs[B] = "".join(lines)
-    feature.note_change(B, 200, docs)
+    feature.note_change(B, 200)
 
     await suggest(feature, A, docs, 12)
     extra = record.requests[-1].context.extra
@@ -86,11 +74,11 @@ async def test_an_edit_in_another_file_brings_that_place_into_the_prompt() -> No
 async def test_the_ring_keeps_its_order_while_the_user_types_in_one_file() -> None:
     docs = Docs({A: numbered("a", 50), B: numbered("b", 50)})
     record = Recorder()
-    feature = CompletionFeature(Routes(record))
+    feature = CompletionFeature(needs(Routes(record), docs=docs))
     feature.note_open(A, docs[A])
     feature.note_open(B, docs[B])
     for line in range(5):
-        feature.note_change(A, line, docs)
+        feature.note_change(A, line)
         await suggest(feature, A, docs, line)
     seen = {tuple(c.text for c in r.context.extra) for r in record.requests}
     assert len(seen) == 1  # a stable prefix: the KV cache of the extra context stays valid
@@ -102,7 +90,7 @@ async def test_settings_that_arrive_after_start_size_the_ring() -> None:
     docs = Docs({A: numbered("a", 300), B: numbered("b", 300)})
     record = Recorder()
     settings = {"now": Config()}
-    feature = CompletionFeature(Routes(record, lambda: settings["now"]))
+    feature = CompletionFeature(needs(Routes(record), lambda: settings["now"], docs))
     feature.note_open(A, docs[A])
     settings["now"] = msgspec.convert({"completion": {"extra_chunks": 0}}, Config)
     feature.note_open(B, docs[B])

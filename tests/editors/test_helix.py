@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from aiguilleur.lsp.action_commands import ACTION_COMMAND
-from aiguilleur.lsp.chat_commands import CHAT_COMMAND, NEW_CHAT_COMMAND
-from aiguilleur.lsp.server import USAGE_COMMAND
+from aiguilleur.lsp.actions import ACTION_COMMAND
+from aiguilleur.lsp.chat import CHAT_COMMAND, NEW_CHAT_COMMAND
+from aiguilleur.lsp.status import USAGE_COMMAND
 from tests.support.editor_packages import EditorBinary, EditorUnavailable, debian_editor
 from tests.support.fake_openrouter import FakeModel, FakeOpenRouter, compat_route
 from tests.support.home import TestHome

@@ -3,38 +3,46 @@ that an edit replaces exactly the selected lines of the text it was computed for
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 
-from aiguilleur.config.settings import Config
 from aiguilleur.features.actions import ActionKind, ActionsFeature, Problem, StaleEdit
-from aiguilleur.types import ActionRequest, Answer, Usage
+from aiguilleur.types import Answer, ChatMessage, Completion, Request, RequestKind, Usage
+from tests.support.needs import needs
 
 URI = "file:///w/m.py"
 TEXT = "import os\r\n\r\n# use a loop\r\ndef f(x):\r\n    return x\r\n\r\nz = 1"
 
 
 class Routes:
+    """Answers every code action with `reply`, and keeps the prompts it was asked."""
+
     def __init__(self, reply: str) -> None:
-        self.reply, self.asked = reply, list[ActionRequest]()
+        self.reply, self.asked = reply, list[list[ChatMessage]]()
 
-    @property
-    def policy(self) -> Config:
-        return Config()
+    async def complete(self, request: Request) -> Completion | None:
+        return None
 
-    async def code_action(self, request: ActionRequest) -> Answer:
-        self.asked.append(request)
+    async def prefetch(self, request: Request) -> Completion | None:
+        return None
+
+    async def ask(
+        self,
+        kind: RequestKind,
+        path: str,
+        messages: list[ChatMessage],
+        max_tokens: int,
+        on_text: Callable[[str], None] | None = None,
+    ) -> Answer:
+        assert kind is RequestKind.CODE_ACTION
+        self.asked.append(messages)
         return Answer(self.reply, route="r", model="m", usage=Usage())
-
-
-class Editor:
-    workspace_root: Path | None = None
 
 
 def feature(reply: str) -> tuple[ActionsFeature, Routes]:
     routes = Routes(reply)
-    return ActionsFeature(routes, Editor()), routes
+    return ActionsFeature(needs(routes)), routes
 
 
 def test_offers_follow_the_selection_and_the_problems_on_it() -> None:
@@ -56,7 +64,7 @@ async def test_an_edit_replaces_the_selected_lines_and_keeps_the_files_line_ends
     actions, routes = feature("```python\ndef f(x):\n    return x * 2\n```")
     [rewrite, *_] = actions.list(URI, TEXT, 3, 3, 4, [])
     edit, _ = await actions.edit(rewrite.data, TEXT, lambda: 3)
-    assert routes.asked[0].instruction == "use a loop"
+    assert "use a loop" in routes.asked[0][-1].content  # the instruction, in the prompt
     assert edit.base is TEXT and edit.version == 3
     assert TEXT[edit.start : edit.end] == "def f(x):\r\n    return x\r\n"
     applied = TEXT[: edit.start] + edit.new_text + TEXT[edit.end :]

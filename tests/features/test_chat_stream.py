@@ -9,7 +9,8 @@ from collections.abc import Callable
 import pytest
 
 from aiguilleur.features.chat import ChatFeature
-from aiguilleur.types import Answer, ChatMessage, Usage
+from aiguilleur.types import Answer, ChatMessage, Completion, Request, RequestKind, Usage
+from tests.support.needs import Editor, needs
 
 CHAT = "# Chat: x\n<!-- aiguilleur chat; about: /w/m.py -->\n\n## You\n\nTalk.\n"
 
@@ -39,18 +40,33 @@ class SlowEditor:
         return await done
 
 
-async def endless_answer(
-    about: str, messages: list[ChatMessage], on_text: Callable[[str], None]
-) -> Answer:
-    while True:
-        on_text("word ")
-        await asyncio.sleep(0.01)
-    return Answer("", "route", "model", Usage())  # pragma: no cover
+class EndlessAnswer:
+    """A chat route that streams words until it is stopped."""
+
+    async def complete(self, request: Request) -> Completion | None:
+        return None
+
+    async def prefetch(self, request: Request) -> Completion | None:
+        return None
+
+    async def ask(
+        self,
+        kind: RequestKind,
+        path: str,
+        messages: list[ChatMessage],
+        max_tokens: int,
+        on_text: Callable[[str], None] | None = None,
+    ) -> Answer:
+        assert on_text is not None
+        while True:
+            on_text("word ")
+            await asyncio.sleep(0.01)
+        return Answer("", "route", "model", Usage())  # pragma: no cover
 
 
 async def test_stopping_while_an_edit_is_on_its_way_keeps_the_document_in_order() -> None:
     editor = SlowEditor(CHAT, delay_s=0.05)
-    feature = ChatFeature(editor.apply, endless_answer)
+    feature = ChatFeature(needs(EndlessAnswer(), editor=Editor(editor.apply)))
     sending = asyncio.ensure_future(feature.send("file:///c.md", CHAT))
     await editor.streaming.wait()  # an edit with words in it: the editor has not answered
     sending.cancel()

@@ -16,7 +16,7 @@ from pygls.exceptions import JsonRpcInternalError, JsonRpcInvalidParams, JsonRpc
 from pygls.lsp.server import LanguageServer
 
 from aiguilleur.config.homes import data_dir
-from aiguilleur.features.chat import ChatError, ChatFeature, parse, write_new_chat
+from aiguilleur.features.chat import ChatError, parse, write_new_chat
 from aiguilleur.features.uris import path_of
 from aiguilleur.lsp.positions import position_at, selected_lines
 from aiguilleur.routing.route_loop import NoRoute
@@ -57,19 +57,7 @@ def chat_actions(uri: str, text: str, params: lsp.CodeActionParams) -> list[lsp.
 
 
 def register(server: LanguageServer, session: Session) -> None:
-    async def apply(uri: str, base: str, start: int, end: int, text: str) -> bool:
-        encoding = session.encoding()
-        rng = lsp.Range(position_at(base, start, encoding), position_at(base, end, encoding))
-        edit = lsp.WorkspaceEdit(changes={uri: [lsp.TextEdit(rng, text)]})
-        result = await server.workspace_apply_edit_async(
-            lsp.ApplyWorkspaceEditParams(edit=edit, label="aiguilleur chat")
-        )
-        return bool(result.applied)
-
-    async def ask(about: str, messages: Any, on_text: Any) -> Any:
-        return await session.routes.chat(path_of(about), messages, on_text)
-
-    feature = ChatFeature(apply, ask)
+    feature = session.chat
 
     def text_of(uri: str) -> str:
         doc = server.workspace.text_documents.get(uri)

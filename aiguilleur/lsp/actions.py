@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -13,7 +12,7 @@ from pygls.lsp.server import LanguageServer
 
 from aiguilleur.errors import IncompleteAnswer
 from aiguilleur.features.actions import ACTION_COMMAND, ActionData, DocumentEdit, Problem, StaleEdit
-from aiguilleur.lsp.chat_commands import chat_actions, is_chat
+from aiguilleur.lsp.chat import chat_actions, is_chat
 from aiguilleur.lsp.positions import position_at, selected_lines
 from aiguilleur.routing.route_loop import NoRoute
 from aiguilleur.types import Answer
@@ -22,9 +21,11 @@ if TYPE_CHECKING:
     from aiguilleur.lsp.session import Session
 
 
-def register(
-    server: LanguageServer, session: Session, ls_docs: Callable[[], dict[str, Any]]
-) -> None:
+def register(server: LanguageServer, session: Session) -> None:
+    def ls_docs() -> dict[str, Any]:
+        docs: dict[str, Any] = server.workspace.text_documents
+        return docs
+
     def resolvable() -> bool:
         td = server.client_capabilities.text_document
         support = td.code_action.resolve_support if td and td.code_action else None

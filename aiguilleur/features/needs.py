@@ -1,0 +1,79 @@
+"""What every feature is built with: one typed object, the same for each (FeatureNeeds).
+
+A feature reads its own section of the session's settings (`needs.settings.policy`), sends
+its requests through the session's routes, reads the documents the editor has open and
+asks the editor connection for the little it needs of it. lsp/session.py builds one
+FeatureNeeds per editor connection, and every feature from it; a command or a test builds
+its own from plain objects (commands/complete.py, tests/support/needs.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+import msgspec
+
+from aiguilleur.config.settings import Config
+from aiguilleur.types import Answer, ChatMessage, Completion, Request, RequestKind
+
+
+class Settings(Protocol):
+    """The session's settings, every layer merged: read at each use, as they change."""
+
+    @property
+    def policy(self) -> Config: ...
+
+
+class Routes(Protocol):
+    """Where the session's requests go, under its policy (routing/route_loop.SessionRoutes)."""
+
+    async def complete(self, request: Request) -> Completion | None: ...
+
+    async def prefetch(self, request: Request) -> Completion | None: ...
+
+    async def ask(
+        self,
+        kind: RequestKind,
+        path: str,
+        messages: list[ChatMessage],
+        max_tokens: int,
+        on_text: Callable[[str], None] | None = None,
+    ) -> Answer: ...
+
+
+class Documents(Protocol):
+    """The documents as the editor has them open."""
+
+    def text(self, uri: str) -> str | None: ...
+
+    def version(self, uri: str) -> int | None: ...
+
+
+class Editor(Protocol):
+    """What a feature asks of the editor connection (lsp/session.py)."""
+
+    @property
+    def workspace_root(self) -> Path | None: ...
+
+    async def replace(self, uri: str, base: str, start: int, end: int, text: str) -> bool:
+        """Replace base[start:end] of document `uri` with `text`, `base` being the
+        document's text as the feature left it; whether the editor applied it."""
+        ...
+
+
+class NoEditor:
+    """The editor of a caller that has none (a command line): no workspace, no edits."""
+
+    workspace_root: Path | None = None
+
+    async def replace(self, uri: str, base: str, start: int, end: int, text: str) -> bool:
+        return False
+
+
+class FeatureNeeds(msgspec.Struct, frozen=True):
+    settings: Settings
+    routes: Routes
+    documents: Documents
+    editor: Editor
