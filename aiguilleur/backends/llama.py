@@ -30,6 +30,7 @@ from typing import Any
 
 import msgspec
 
+from aiguilleur.backends.counts import Count, EngineCounts
 from aiguilleur.backends.llama_chat import ChatJob, ChatResult, chat_step
 from aiguilleur.backends.llama_fim import FimJob, FimRunner
 from aiguilleur.backends.llama_model import EngineSettings, LiveThreads, load_model, release
@@ -62,30 +63,12 @@ def _succeed(future: concurrent.futures.Future[Any], result: Any) -> None:
         future.set_result(result)
 
 
-class EngineStats(msgspec.Struct, frozen=True):
+class EngineStats(EngineCounts, kw_only=True):
+    """A snapshot of the tally (a new one at each call: not frozen, as the tally is not),
+    with what the engine is doing now."""
+
     busy: bool  # a job running, or background work (prefill, prefetch, chat) waiting
     queued: int
-    completed: int
-    cancelled: int
-    superseded: int
-    generated_tokens: int
-    evaluated_tokens: int
-    restored: int = 0
-    saved: int = 0
-    prefilled_tokens: int = 0
-    # KV states moved into the context (restore: llama_state_seq_set_data) and out of
-    # it (save: get_data plus the store's RAM copy; the disk write happens elsewhere).
-    restored_bytes: int = 0
-    restore_ms: float = 0.0
-    saved_bytes: int = 0
-    saved_tokens: int = 0
-    save_ms: float = 0.0
-    chats: int = 0
-    chat_yields: int = 0  # times a chat answer stepped aside for a completion
-    prefetched: int = 0  # suggestions computed ahead (after the one shown is accepted)
-    prefetch_yields: int = 0  # prefetches stopped for a request
-    # Prefills paused and prefetches dropped because other programs needed the cores.
-    background_paused: int = 0
     threads: ThreadChoice | None = None  # how many threads, and why (threads.py)
 
 
@@ -119,26 +102,7 @@ class LlamaEngine:
         self._pending: OrderedDict[str, FimJob] = OrderedDict()
         self._running: FimJob | None = None
         self._closed = False
-        self._counts = {
-            "completed": 0,
-            "cancelled": 0,
-            "superseded": 0,
-            "generated": 0,
-            "evaluated": 0,
-            "restored": 0,
-            "saved": 0,
-            "prefilled": 0,
-            "restored_bytes": 0,
-            "restore_us": 0,
-            "saved_bytes": 0,
-            "saved_tokens": 0,
-            "save_us": 0,
-            "chats": 0,
-            "chat_yields": 0,
-            "prefetched": 0,
-            "prefetch_yields": 0,
-            "background_paused": 0,
-        }
+        self._counts = EngineCounts()
         self._llm: Any = None
         self._runner: FimRunner | None = None
         self._threads: LiveThreads | None = None
@@ -158,7 +122,7 @@ class LlamaEngine:
                 return job.future
             old = self._pending.pop(request.key, None)
             if old is not None:
-                self._counts["superseded"] += 1
+                self._counts.add(Count.SUPERSEDED)
                 _fail(old.future, Superseded("superseded"))
             if self._running is not None and self._running.request.key == request.key:
                 self._running.abort("superseded")
@@ -237,7 +201,7 @@ class LlamaEngine:
             for key, job in list(self._pending.items()):
                 if job.future is future:
                     del self._pending[key]
-                    self._counts["cancelled"] += 1
+                    self._counts.add(Count.CANCELLED)
                     _fail(job.future, Cancelled("cancelled"))
                     return
             if self._running is not None and self._running.future is future:
@@ -245,8 +209,8 @@ class LlamaEngine:
 
     def stats(self) -> EngineStats:
         with self._lock:
-            c = self._counts
             return EngineStats(
+                **msgspec.structs.asdict(self._counts),
                 # Background work waiting its turn counts too: a caller that waits for
                 # an idle engine would otherwise race a prefill not yet picked up.
                 busy=any(
@@ -255,24 +219,6 @@ class LlamaEngine:
                 or bool(self._chats)
                 or (self._prefill is not None and not self._prefill_paused),
                 queued=len(self._pending),
-                completed=c["completed"],
-                cancelled=c["cancelled"],
-                superseded=c["superseded"],
-                generated_tokens=c["generated"],
-                evaluated_tokens=c["evaluated"],
-                restored=c["restored"],
-                saved=c["saved"],
-                prefilled_tokens=c["prefilled"],
-                restored_bytes=c["restored_bytes"],
-                restore_ms=c["restore_us"] / 1000,
-                saved_bytes=c["saved_bytes"],
-                saved_tokens=c["saved_tokens"],
-                chats=c["chats"],
-                chat_yields=c["chat_yields"],
-                prefetched=c["prefetched"],
-                prefetch_yields=c["prefetch_yields"],
-                save_ms=c["save_us"] / 1000,
-                background_paused=c["background_paused"],
                 threads=threads.choice if (threads := self._threads) is not None else None,
             )
 
@@ -334,20 +280,22 @@ class LlamaEngine:
                     self._threads.adapt()
                     result = runner.prefill(job) if job.prefill else runner.complete(job)
                     if job.yields is not None:
-                        self._count("prefetched")
+                        self._count(Count.PREFETCHED)
                     elif not job.prefill:
-                        self._count("completed")
+                        self._count(Count.COMPLETED)
                     _succeed(job.future, result)
             except MachineBusy as error:  # a prefill or a prefetch, stopped midway
-                self._count("background_paused")
+                self._count(Count.BACKGROUND_PAUSED)
                 if job.prefill:
                     self._resume_later(job)
                 _fail(job.future, error)
             except Cancelled as error:
                 if job.yields is not None:
-                    self._count("prefetch_yields")
+                    self._count(Count.PREFETCH_YIELDS)
                 elif not job.prefill:
-                    self._count("superseded" if isinstance(error, Superseded) else "cancelled")
+                    self._count(
+                        Count.SUPERSEDED if isinstance(error, Superseded) else Count.CANCELLED
+                    )
                 _fail(job.future, error)
             except BackendUnavailable as error:  # e.g. a chat model asked to fill in code
                 _fail(job.future, error)
@@ -418,10 +366,10 @@ class LlamaEngine:
         if self._prefetch is not None:
             _fail(self._prefetch.future, MachineBusy("other programs need the cores"))
             self._prefetch = None
-            self._counts["background_paused"] += 1
+            self._counts.add(Count.BACKGROUND_PAUSED)
         if self._prefill is not None and not self._prefill_paused:
             self._prefill_paused = True
-            self._counts["background_paused"] += 1
+            self._counts.add(Count.BACKGROUND_PAUSED)
         return self._prefill is not None
 
     def _resume_later(self, job: FimJob) -> None:
@@ -451,11 +399,11 @@ class LlamaEngine:
                     batch,
                     n_ctx,
                     waiting,
-                    lambda n: self._count("evaluated", n),
+                    lambda n: self._count(Count.EVALUATED, n),
                     threads,
                 )
                 if done:
-                    self._count("chats")
+                    self._count(Count.CHATS)
                     _succeed(job.future, job.result())
         except Cancelled as error:
             done = True
@@ -472,12 +420,12 @@ class LlamaEngine:
                 _fail(job.future, BackendUnavailable("the local engine is shut down"))
             elif not done:
                 self._chats.appendleft(job)
-                self._counts["chat_yields"] += 1
+                self._counts.add(Count.CHAT_YIELDS)
         self._idle_save_at = time.monotonic() + _IDLE_SAVE_S
 
-    def _count(self, name: str, n: int = 1) -> None:
+    def _count(self, count: Count, n: float = 1) -> None:
         with self._lock:
-            self._counts[name] += n
+            self._counts.add(count, n)
 
     def _fail_all(self, error: Exception) -> None:
         with self._lock:

@@ -16,6 +16,7 @@ from typing import Any
 
 from aiguilleur.backends import llama_native as native
 from aiguilleur.backends.answer import cut_at_token, stop_point
+from aiguilleur.backends.counts import Count
 from aiguilleur.backends.fim import FimPrompt, TokenCounter, build_prompt
 from aiguilleur.backends.healing import VocabIndex
 from aiguilleur.backends.llama_model import EngineSettings, LiveThreads, next_token, tokenize
@@ -84,7 +85,7 @@ class FimRunner:
         settings: EngineSettings,
         keeper: StateKeeper,
         model_name: str,
-        count: Callable[[str, int], None],
+        count: Callable[[Count, float], None],
         waiting: Callable[[], bool],
         threads: LiveThreads,
     ) -> None:
@@ -209,9 +210,9 @@ class FimRunner:
             piece = tokens[i : i + batch]
             llm.eval(piece)
             done += len(piece)
-            self.count("evaluated", len(piece))
+            self.count(Count.EVALUATED, len(piece))
             if yield_to_requests:
-                self.count("prefilled", len(piece))
+                self.count(Count.PREFILLED, len(piece))
         return done
 
     def _pace(self, job: FimJob, background: bool) -> None:
@@ -277,7 +278,7 @@ class FimRunner:
                 if cut is not None:
                     text, reason = text[:cut], "boundary"
                     break
-                self.count("generated", 1)
+                self.count(Count.GENERATED, 1)
                 if n < gen.max_tokens:
                     if (greedy.length if greedy else llm.n_tokens) >= self.settings.n_ctx - 1:
                         reason = "context"

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from aiguilleur.backends.counts import Count
 from aiguilleur.backends.llama_native import context
 from aiguilleur.cache.kv import KVStateStore
 
@@ -97,7 +98,7 @@ class StateKeeper:
     writer thread), so it happens at boundaries, not per keystroke: when the user pauses,
     before a request discards most of the context, and at shutdown."""
 
-    def __init__(self, store: KVStateStore | None, count: Callable[[str, int], None]) -> None:
+    def __init__(self, store: KVStateStore | None, count: Callable[[Count, float], None]) -> None:
         self.store = store
         self._count = count
         # Leading live tokens that some stored state already holds.
@@ -131,9 +132,9 @@ class StateKeeper:
             self.stored_upto = 0
             return 0, 0
         self.stored_upto = len(state.tokens)
-        self._count("restored", 1)
-        self._count("restored_bytes", len(state.data))
-        self._count("restore_us", int((time.perf_counter() - t0) * 1e6))
+        self._count(Count.RESTORED, 1)
+        self._count(Count.RESTORED_BYTES, len(state.data))
+        self._count(Count.RESTORE_MS, (time.perf_counter() - t0) * 1000)
         n = live_common_prefix(llm, tokens)
         return n, n
 
@@ -156,8 +157,8 @@ class StateKeeper:
             log.exception("kv.save_failed")
             return
         self.stored_upto = llm.n_tokens
-        self._count("saved", 1)
-        self._count("saved_bytes", len(data))
-        self._count("saved_tokens", len(tokens))
-        self._count("save_us", int((time.perf_counter() - t0) * 1e6))
+        self._count(Count.SAVED, 1)
+        self._count(Count.SAVED_BYTES, len(data))
+        self._count(Count.SAVED_TOKENS, len(tokens))
+        self._count(Count.SAVE_MS, (time.perf_counter() - t0) * 1000)
         log.debug("kv.saved tokens=%d bytes=%d", len(tokens), len(data))
