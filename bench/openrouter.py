@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 from aiguilleur.commands.replay import ServerProcess  # noqa: E402
 from aiguilleur.remote.ledger import Budget, SpendLedger  # noqa: E402
 from aiguilleur.remote.openrouter import OpenRouterClient, parse_prices  # noqa: E402
+from aiguilleur.remote.prices import PriceBook  # noqa: E402
 from aiguilleur.remote.spending import Spender  # noqa: E402
 from aiguilleur.types import ChatMessage  # noqa: E402
 from bench.common import isolated_env  # noqa: E402
@@ -69,7 +70,7 @@ async def our_arm(fake: FakeOpenRouter, n: int, ledger_dir: Path) -> list[tuple[
     client = OpenRouterClient(KEY, base_url=fake.base_url, label="bench")
     prices = parse_prices({"data": [FakeOpenRouter._model_json(m) for m in fake.models]})
     spender = Spender(
-        client, SpendLedger(ledger_dir / "ledger.db"), Budget(daily=100.0), lambda: prices
+        client, SpendLedger(ledger_dir / "ledger.db"), Budget(daily=100.0), PriceBook(prices=prices)
     )
     out = []
     for _ in range(n):

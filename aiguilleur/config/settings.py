@@ -1,5 +1,5 @@
 """The settings, as msgspec Structs: what each key means and its default. Loading and
-merging them from their layers is config.py's; what a workspace may change, trust.py's."""
+merging them from their layers is loading.py's; what a workspace may change, trust.py's."""
 
 from __future__ import annotations
 

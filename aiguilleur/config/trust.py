@@ -8,7 +8,7 @@ and listed, so the user can be told what was ignored and how to allow it.
 
 Whatever the trust, keys and budgets come from the user file alone, and neither
 `[cache]` nor `local.models_dir` (which decide where we write) come from a workspace:
-config.py strips those before this module sees the layer.
+loading.py strips those before this module sees the layer.
 """
 
 from __future__ import annotations

@@ -6,8 +6,6 @@ are rate-limited). Owned by the runtime; knows nothing of LSP.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -24,16 +22,15 @@ from aiguilleur.backends.remote_fim import (
 from aiguilleur.config.loading import cache_dir
 from aiguilleur.config.settings import Config
 from aiguilleur.context.window import fitted
-from aiguilleur.errors import BackendError, BudgetRefused, OutOfCredit, RateLimited, Transient
+from aiguilleur.errors import BudgetRefused, OutOfCredit, RateLimited, Transient
 from aiguilleur.remote.keys import KeyProblem, read_key
 from aiguilleur.remote.ledger import Budget, SpendLedger
 from aiguilleur.remote.openai_compat import OpenAICompatClient, WireResult
 from aiguilleur.remote.openrouter import (
-    ModelPrice,
     OpenRouterClient,
-    parse_prices,
     provider_preferences,
 )
+from aiguilleur.remote.prices import PriceBook
 from aiguilleur.remote.responses import CachedAnswer, ResponseCache, cache_key
 from aiguilleur.remote.spending import Spender
 from aiguilleur.tasks import TaskSet
@@ -51,8 +48,6 @@ from aiguilleur.types import (
 
 log = logging.getLogger(__name__)
 
-PRICES_TTL_S = 24 * 3600
-KEY_INFO_EVERY_S = 300.0
 # A key refused for budget or credit is skipped this long before it is tried again.
 EXHAUSTED_S = 300.0
 FIRST_REFRESH_WAIT_S = 5.0
@@ -77,12 +72,10 @@ class RemoteRoutes:
         self.config = config
         self.ledger = SpendLedger(ledger_path)
         self.ledger.orphans()
-        self._prices_file = prices_file
+        self.price_book = PriceBook(prices_file)
         self._say = on_message
         self._told: set[str] = set()
         self.spenders: dict[str, Spender] = {}
-        self.prices: dict[str, ModelPrice] = {}
-        self._remaining: dict[str, float | None] = {}
         self.exhausted: dict[str, float] = {}  # key -> until (epoch)
         self.cooling: dict[str, float] = {}  # route -> until (epoch)
         self._compat: dict[str, OpenAICompatClient] = {}
@@ -95,7 +88,6 @@ class RemoteRoutes:
             if c.responses_mb > 0
             else None
         )
-        self._first_refresh = asyncio.Event()
         for label, key in config.keys.items():
             try:
                 secret = read_key(label, key)
@@ -105,12 +97,7 @@ class RemoteRoutes:
                 continue
             client = OpenRouterClient(secret, base_url=key.base_url, label=label)
             budget = Budget(key.daily, key.weekly, key.monthly, key.total)
-            self.spenders[label] = Spender(
-                client, self.ledger, budget, lambda: self.prices, self._remaining_of(label)
-            )
-
-    def _remaining_of(self, label: str) -> Callable[[], float | None]:
-        return lambda: self._remaining.get(label)
+            self.spenders[label] = Spender(client, self.ledger, budget, self.price_book)
 
     def _uses(self, label: str) -> bool:
         routes = self.config.routes
@@ -127,48 +114,11 @@ class RemoteRoutes:
 
     async def start(self) -> None:
         if not self.spenders:
-            self._first_refresh.set()
+            self.price_book.refreshed.set()
             return
-        cached = await asyncio.to_thread(self._cached_prices)
-        self.prices = cached or {}
-        self._tasks.spawn(self._refresh_loop(), "refresh prices and key limits")
-
-    def _cached_prices(self) -> dict[str, ModelPrice] | None:
-        try:
-            if time.time() - self._prices_file.stat().st_mtime > PRICES_TTL_S:
-                return None
-            return parse_prices(json.loads(self._prices_file.read_bytes()))
-        except (OSError, ValueError):
-            return None
-
-    async def refresh(self) -> None:
-        spender = next(iter(self.spenders.values()), None)
-        if spender is None:
-            return
-        if not self.prices or await asyncio.to_thread(self._cached_prices) is None:
-            try:
-                body = await spender.client.get_json("/models")
-                self.prices = parse_prices(body)
-                self._prices_file.parent.mkdir(parents=True, exist_ok=True)
-                tmp = self._prices_file.with_suffix(".tmp")
-                tmp.write_bytes(msgspec.json.encode(body))
-                tmp.replace(self._prices_file)
-            except (BackendError, OSError) as error:
-                log.warning("openrouter.prices_failed error=%s", error)
-        for label, s in self.spenders.items():
-            try:
-                info = await s.client.key_info()
-                self._remaining[label] = info.limit_remaining
-            except BackendError as error:
-                log.info("openrouter.key_info_failed key=%s error=%s", label, error)
-
-    async def _refresh_loop(self) -> None:
-        while True:
-            try:
-                await self.refresh()
-            finally:
-                self._first_refresh.set()
-            await asyncio.sleep(KEY_INFO_EVERY_S)
+        await self.price_book.load_cached()
+        clients = {label: s.client for label, s in self.spenders.items()}
+        self._tasks.spawn(self.price_book.keep_fresh(clients), "refresh prices and key limits")
 
     # -- answering ----------------------------------------------------------------------
 
@@ -180,13 +130,8 @@ class RemoteRoutes:
 
     async def _prices_ready(self, route: Route) -> None:
         """The first request after start: prices (and the key's limit) are on their way."""
-        if (
-            route.backend is Backend.OPENROUTER
-            and not self.prices
-            and not self._first_refresh.is_set()
-        ):
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._first_refresh.wait(), FIRST_REFRESH_WAIT_S)
+        if route.backend is Backend.OPENROUTER:
+            await self.price_book.ready(FIRST_REFRESH_WAIT_S)
 
     async def complete(self, route: Route, request: Request) -> Completion:
         await self._prices_ready(route)

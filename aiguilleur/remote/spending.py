@@ -24,7 +24,8 @@ from aiguilleur.errors import (
 )
 from aiguilleur.remote.ledger import Budget, Reservation, SpendLedger
 from aiguilleur.remote.openai_compat import WireResult
-from aiguilleur.remote.openrouter import ModelPrice, OpenRouterClient
+from aiguilleur.remote.openrouter import OpenRouterClient
+from aiguilleur.remote.prices import PriceBook
 from aiguilleur.tasks import TaskSet
 from aiguilleur.types import ChatMessage
 
@@ -49,15 +50,13 @@ class Spender:
         client: OpenRouterClient,
         ledger: SpendLedger,
         budget: Budget,
-        prices: Callable[[], dict[str, ModelPrice]],
-        remote_remaining: Callable[[], float | None] = lambda: None,
+        prices: PriceBook,
     ) -> None:
         self.client = client
         self.label = client.label
         self.ledger = ledger
         self.budget = budget
         self._prices = prices
-        self._remote_remaining = remote_remaining
         # Costs asked after the fact: OpenRouter may take seconds (or never) to know them,
         # and neither the answer nor a fallback after a broken one waits for that.
         self._settling = TaskSet()
@@ -65,7 +64,7 @@ class Spender:
     def worst_case(
         self, model: str, prompt_tokens: int, max_tokens: int, max_price: float | None
     ) -> float:
-        price = self._prices().get(model)
+        price = self._prices.price(model)
         worst = price.worst_case(prompt_tokens, max_tokens) if price is not None else None
         if worst is None:
             if max_price is None:
@@ -146,7 +145,7 @@ class Spender:
             route=route,
             model=model,
             feature=feature,
-            remote_remaining_usd=self._remote_remaining(),
+            remote_remaining_usd=self._prices.remaining(self.label),
         )
         try:
             result = await send()

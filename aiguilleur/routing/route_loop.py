@@ -1,9 +1,10 @@
 """One session's requests through the runtime: the routes its policy picks, tried in
-order by one loop, with one small adapter per backend.
+order by one loop, with one small adapter per backend; every completion that comes back
+goes through the one answer pipeline (backends/answer.py).
 
 The runtime (runtime.py) is the host: engine, KV store, remote routes, the same for every
-session. What a request may do (its routes, privacy, windows, prompts) comes from the
-caller with each call, so what one session configures never changes another's.
+session. What a request may do (its routes, privacy, windows) comes from the caller with
+each call, so what one session configures never changes another's.
 """
 
 from __future__ import annotations

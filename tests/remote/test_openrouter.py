@@ -14,6 +14,7 @@ from aiguilleur.errors import OutOfCredit, RateLimited, Rejected, StreamFailed, 
 from aiguilleur.remote.ledger import Budget, BudgetRefused, SpendLedger, Status
 from aiguilleur.remote.openai_compat import OpenAICompatClient
 from aiguilleur.remote.openrouter import OpenRouterClient, parse_prices, provider_preferences
+from aiguilleur.remote.prices import PriceBook
 from aiguilleur.remote.spending import PriceUnknown, Spender
 from aiguilleur.types import ChatMessage
 from tests.support.fake_openrouter import Failure, FakeKey, FakeModel, FakeOpenRouter
@@ -36,7 +37,7 @@ def spender(fake: FakeOpenRouter, tmp_path: Path, budget: Budget) -> Spender:
     c = client(fake)
     ledger = SpendLedger(tmp_path / "ledger.db")
     known = parse_prices({"data": [FakeOpenRouter._model_json(m) for m in fake.models]})
-    return Spender(c, ledger, budget, lambda: known)
+    return Spender(c, ledger, budget, PriceBook(prices=known))
 
 
 async def test_a_streamed_answer_carries_text_cost_and_generation_id(
