@@ -1,4 +1,4 @@
-"""Shapes that cross module boundaries (lsp/ <-> router <-> backends/ <-> cache/)."""
+"""Shapes that cross rooms (lsp/ <-> features/ <-> routing/ <-> backends/, remote/)."""
 
 from __future__ import annotations
 
@@ -92,12 +92,25 @@ class Usage(msgspec.Struct, frozen=True):
     cached: bool = False
 
 
+class StopReason(StrEnum):
+    """Why a suggestion ends where it does (`aiguilleur/lastCompletion` reports the value)."""
+
+    NONE = ""
+    EOG = "eog"  # the model ended it
+    BOUNDARY = "boundary"  # the end of the line or of the cursor's block
+    LENGTH = "length"  # max_tokens
+    TIME = "time"  # the time budget: cut after a whole word
+    CONTEXT = "context"  # the model's context window is full
+    AHEAD = "ahead"  # computed ahead, while the suggestion before it was shown
+    TYPED_THROUGH = "typed-through"  # the rest of what was shown, as the user typed it
+
+
 class Completion(msgspec.Struct, frozen=True):
     text: str
     usage: Usage
     route: str
     model: str
-    stop_reason: str = ""
+    stop_reason: StopReason = StopReason.NONE
     backend: Backend = Backend.LOCAL
 
 

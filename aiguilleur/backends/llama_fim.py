@@ -23,7 +23,7 @@ from aiguilleur.backends.llama_model import EngineSettings, LiveThreads, next_to
 from aiguilleur.backends.llama_state import StateKeeper
 from aiguilleur.backends.speculative import DraftStats, GreedyDecoder
 from aiguilleur.errors import BackendUnavailable, Cancelled, MachineBusy, Superseded
-from aiguilleur.types import Completion, FimTokens, Request, Usage
+from aiguilleur.types import Completion, FimTokens, Request, StopReason, Usage
 
 log = logging.getLogger(__name__)
 
@@ -223,7 +223,7 @@ class FimRunner:
 
     def _generate(
         self, job: FimJob, t0: float, heal: bytes = b""
-    ) -> tuple[str, int, str, DraftStats]:
+    ) -> tuple[str, int, StopReason, DraftStats]:
         """Generate after the prompt. The first tokens must agree with `heal` (the text
         left out of the prompt) until they cover it; what follows it is the answer."""
         import llama_cpp
@@ -237,7 +237,7 @@ class FimRunner:
         deadline = t0 + gen.time_budget_ms / 1000
         raw = b""
         n = 0
-        reason = "length"
+        reason = StopReason.LENGTH
         text = ""
         greedy: GreedyDecoder | None = None
         try:
@@ -248,16 +248,16 @@ class FimRunner:
                 # The budget ends generation once the answer has a token: the prompt is
                 # paid for, and one more token is what shows something rather than nothing.
                 if n and time.perf_counter() > deadline:
-                    reason = "time"
+                    reason = StopReason.TIME
                     upcoming = greedy.next() if greedy else native.argmax(llm)
                     if upcoming in stops or llama_cpp.llama_vocab_is_eog(vocab, upcoming):
-                        reason = "eog"  # it was whole: the model would have ended there
+                        reason = StopReason.EOG  # it was whole: the model would have ended there
                     else:
                         text = cut_at_token(raw[len(heal) :], llm.detokenize([upcoming]))
                     break
                 if len(raw) < len(heal):
                     if llm.n_tokens >= self.settings.n_ctx - 1:
-                        reason = "context"
+                        reason = StopReason.CONTEXT
                         break
                     allowed = self.vocab.agreeing(heal[len(raw) :])
                     token = int(allowed[int(np.argmax(native.last_logits(llm)[allowed]))])
@@ -269,19 +269,19 @@ class FimRunner:
                     greedy = GreedyDecoder(llm, history, self.settings.speculative)
                 token = greedy.next() if greedy else next_token(llm, gen.temperature)
                 if token in stops or llama_cpp.llama_vocab_is_eog(vocab, token):
-                    reason = "eog"
+                    reason = StopReason.EOG
                     break
                 raw += llm.detokenize([token])
                 n += 1
                 text = raw[len(heal) :].decode("utf-8", errors="ignore")
                 cut = stop_point(text, single_line=gen.single_line, min_indent=gen.min_indent)
                 if cut is not None:
-                    text, reason = text[:cut], "boundary"
+                    text, reason = text[:cut], StopReason.BOUNDARY
                     break
                 self.count(Count.GENERATED, 1)
                 if n < gen.max_tokens:
                     if (greedy.length if greedy else llm.n_tokens) >= self.settings.n_ctx - 1:
-                        reason = "context"
+                        reason = StopReason.CONTEXT
                         break
                     if greedy:
                         greedy.feed(token)

@@ -18,7 +18,15 @@ from aiguilleur.features.text import line_at, line_bounds, line_end
 from aiguilleur.features.uris import path_of
 from aiguilleur.sanitize import for_editor
 from aiguilleur.tasks import TaskSet
-from aiguilleur.types import Backend, Completion, GenerationParams, Request, RequestKind, Usage
+from aiguilleur.types import (
+    Backend,
+    Completion,
+    GenerationParams,
+    Request,
+    RequestKind,
+    StopReason,
+    Usage,
+)
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +52,7 @@ class Suggestion(msgspec.Struct, frozen=True):
     server_ms: float = 0.0
     # Why generation ended: eog (the model ended it), boundary (the line or block
     # ended), length (max_tokens), time (the time budget: cut after a whole word).
-    stop_reason: str = ""
+    stop_reason: StopReason = StopReason.NONE
 
 
 class _Shown(msgspec.Struct, frozen=True):
@@ -149,7 +157,7 @@ class CompletionFeature:
 
         def make(completion: Completion, typed: bool, usage: Usage) -> Suggestion:
             return Suggestion(
-                ahead=completion.stop_reason == "ahead",
+                ahead=completion.stop_reason is StopReason.AHEAD,
                 text=completion.text,
                 offset=offset,
                 word_start=offset - len(word),
@@ -162,7 +170,9 @@ class CompletionFeature:
             )
 
         after = text[offset : offset + _AFTER_CHARS]
-        through = self._type_through(self._shown.get(uri), text, offset, after, "typed-through")
+        through = self._type_through(
+            self._shown.get(uri), text, offset, after, StopReason.TYPED_THROUGH
+        )
         if through is not None:
             s = make(through, True, through.usage)
             return self._remember(uri, s, text[:offset], after, t0)
@@ -171,7 +181,9 @@ class CompletionFeature:
             await asyncio.shield(running[2])
             if self._documents.version(uri) != version:
                 return None
-        ahead = self._type_through(self._ahead.pop(uri, None), text, offset, after, "ahead")
+        ahead = self._type_through(
+            self._ahead.pop(uri, None), text, offset, after, StopReason.AHEAD
+        )
         if ahead is not None:
             s = self._remember(uri, make(ahead, True, ahead.usage), text[:offset], after, t0)
             if s.text:
@@ -291,7 +303,7 @@ class CompletionFeature:
 
     @staticmethod
     def _type_through(
-        shown: _Shown | None, text: str, offset: int, after: str, how: str
+        shown: _Shown | None, text: str, offset: int, after: str, how: StopReason
     ) -> Completion | None:
         """What is left of `shown` when the user typed its start (or nothing of it)."""
         if shown is None:
@@ -300,7 +312,7 @@ class CompletionFeature:
         if offset < n or after != shown.after:
             return None
         typed = text[n:offset]
-        nothing_ahead = how == "ahead" and not shown.text and not typed
+        nothing_ahead = how is StopReason.AHEAD and not shown.text and not typed
         if not nothing_ahead and (
             not shown.text.startswith(typed) or len(typed) >= len(shown.text)
         ):
