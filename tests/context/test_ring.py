@@ -8,8 +8,8 @@ import msgspec
 from aiguilleur.config.settings import Config
 from aiguilleur.features.completion import CompletionFeature
 from aiguilleur.features.text import line_bounds
-from aiguilleur.types import Answer, Completion, Request, Usage
-from tests.support.needs import Docs, needs
+from aiguilleur.types import Completion, Request, Usage
+from tests.support.needs import Docs, NoRoutes, needs
 
 A = "file:///w/a.py"
 B = "file:///w/b.py"
@@ -28,7 +28,7 @@ class Recorder:
         return Completion("x", Usage(), route="local", model="m")
 
 
-class Routes:
+class Routes(NoRoutes):
     """Completions go to `record`."""
 
     def __init__(self, record: Recorder) -> None:
@@ -36,12 +36,6 @@ class Routes:
 
     async def complete(self, request: Request) -> Completion | None:
         return await self.record(request)
-
-    async def prefetch(self, request: Request) -> Completion | None:
-        return None
-
-    async def ask(self, *args: object, **kwargs: object) -> Answer:
-        raise AssertionError("completions only")
 
 
 async def suggest(feature: CompletionFeature, uri: str, docs: Docs, line: int) -> None:

@@ -8,24 +8,18 @@ from collections.abc import Callable
 import pytest
 
 from aiguilleur.features.actions import ActionKind, ActionsFeature, Problem, StaleEdit
-from aiguilleur.types import Answer, ChatMessage, Completion, Request, RequestKind, Usage
-from tests.support.needs import needs
+from aiguilleur.types import Answer, ChatMessage, RequestKind, Usage
+from tests.support.needs import NoRoutes, needs
 
 URI = "file:///w/m.py"
 TEXT = "import os\r\n\r\n# use a loop\r\ndef f(x):\r\n    return x\r\n\r\nz = 1"
 
 
-class Routes:
+class Routes(NoRoutes):
     """Answers every code action with `reply`, and keeps the prompts it was asked."""
 
     def __init__(self, reply: str) -> None:
         self.reply, self.asked = reply, list[list[ChatMessage]]()
-
-    async def complete(self, request: Request) -> Completion | None:
-        return None
-
-    async def prefetch(self, request: Request) -> Completion | None:
-        return None
 
     async def ask(
         self,

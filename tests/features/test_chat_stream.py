@@ -9,8 +9,8 @@ from collections.abc import Callable
 import pytest
 
 from aiguilleur.features.chat import ChatFeature
-from aiguilleur.types import Answer, ChatMessage, Completion, Request, RequestKind, Usage
-from tests.support.needs import Editor, needs
+from aiguilleur.types import Answer, ChatMessage, RequestKind, Usage
+from tests.support.needs import Editor, NoRoutes, needs
 
 CHAT = "# Chat: x\n<!-- aiguilleur chat; about: /w/m.py -->\n\n## You\n\nTalk.\n"
 
@@ -40,14 +40,8 @@ class SlowEditor:
         return await done
 
 
-class EndlessAnswer:
+class EndlessAnswer(NoRoutes):
     """A chat route that streams words until it is stopped."""
-
-    async def complete(self, request: Request) -> Completion | None:
-        return None
-
-    async def prefetch(self, request: Request) -> Completion | None:
-        return None
 
     async def ask(
         self,

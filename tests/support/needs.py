@@ -8,6 +8,27 @@ from pathlib import Path
 
 from aiguilleur.config.settings import Config
 from aiguilleur.features.needs import FeatureNeeds, NoEditor, Routes
+from aiguilleur.types import Answer, ChatMessage, Completion, Request, RequestKind
+
+
+class NoRoutes:
+    """Routes that answer nothing: a test's fake overrides what its feature asks."""
+
+    async def complete(self, request: Request) -> Completion | None:
+        return None
+
+    async def prefetch(self, request: Request) -> Completion | None:
+        return None
+
+    async def ask(
+        self,
+        kind: RequestKind,
+        path: str,
+        messages: list[ChatMessage],
+        max_tokens: int,
+        on_text: Callable[[str], None] | None = None,
+    ) -> Answer:
+        raise AssertionError(f"this fake answers no {kind}")
 
 
 class Docs(dict[str, str]):
