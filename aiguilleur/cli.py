@@ -1,4 +1,4 @@
-"""Command line: `aiguilleur serve|daemon|complete|doctor|demo|pull|usage|trust|cache`:
+"""Command line: `aiguilleur serve|daemon|complete|doctor|demo|pull|usage|trust|index|cache`:
 argument parsing and dispatch only; the bodies live in commands/ (and `serve` in
 daemon/shim.py or lsp/)."""
 
@@ -160,6 +160,13 @@ def cmd_usage(args: argparse.Namespace) -> int:
     return run_usage(args.days, args.json)
 
 
+def cmd_index(args: argparse.Namespace) -> int:
+    from aiguilleur.commands.index import run_index
+
+    _setup_logging(args.verbose, None)
+    return run_index(args.directory)
+
+
 def cmd_cache(args: argparse.Namespace) -> int:
     from aiguilleur.commands.cache import cache_clear, cache_stats
 
@@ -280,6 +287,13 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--list", action="store_true", help="list the trusted workspace files")
     common(p)
     p.set_defaults(func=cmd_trust)
+
+    p = sub.add_parser(
+        "index", help="build the repository index of a workspace (its definitions, per file)"
+    )
+    p.add_argument("directory", nargs="?", help="the workspace (default: the current dir)")
+    common(p)
+    p.set_defaults(func=cmd_index)
 
     p = sub.add_parser("cache", help="KV state store: `stats` (default) or `clear`")
     p.add_argument("action", nargs="?", choices=["stats", "clear"], default="stats")

@@ -161,3 +161,16 @@ def test_trust_pins_the_workspace_file_and_doctor_says_what_is_ignored(home: Tes
 def test_trust_without_a_workspace_file_says_so(home: TestHome) -> None:
     result = aiguilleur(home, "trust")
     assert result.returncode == 1 and ".aiguilleur.toml" in result.stdout
+
+
+def test_index_builds_the_workspaces_index_then_reads_only_what_changed(home: TestHome) -> None:
+    (home.workspace / "pkg").mkdir()
+    (home.workspace / "pkg" / "models.py").write_text("class User:\n    def rename(self): ...\n")
+    (home.workspace / "pkg" / "views.py").write_text("def show(user): ...\n")
+    (home.workspace / ".env").write_text("API_KEY=x\n")  # private: never read
+    first = aiguilleur(home, "index")
+    assert first.returncode == 0, first.stderr
+    assert "2 files, 3 definitions (2 read now, 0 left out" in first.stdout
+    again = aiguilleur(home, "index", str(home.workspace))
+    assert "2 files, 3 definitions (0 read now" in again.stdout
+    assert "not a directory" in aiguilleur(home, "index", "nowhere").stderr

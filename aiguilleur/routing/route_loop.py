@@ -20,8 +20,8 @@ import msgspec
 
 from aiguilleur.backends import answer
 from aiguilleur.config.settings import Config
+from aiguilleur.context.privacy import find_secret, is_private
 from aiguilleur.errors import AnswerCut, BackendError, BackendUnavailable, BudgetRefused, Cancelled
-from aiguilleur.routing.privacy import find_secret, is_private
 from aiguilleur.routing.router import Selection, select_routes
 from aiguilleur.routing.runtime import Runtime
 from aiguilleur.types import (

@@ -10,7 +10,7 @@ import pytest
 from aiguilleur.config.loading import ConfigLayers
 from aiguilleur.config.settings import Config
 from aiguilleur.config.trust_store import TrustStore
-from aiguilleur.routing.privacy import find_secret, is_private
+from aiguilleur.context.privacy import find_secret, is_private
 from aiguilleur.routing.router import Availability, select_routes
 from aiguilleur.types import RequestKind
 

@@ -1,0 +1,313 @@
+"""The repository index: for each source file of a workspace, what it defines and imports
+(definitions.py), kept in memory for lookups in microseconds and on disk (diskcache,
+bounded) so that a restart re-reads only the files that changed.
+
+Which files: those git lists (tracked, and untracked but not ignored) when the workspace
+is a git checkout, else a walk that honours the root's `.gitignore`; never a private file
+(privacy.py's globs and the user's), nor one too big, binary or unreadable. A definition
+whose text holds anything shaped like a secret is left out. Incremental: a refresh parses
+again only files whose size or modification time changed, and whose content did.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import sqlite3
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import diskcache
+import msgspec
+import pathspec
+
+from aiguilleur.context.definitions import FileSymbols, python_symbols
+from aiguilleur.context.privacy import find_secret, is_private
+from aiguilleur.languages import language_of
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1  # bump when IndexedFile changes: an older store is read as empty
+MAX_FILE_BYTES = 1 << 20
+MAX_FILES = 20_000
+STORE_MB = 64
+# Never worth a walk, whatever .gitignore says.
+SKIPPED_DIRS = frozenset(
+    {".git", ".hg", ".svn", "node_modules", "__pycache__", ".venv", "venv", ".tox", ".mypy_cache"}
+)
+
+
+class IndexedFile(msgspec.Struct, frozen=True):
+    path: str  # relative to the root, with /
+    size: int
+    mtime_ns: int
+    digest: str
+    language: str
+    symbols: FileSymbols
+
+
+class IndexStats(msgspec.Struct, frozen=True):
+    root: str
+    files: int
+    definitions: int
+    parsed: int  # files read and parsed by the last refresh (the others were unchanged)
+    skipped: int  # files left out by the last refresh: private, too big, binary, unreadable
+    seconds: float  # the last refresh
+    updated: float  # when (epoch), 0 before the first
+
+
+def store_dir(cache_dir: Path, root: Path) -> Path:
+    """Where the index of the workspace `root` lives under the cache dir."""
+    digest = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]
+    return cache_dir / "index" / digest
+
+
+def _symbols(path: str, text: str) -> FileSymbols:
+    if path.endswith((".py", ".pyi")):
+        symbols = python_symbols(text)
+    else:
+        return FileSymbols()
+    kept = tuple(d for d in symbols.definitions if find_secret(f"{d.signature}\n{d.doc}") is None)
+    return msgspec.structs.replace(symbols, definitions=kept)
+
+
+class RepositoryIndex:
+    def __init__(
+        self,
+        root: Path,
+        store: Path,
+        *,
+        private_globs: tuple[str, ...] = (),
+        max_files: int = MAX_FILES,
+        max_file_bytes: int = MAX_FILE_BYTES,
+        store_mb: int = STORE_MB,
+    ) -> None:
+        self.root = root.resolve()
+        self.private_globs = private_globs
+        self.max_files = max_files
+        self.max_file_bytes = max_file_bytes
+        self._store = _open_store(store, store_mb << 20)
+        self._files: dict[str, IndexedFile] = {}
+        self._stats = IndexStats(str(self.root), 0, 0, 0, 0, 0.0, 0.0)
+        self._load()
+
+    def _load(self) -> None:
+        """What the store kept from an earlier run; whatever is unreadable is dropped."""
+        if self._store is None:
+            return
+        decoder = msgspec.msgpack.Decoder(IndexedFile)
+        try:
+            if self._store.get("format") != FORMAT:
+                self._store.clear()
+                self._store.set("format", FORMAT)
+                return
+            for key in list(self._store.iterkeys()):
+                if not isinstance(key, str) or not key.startswith("f:"):
+                    continue
+                raw = self._store.get(key)
+                try:
+                    entry = decoder.decode(raw) if isinstance(raw, bytes) else None
+                except msgspec.DecodeError:
+                    entry = None
+                if entry is None:
+                    self._store.delete(key)
+                else:
+                    self._files[entry.path] = entry
+        except Exception as error:  # a corrupt store: start over, in memory first
+            log.warning("index.store_unreadable root=%s error=%s", self.root, error)
+            self._files.clear()
+            self._store.clear()
+
+    # -- which files --------------------------------------------------------------------
+
+    def candidates(self) -> list[str]:
+        """The workspace's files worth indexing, relative, at most max_files."""
+        listed = self._git_files()
+        if listed is None:
+            listed = self._walk()
+        out = []
+        for rel in listed:
+            if any(part in SKIPPED_DIRS for part in rel.split("/")[:-1]):
+                continue
+            if not language_of(rel) or is_private(rel, self.private_globs):
+                continue
+            out.append(rel)
+            if len(out) >= self.max_files:
+                log.info("index.capped root=%s files=%d", self.root, self.max_files)
+                break
+        return out
+
+    def _git_files(self) -> list[str] | None:
+        if not (self.root / ".git").exists():
+            return None
+        try:
+            done = subprocess.run(
+                ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                cwd=self.root,
+                capture_output=True,
+                timeout=30,
+                check=True,
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return sorted({p for p in done.stdout.decode("utf-8", "replace").split("\0") if p})
+
+    def _walk(self) -> list[str]:
+        ignore = self.root / ".gitignore"
+        try:
+            lines = ignore.read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            lines = []
+        spec = pathspec.GitIgnoreSpec.from_lines(lines)
+        out: list[str] = []
+        for directory, dirs, files in os.walk(self.root):
+            here = Path(directory).relative_to(self.root).as_posix()
+            prefix = "" if here == "." else f"{here}/"
+            dirs[:] = sorted(
+                d for d in dirs if d not in SKIPPED_DIRS and not spec.match_file(f"{prefix}{d}/")
+            )
+            out += [f"{prefix}{f}" for f in sorted(files) if not spec.match_file(f"{prefix}{f}")]
+            if len(out) > self.max_files * 4:
+                break  # a tree of generated files: no need to list it all
+        return out
+
+    # -- keeping it up to date ----------------------------------------------------------
+
+    def refresh(self, progress: Callable[[int, int], None] | None = None) -> IndexStats:
+        """Bring the index in line with the files on disk: parse what changed, forget what
+        is gone. `progress(done, total)` is called as files are looked at."""
+        started = time.perf_counter()
+        names = self.candidates()
+        wanted = set(names)
+        parsed = skipped = 0
+        for i, rel in enumerate(names):
+            outcome = self._index(rel)
+            parsed += outcome == "parsed"
+            skipped += outcome == "skipped"
+            if progress is not None and (i % 50 == 0 or i == len(names) - 1):
+                progress(i + 1, len(names))
+        for rel in [r for r in self._files if r not in wanted]:
+            self._forget(rel)
+        self._stats = IndexStats(
+            str(self.root),
+            len(self._files),
+            sum(len(f.symbols.definitions) for f in self._files.values()),
+            parsed,
+            skipped,
+            time.perf_counter() - started,
+            time.time(),
+        )
+        log.info(
+            "index.refreshed root=%s files=%d parsed=%d skipped=%d s=%.2f",
+            self.root,
+            self._stats.files,
+            parsed,
+            skipped,
+            self._stats.seconds,
+        )
+        return self._stats
+
+    def update(self, path: Path) -> bool:
+        """One file saved, changed or deleted; whether the index changed."""
+        try:
+            rel = path.resolve().relative_to(self.root).as_posix()
+        except ValueError:
+            return False  # not in this workspace
+        if not path.exists():
+            return self._forget(rel)
+        if not language_of(rel) or is_private(rel, self.private_globs):
+            return self._forget(rel)
+        return self._index(rel) == "parsed"
+
+    def _index(self, rel: str) -> str:
+        """'same', 'parsed' or 'skipped' (and forgotten)."""
+        path = self.root / rel
+        try:
+            st = path.stat()
+        except OSError:
+            self._forget(rel)
+            return "skipped"
+        old = self._files.get(rel)
+        if old is not None and (old.size, old.mtime_ns) == (st.st_size, st.st_mtime_ns):
+            return "same"
+        if st.st_size > self.max_file_bytes or not path.is_file():
+            self._forget(rel)
+            return "skipped"
+        try:
+            data = path.read_bytes()
+        except OSError:
+            self._forget(rel)
+            return "skipped"
+        if b"\0" in data[:8192]:
+            self._forget(rel)
+            return "skipped"
+        digest = hashlib.blake2b(data, digest_size=16).hexdigest()
+        outcome = "parsed"
+        if old is not None and old.digest == digest:  # touched, not changed
+            entry = msgspec.structs.replace(old, size=st.st_size, mtime_ns=st.st_mtime_ns)
+            outcome = "same"
+        else:
+            text = data.decode("utf-8", errors="replace")
+            entry = IndexedFile(
+                rel, st.st_size, st.st_mtime_ns, digest, language_of(rel), _symbols(rel, text)
+            )
+        self._files[rel] = entry
+        try:
+            if self._store is not None:
+                self._store.set(f"f:{rel}", msgspec.msgpack.encode(entry))
+        except Exception as error:  # a full disk: the index still serves from memory
+            log.warning("index.store_failed path=%s error=%s", rel, error)
+        return outcome
+
+    def _forget(self, rel: str) -> bool:
+        if self._files.pop(rel, None) is None:
+            return False
+        try:
+            if self._store is not None:
+                self._store.delete(f"f:{rel}")
+        except Exception as error:
+            log.warning("index.store_failed path=%s error=%s", rel, error)
+        return True
+
+    # -- reading ------------------------------------------------------------------------
+
+    def get(self, rel: str) -> IndexedFile | None:
+        return self._files.get(rel)
+
+    def files(self) -> Iterator[IndexedFile]:
+        return iter(list(self._files.values()))
+
+    def stats(self) -> IndexStats:
+        s = self._stats
+        return msgspec.structs.replace(
+            s,
+            files=len(self._files),
+            definitions=sum(len(f.symbols.definitions) for f in self._files.values()),
+        )
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+
+
+def _open_store(directory: Path, size_bytes: int) -> diskcache.Cache | None:
+    """The store, or a new one where the old is unreadable (moved aside); None when the
+    disk refuses even that: the index then lives in memory only."""
+    for attempt in range(2):
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            return diskcache.Cache(str(directory), size_limit=size_bytes)
+        except (OSError, sqlite3.Error) as error:
+            log.warning("index.store_unreadable dir=%s error=%s", directory, error)
+            if attempt == 0:
+                aside = directory.with_name(f"{directory.name}.broken-{int(time.time())}")
+                try:
+                    directory.rename(aside)
+                    shutil.rmtree(aside, ignore_errors=True)
+                except OSError:
+                    return None
+    return None
