@@ -137,6 +137,11 @@ class ChatConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Where new chats are written. Default: <data dir>/chats."""
 
 
+class IndexConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    enabled: bool = True
+    """Index the workspace's definitions in the background (nothing leaves the machine)."""
+
+
 class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     local: LocalConfig = LocalConfig()
     completion: CompletionConfig = CompletionConfig()
@@ -147,3 +152,4 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     actions: ActionsConfig = ActionsConfig()
     chat: ChatConfig = ChatConfig()
     prompts: dict[str, PromptConfig] = msgspec.field(default_factory=dict)
+    index: IndexConfig = IndexConfig()

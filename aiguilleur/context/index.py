@@ -17,6 +17,7 @@ import os
 import shutil
 import sqlite3
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -92,6 +93,8 @@ class RepositoryIndex:
         self.max_file_bytes = max_file_bytes
         self._store = _open_store(store, store_mb << 20)
         self._files: dict[str, IndexedFile] = {}
+        # A refresh runs in one thread while a save updates from another.
+        self._lock = threading.RLock()
         self._stats = IndexStats(str(self.root), 0, 0, 0, 0, 0.0, 0.0)
         self._load()
 
@@ -180,6 +183,10 @@ class RepositoryIndex:
     def refresh(self, progress: Callable[[int, int], None] | None = None) -> IndexStats:
         """Bring the index in line with the files on disk: parse what changed, forget what
         is gone. `progress(done, total)` is called as files are looked at."""
+        with self._lock:
+            return self._refresh(progress)
+
+    def _refresh(self, progress: Callable[[int, int], None] | None) -> IndexStats:
         started = time.perf_counter()
         names = self.candidates()
         wanted = set(names)
@@ -217,11 +224,12 @@ class RepositoryIndex:
             rel = path.resolve().relative_to(self.root).as_posix()
         except ValueError:
             return False  # not in this workspace
-        if not path.exists():
-            return self._forget(rel)
-        if not language_of(rel) or is_private(rel, self.private_globs):
-            return self._forget(rel)
-        return self._index(rel) == "parsed"
+        with self._lock:
+            if not path.exists():
+                return self._forget(rel)
+            if not language_of(rel) or is_private(rel, self.private_globs):
+                return self._forget(rel)
+            return self._index(rel) == "parsed"
 
     def _index(self, rel: str) -> str:
         """'same', 'parsed' or 'skipped' (and forgotten)."""
@@ -290,8 +298,10 @@ class RepositoryIndex:
         )
 
     def close(self) -> None:
-        if self._store is not None:
-            self._store.close()
+        with self._lock:
+            if self._store is not None:
+                self._store.close()
+                self._store = None
 
 
 def _open_store(directory: Path, size_bytes: int) -> diskcache.Cache | None:

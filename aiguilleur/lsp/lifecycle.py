@@ -41,6 +41,7 @@ def register(server: LanguageServer, session: Session) -> None:
         session.show_config_problems()
         session.tell_if_runtime_settings_differ()
         await session.start_runtime()
+        await session.start_index()
 
     @server.feature(lsp.WORKSPACE_DID_CHANGE_CONFIGURATION)
     async def did_change_configuration(

@@ -9,13 +9,13 @@ from pathlib import Path
 from pygls.lsp.server import LanguageServer
 
 from aiguilleur import __version__
-from aiguilleur.lsp import actions, chat, completions, lifecycle, status
+from aiguilleur.lsp import actions, chat, completions, lifecycle, status, workspace
 from aiguilleur.lsp.protocol import AiguilleurProtocol, AiguilleurServer
 from aiguilleur.lsp.session import Session
 from aiguilleur.routing.runtime import Runtime
 
 # Every handler module, each with `register(server, session)`.
-HANDLERS = (lifecycle, completions, actions, chat, status)
+HANDLERS = (lifecycle, completions, workspace, actions, chat, status)
 
 
 def build_server(

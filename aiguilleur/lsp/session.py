@@ -22,14 +22,17 @@ from pygls.lsp.server import LanguageServer
 
 from aiguilleur.config.loading import ConfigLayers, LoadedConfig
 from aiguilleur.config.settings import Config
+from aiguilleur.context.index import RepositoryIndex
 from aiguilleur.features.actions import ActionsFeature
 from aiguilleur.features.chat import ChatFeature
 from aiguilleur.features.completion import CompletionFeature
 from aiguilleur.features.needs import FeatureNeeds
+from aiguilleur.features.uris import path_of
 from aiguilleur.lsp.positions import position_at
 from aiguilleur.routing.route_loop import SessionRoutes
 from aiguilleur.routing.runtime import Runtime
 from aiguilleur.sanitize import for_editor
+from aiguilleur.tasks import TaskSet
 from aiguilleur.types import ModelInfo, Usage
 
 log = logging.getLogger(__name__)
@@ -78,6 +81,9 @@ class Session:
         self.actions = ActionsFeature(needs)
         self.chat = ChatFeature(needs)
         self.loop: asyncio.AbstractEventLoop | None = None
+        # The workspace's repository index, shared with every session of the runtime.
+        self.index: RepositoryIndex | None = None
+        self._tasks = TaskSet()
         self._told_no_model = False
         self._progress_token: str | None = None
         # Set once discovery has run and the engine (if any) exists: a request that arrives
@@ -210,6 +216,64 @@ class Session:
         )
         if self.runtime.engine is None or self.runtime.engine.loaded.done():
             self._end_progress()
+
+    # -- the repository index ---------------------------------------------------------
+
+    async def start_index(self) -> None:
+        """Open the workspace's index (the runtime's, if another window opened it) and,
+        when this session opened it first, bring it up to date in the background with a
+        progress bar."""
+        root = self.workspace_root
+        if root is None or not self.policy.index.enabled:
+            return
+        globs = tuple(self.policy.privacy.private)
+        try:
+            index, new = await asyncio.to_thread(self.runtime.workspace_index, root, globs)
+        except Exception as error:  # an unusable cache dir: no index, suggestions go on
+            log.warning("index.unavailable root=%s error=%s", root, error)
+            return
+        self.index = index
+        if new:
+            self._tasks.spawn(self._refresh_index(index), "index the workspace")
+
+    async def _refresh_index(self, index: RepositoryIndex) -> None:
+        token = await self._begin_progress(f"indexing {index.root.name}")
+        loop = asyncio.get_running_loop()
+
+        def progress(done: int, total: int) -> None:  # on the indexing thread
+            if token is not None and total:
+                pct = done * 100 // total
+                report = lsp.WorkDoneProgressReport(message=f"{done}/{total} files", percentage=pct)
+                loop.call_soon_threadsafe(self.server.work_done_progress.report, token, report)
+
+        done = "stopped"
+        try:
+            stats = await asyncio.to_thread(index.refresh, progress)
+            done = f"{stats.files} files, {stats.definitions} definitions"
+        finally:
+            if token is not None:
+                self.server.work_done_progress.end(token, lsp.WorkDoneProgressEnd(message=done))
+
+    async def note_saved(self, uri: str) -> None:
+        """A file was saved, created, changed or deleted on disk: the index follows."""
+        index = self.index
+        if index is not None and uri.startswith("file:"):
+            await asyncio.to_thread(index.update, Path(path_of(uri)))
+
+    async def _begin_progress(self, message: str) -> str | None:
+        """A work-done progress bar, or None when the editor has none or refuses one."""
+        if not self._supports_progress():
+            return None
+        token = f"aiguilleur-{uuid.uuid4().hex[:8]}"
+        try:
+            await self.server.work_done_progress.create_async(token)
+        except Exception as error:
+            log.debug("progress.create_failed error=%s", error)
+            return None
+        self.server.work_done_progress.begin(
+            token, lsp.WorkDoneProgressBegin(title="aiguilleur", message=message, percentage=0)
+        )
+        return token
 
     def encoding(self) -> str:
         """The position encoding negotiated with this editor (utf-16 when it said none):

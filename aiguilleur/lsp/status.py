@@ -31,6 +31,7 @@ def register(server: LanguageServer, session: Session) -> None:
             "engine": msgspec.to_builtins(rt.engine.stats()) if rt.engine else None,
             "kv": msgspec.to_builtins(kv) if (kv := rt.kv_stats()) else None,
             "models": msgspec.to_builtins(rt.model_loads()),
+            "index": msgspec.to_builtins(session.index.stats()) if session.index else None,
             "config_sources": list(session.loaded.sources),
             "config_problems": [p.describe() for p in session.loaded.problems],
             "workspace_trust": session.loaded.trust.value,

@@ -24,6 +24,7 @@ from aiguilleur.cache.kv import KVStateStore, KVStoreStats
 from aiguilleur.config.homes import data_dir
 from aiguilleur.config.loading import cache_dir, models_dir
 from aiguilleur.config.settings import Config
+from aiguilleur.context.index import RepositoryIndex, store_dir
 from aiguilleur.errors import (
     BackendUnavailable,
 )
@@ -93,6 +94,9 @@ class Runtime:
         # and its settings can come together): one at a time, so that one engine at most
         # exists, and a restart waits for the engine it replaces to be gone.
         self._engine_lock = threading.RLock()
+        # The repository index of each workspace a session opened, shared by them all.
+        self.indexes: dict[Path, RepositoryIndex] = {}
+        self._index_lock = threading.Lock()
 
     async def start_remote(self) -> None:
         """Keys, clients and the spend ledger for the remote routes; prices and key
@@ -201,6 +205,23 @@ class Runtime:
         elif self.load_error is None:
             self.engine.prefill(request)
 
+    def workspace_index(
+        self, root: Path, private_globs: tuple[str, ...]
+    ) -> tuple[RepositoryIndex, bool]:
+        """The index of the workspace `root`, loaded from its store on first use, and
+        whether this call created it (its caller then brings it up to date). Blocking:
+        call it from a thread."""
+        root = root.resolve()
+        with self._index_lock:
+            index = self.indexes.get(root)
+            if index is not None:
+                return index, False
+            index = RepositoryIndex(
+                root, store_dir(cache_dir(self.config), root), private_globs=private_globs
+            )
+            self.indexes[root] = index
+            return index, True
+
     def model_loads(self) -> ModelLoads:
         """Models loaded by this process, and how many are in memory."""
         return model_loads()
@@ -218,6 +239,10 @@ class Runtime:
         Blocking: call it from a thread, not the event loop."""
         engine, store = self.engine, self.store
         self.store = None
+        with self._index_lock:
+            indexes, self.indexes = list(self.indexes.values()), {}
+        for index in indexes:
+            index.close()
         if engine is not None:
             engine.close()
             engine.join(timeout)

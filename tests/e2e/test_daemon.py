@@ -269,3 +269,21 @@ async def test_an_editor_leaving_after_a_stop_starts_no_daemon(daemon_home: Test
     await asyncio.sleep(1.0)
     assert daemon_pid(daemon_home.run_dir) is None
     assert "Traceback" not in daemon_home.daemon_log
+
+
+async def test_windows_of_one_workspace_share_its_index(daemon_home: TestHome) -> None:
+    """The second window finds the index the first built: nothing is read again."""
+    pkg = daemon_home.workspace / "pkg"
+    pkg.mkdir()
+    (pkg / "models.py").write_text("class User:\n    def rename(self): ...\n")
+    async with window(daemon_home) as first:
+        deadline = time.monotonic() + PATIENCE
+        while (built := (await status(first)).index) is None or built.files != 1:
+            assert time.monotonic() < deadline, built
+            await asyncio.sleep(0.05)
+        async with window(daemon_home) as second:
+            while (shared := (await status(second)).index) is None:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.05)
+            assert shared.files == 1 and shared.definitions == 2
+            assert shared.updated == built.updated  # the first window's refresh, not a new one

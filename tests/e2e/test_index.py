@@ -1,0 +1,75 @@
+"""The repository index through the real server: built when a workspace opens, shared
+by the windows of a daemon, following saves and deleted files, reported by status."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from lsprotocol import types as lsp
+
+from tests.support.home import TestHome
+from tests.support.lsp import lsp_session, status
+
+
+async def index_when(client: Any, ready: Callable[[Any], bool], seconds: float = 120) -> Any:
+    deadline = time.monotonic() + seconds
+    while True:
+        s = await status(client)
+        if s.index is not None and ready(s.index):
+            return s.index
+        assert time.monotonic() < deadline, f"index never got there: {s.index}"
+        await asyncio.sleep(0.05)
+
+
+def workspace(home: TestHome) -> Path:
+    pkg = home.workspace / "pkg"
+    pkg.mkdir()
+    (pkg / "models.py").write_text("class User:\n    def rename(self, name: str) -> None: ...\n")
+    (pkg / "views.py").write_text("from pkg.models import User\n\ndef show(u: User): ...\n")
+    (home.workspace / "secrets").mkdir()
+    (home.workspace / "secrets" / "keys.py").write_text("def signing_key(): ...\n")
+    return pkg
+
+
+async def test_the_index_is_built_follows_saves_and_deletions(
+    home: TestHome, tiny_model: Path
+) -> None:
+    home.write_config(f'[local]\nmodel = "{tiny_model}"\n')
+    pkg = workspace(home)
+    async with lsp_session(home) as client:
+        built = await index_when(client, lambda i: i.files == 2)
+        assert built.definitions == 3  # User, rename, show; secrets/ is private
+        assert built.root == str(home.workspace.resolve())
+        assert len(list(home.root.rglob("index/*/cache.db"))) == 1  # under the cache dir
+        # A save brings the file's new definitions in.
+        (pkg / "views.py").write_text("def show(u): ...\n\ndef hide(u): ...\n")
+        client.text_document_did_save(
+            lsp.DidSaveTextDocumentParams(lsp.TextDocumentIdentifier((pkg / "views.py").as_uri()))
+        )
+        await index_when(client, lambda i: i.definitions == 4)
+        # A file deleted on disk (the editor's file watcher says so) leaves it.
+        (pkg / "models.py").unlink()
+        client.workspace_did_change_watched_files(
+            lsp.DidChangeWatchedFilesParams(
+                [lsp.FileEvent((pkg / "models.py").as_uri(), lsp.FileChangeType.Deleted)]
+            )
+        )
+        gone = await index_when(client, lambda i: i.files == 1)
+        assert gone.definitions == 2
+
+
+async def test_a_workspace_that_turns_it_off_gets_no_index(
+    home: TestHome, tiny_model: Path
+) -> None:
+    home.write_config(f'[local]\nmodel = "{tiny_model}"\n')
+    workspace(home)
+    (home.workspace / ".aiguilleur.toml").write_text("[index]\nenabled = false\n")
+    async with lsp_session(home) as client:
+        # Where it is on, the index is there well within this (the test above).
+        await asyncio.sleep(2)
+        assert (await status(client)).index is None
+    assert not list(home.root.rglob("index/*/cache.db"))
