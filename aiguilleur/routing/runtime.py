@@ -24,7 +24,7 @@ from aiguilleur.cache.kv import KVStateStore, KVStoreStats
 from aiguilleur.config.homes import data_dir
 from aiguilleur.config.loading import cache_dir, models_dir
 from aiguilleur.config.settings import Config
-from aiguilleur.context.index import RepositoryIndex, store_dir
+from aiguilleur.context.index import ParserProcess, RepositoryIndex, store_dir
 from aiguilleur.errors import (
     BackendUnavailable,
 )
@@ -96,6 +96,7 @@ class Runtime:
         self._engine_lock = threading.RLock()
         # The repository index of each workspace a session opened, shared by them all.
         self.indexes: dict[Path, RepositoryIndex] = {}
+        self._parser = ParserProcess()  # one for every index, started on first use
         self._index_lock = threading.Lock()
 
     async def start_remote(self) -> None:
@@ -217,7 +218,10 @@ class Runtime:
             if index is not None:
                 return index, False
             index = RepositoryIndex(
-                root, store_dir(cache_dir(self.config), root), private_globs=private_globs
+                root,
+                store_dir(cache_dir(self.config), root),
+                private_globs=private_globs,
+                parser=self._parser,
             )
             self.indexes[root] = index
             return index, True
@@ -243,6 +247,7 @@ class Runtime:
             indexes, self.indexes = list(self.indexes.values()), {}
         for index in indexes:
             index.close()
+        self._parser.close()
         if engine is not None:
             engine.close()
             engine.join(timeout)

@@ -133,3 +133,20 @@ def test_a_corrupt_store_is_started_over(repo: Path, tmp_path: Path) -> None:
     again = index_of(repo, tmp_path)
     assert again.refresh().files == 5
     again.close()
+
+
+def test_the_servers_parser_runs_in_a_process_of_its_own(repo: Path, tmp_path: Path) -> None:
+    """Python's parser holds the GIL for as long as a file takes: the server's index
+    parses in another process, with the same result as in this one."""
+    from aiguilleur.context.index import ParserProcess, file_symbols
+
+    parser = ParserProcess()
+    try:
+        text = (repo / "pkg/models.py").read_text()
+        assert parser.symbols("pkg/models.py", text) == file_symbols("pkg/models.py", text)
+        index = index_of(repo, tmp_path, parser=parser)
+        index.refresh()
+        assert "pkg/views.py:show" in names(index)
+        index.close()
+    finally:
+        parser.close()
