@@ -300,6 +300,10 @@ class Relay:
                 self.record.shutdown_asked = True
                 self._refuse(message)
                 continue
+            if self.dormant and message is not None and message.method is None:
+                # The editor's answer to a request of the stopped daemon (a progress bar
+                # it asked for): nobody waits for it, and it is not the user's next edit.
+                continue
             if self.dormant and not self.exiting and not self.record.shutdown_asked:
                 self.dormant = False
                 self._quick_crashes = 0

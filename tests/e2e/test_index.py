@@ -73,3 +73,22 @@ async def test_a_workspace_that_turns_it_off_gets_no_index(
         await asyncio.sleep(2)
         assert (await status(client)).index is None
     assert not list(home.root.rglob("index/*/cache.db"))
+
+
+async def test_indexing_shows_a_progress_bar_that_ends_with_what_it_found(
+    home: TestHome, tiny_model: Path
+) -> None:
+    home.write_config(f'[local]\nmodel = "{tiny_model}"\n')
+    workspace(home)
+    async with lsp_session(home) as client:
+        await index_when(client, lambda i: i.files == 2)
+        deadline = time.monotonic() + 30
+        while True:
+            bars = [r for t, r in client.progress_reports.items() if "load" not in str(t)]
+            if bars and bars[0] and isinstance(bars[0][-1], lsp.WorkDoneProgressEnd):
+                break
+            assert time.monotonic() < deadline, client.progress_reports
+            await asyncio.sleep(0.05)
+    begin, *_, end = bars[0]
+    assert isinstance(begin, lsp.WorkDoneProgressBegin) and begin.message == "indexing workspace"
+    assert isinstance(end, lsp.WorkDoneProgressEnd) and end.message == "2 files, 3 definitions"

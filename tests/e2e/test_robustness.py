@@ -167,7 +167,8 @@ async def test_model_load_is_shown_as_work_done_progress(model_home: TestHome) -
         await wait_engine(client, busy=False)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            reports = list(client.progress_reports.values())
+            # The model's bar (the workspace's index has one of its own).
+            reports = [r for t, r in client.progress_reports.items() if "load" in str(t)]
             # A token exists (empty) from its creation until `begin` arrives.
             if reports and reports[0] and isinstance(reports[0][-1], lsp.WorkDoneProgressEnd):
                 break
