@@ -29,7 +29,7 @@ import diskcache
 import msgspec
 import pathspec
 
-from aiguilleur.context.definitions import FileSymbols, python_symbols
+from aiguilleur.context.definitions import Definition, DefinitionKind, FileSymbols, python_symbols
 from aiguilleur.context.privacy import find_secret, is_private
 from aiguilleur.languages import language_of
 
@@ -159,6 +159,8 @@ class RepositoryIndex:
         self._store = _open_store(store, store_mb << 20)
         self._parser: Parser = parser or InProcess()
         self._files: dict[str, IndexedFile] = {}
+        self.generation = 0  # changes whenever a file's entry does: lookups keyed on it
+        self._classes: tuple[int, dict[str, list[tuple[IndexedFile, Definition]]]] = (-1, {})
         # A refresh runs in one thread while a save updates from another.
         self._lock = threading.RLock()
         self._stats = IndexStats(str(self.root), 0, 0, 0, 0, 0.0, 0.0)
@@ -335,6 +337,7 @@ class RepositoryIndex:
                 self._parser.symbols(rel, text),
             )
         self._files[rel] = entry
+        self.generation += 1
         try:
             if self._store is not None:
                 self._store.set(f"f:{rel}", msgspec.msgpack.encode(entry))
@@ -345,6 +348,7 @@ class RepositoryIndex:
     def _forget(self, rel: str) -> bool:
         if self._files.pop(rel, None) is None:
             return False
+        self.generation += 1
         try:
             if self._store is not None:
                 self._store.delete(f"f:{rel}")
@@ -353,6 +357,17 @@ class RepositoryIndex:
         return True
 
     # -- reading ------------------------------------------------------------------------
+
+    def classes(self) -> dict[str, list[tuple[IndexedFile, Definition]]]:
+        """Every class of the workspace by its lowercased name, rebuilt after a change."""
+        if self._classes[0] != self.generation:
+            found: dict[str, list[tuple[IndexedFile, Definition]]] = {}
+            for f in list(self._files.values()):
+                for d in f.symbols.definitions:
+                    if d.kind is DefinitionKind.CLASS:
+                        found.setdefault(d.name.lower(), []).append((f, d))
+            self._classes = (self.generation, found)
+        return self._classes[1]
 
     def get(self, rel: str) -> IndexedFile | None:
         return self._files.get(rel)

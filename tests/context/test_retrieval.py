@@ -1,0 +1,102 @@
+"""What the code at the cursor depends on, from the index: the definitions of the names it
+imports from other files and uses near the cursor, as stubs, within a budget."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from aiguilleur.context.index import RepositoryIndex, store_dir
+from aiguilleur.context.retrieval import Imported, dependencies, scan_imports
+
+MODELS = '''"""Models."""
+
+
+class User(Base):
+    """A person who logs in."""
+
+    table = "users"
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def rename(self, new_name: str) -> "User":
+        """Give the user another name."""
+        self.name = new_name
+        return self
+
+
+def load_user(user_id: int) -> User:
+    """The user with this id."""
+    return User(str(user_id))
+
+
+UNUSED = 1
+'''
+
+
+@pytest.fixture
+def index(tmp_path: Path) -> RepositoryIndex:
+    root = tmp_path / "repo"
+    (root / "app" / "db").mkdir(parents=True)
+    (root / "app" / "__init__.py").write_text("")
+    (root / "app" / "db" / "__init__.py").write_text("from .models import User, load_user\n")
+    (root / "app" / "db" / "models.py").write_text(MODELS)
+    (root / "app" / "util.py").write_text("def slug(text: str) -> str:\n    ...\n")
+    (root / "app" / "views.py").write_text("")
+    idx = RepositoryIndex(root, store_dir(tmp_path / "cache", root))
+    idx.refresh()
+    return idx
+
+
+def test_imports_are_read_line_by_line_as_the_user_types() -> None:
+    text = (
+        "import os, sys as system\nimport app.db.models\n"
+        "from app.db import (\n    User,  # the model\n    load_user as load,\n)\n"
+        "from . import util\nfrom .. import x  # noqa\nfrom app import *\n"
+    )
+    assert scan_imports(text) == [
+        Imported("os", "os", ""),
+        Imported("system", "sys", ""),
+        Imported("app", "app", ""),
+        Imported("User", "app.db", "User"),
+        Imported("load", "app.db", "load_user"),
+        Imported("util", ".", "util"),
+        Imported("x", "..", "x"),
+    ]
+
+
+def test_a_class_used_near_the_cursor_comes_with_its_members(index: RepositoryIndex) -> None:
+    text = "from app.db import User\n\n\ndef greet(u: User) -> str:\n    return u.\n"
+    [chunk] = dependencies(index, "app/views.py", text, len(text) - 1, 1024)
+    assert chunk.path == "app/db/models.py"  # through the package's re-export
+    assert "class User(Base):" in chunk.text
+    assert '"""A person who logs in."""' in chunk.text
+    assert "def rename(self, new_name: str) -> 'User':" in chunk.text
+    assert "name = ..." in chunk.text and "table = 'users'" in chunk.text
+    assert "self.name = new_name" not in chunk.text  # never a body
+    assert "load_user" not in chunk.text and "UNUSED" not in chunk.text  # not used here
+
+
+def test_modules_imported_whole_give_what_is_used_through_them(index: RepositoryIndex) -> None:
+    text = "import app.db.models as m\nfrom . import util\n\nx = util.slug(m.load_user(1).name)\n"
+    chunks = dependencies(index, "app/views.py", text, len(text) - 1, 1024)
+    assert [c.path for c in chunks] == ["app/util.py", "app/db/models.py"] or [
+        c.path for c in chunks
+    ] == ["app/db/models.py", "app/util.py"]
+    texts = "".join(c.text for c in chunks)
+    assert (
+        "def slug(text: str) -> str:" in texts and "def load_user(user_id: int) -> User:" in texts
+    )
+    dotted = "import app.db.models\n\nx = app.db.models.load_user(1)\n"
+    [chunk] = dependencies(index, "app/views.py", dotted, len(dotted) - 1, 1024)
+    assert "def load_user" in chunk.text
+
+
+def test_the_budget_keeps_the_names_used_closest_to_the_cursor(index: RepositoryIndex) -> None:
+    text = "from app.db import User\nfrom app.util import slug\n\nUser\n\n\nslug(\n"
+    [chunk] = dependencies(index, "app/views.py", text, len(text) - 1, 20)
+    assert "def slug" in chunk.text  # 20 tokens: the class with its members does not fit
+    assert dependencies(index, "app/views.py", "x = 1\n", 5, 1024) == ()
+    assert dependencies(index, "app/views.py", "import os\nos.path\n", 16, 1024) == ()
