@@ -119,13 +119,25 @@ _RECEIVER = re.compile(r"([A-Za-z_]\w*)\s*\.\s*[A-Za-z_]?\w*$")
 def receiver_classes(
     index: RepositoryIndex, text: str, offset: int
 ) -> list[tuple[IndexedFile, Definition]]:
-    """Classes whose name is the receiver's before the cursor (`self.plugin_manager.` ->
-    PluginManager, `cfg.` -> none: only whole names count)."""
+    """Classes the receiver before the cursor most likely is: the class it was annotated
+    with or built from in this file (`self.store: KVStore`, `store = KVStore(...)`,
+    `def f(store: KVStore)`), else a class named like it (`self.plugin_manager.` ->
+    PluginManager; only whole names count)."""
     m = _RECEIVER.search(text[max(0, offset - 200) : offset])
-    if m is None:
+    if m is None or m.group(1) == "self":
         return []
-    key = m.group(1).replace("_", "").lower()
-    return index.classes().get(key, []) if key and key != "self" else []
+    receiver = m.group(1)
+    classes = index.classes()
+    found: list[tuple[IndexedFile, Definition]] = []
+    typed = re.compile(
+        rf"(?<![\w]){re.escape(receiver)}\s*(?::\s*(?:Optional\[)?([A-Z]\w*)|=\s*([A-Z]\w*)\s*\()"
+    )
+    for t in typed.finditer(text):
+        for name in t.groups():
+            if name:
+                found += [c for c in classes.get(name.lower(), []) if c not in found]
+    found += [c for c in classes.get(receiver.replace("_", "").lower(), []) if c not in found]
+    return found
 
 
 def _by_distance(text: str, offset: int, names: Iterable[str]) -> list[str]:

@@ -100,3 +100,20 @@ def test_the_budget_keeps_the_names_used_closest_to_the_cursor(index: Repository
     assert "def slug" in chunk.text  # 20 tokens: the class with its members does not fit
     assert dependencies(index, "app/views.py", "x = 1\n", 5, 1024) == ()
     assert dependencies(index, "app/views.py", "import os\nos.path\n", 16, 1024) == ()
+
+
+def test_the_receivers_class_comes_first_when_this_file_says_what_it_is(
+    index: RepositoryIndex,
+) -> None:
+    """`self.owner: User` or `owner = User(...)` earlier in the file: `owner.` gets User's
+    members before anything else, even a class the file does not name near the cursor."""
+    from aiguilleur.context.retrieval import receiver_classes
+
+    annotated = "class View:\n    def __init__(self) -> None:\n        self.owner: User = None\n"
+    text = annotated + "\n    def show(self):\n        return self.owner."
+    [(file, cls)] = receiver_classes(index, text, len(text))
+    assert (file.path, cls.name) == ("app/db/models.py", "User")
+    built = "from app.util import slug\nowner = User('x')\nslug(owner."
+    chunks = dependencies(index, "app/views.py", built, len(built), 1024)
+    assert chunks[0].path == "app/db/models.py" and "def rename" in chunks[0].text
+    assert receiver_classes(index, "x = 1\nself.", 12) == []
