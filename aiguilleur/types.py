@@ -42,6 +42,10 @@ class FimContext(msgspec.Struct, frozen=True):
     # Absolute line number of the first line of `prefix`: lets the backend keep the
     # window start stable while the user types, so the prompt keeps a reusable prefix.
     prefix_first_line: int = 0
+    # Chunks of other files, most stable first: the repository block (what the code at
+    # the cursor uses from the workspace, context/block.py), then the ring of the other
+    # files opened or edited (context/ring.py).
+    repository: tuple[ContextChunk, ...] = ()
     extra: tuple[ContextChunk, ...] = ()
     language: str = ""
 
@@ -68,6 +72,7 @@ class Request(msgspec.Struct, frozen=True):
     prefix_tokens: int = 1024
     suffix_tokens: int = 128
     extra_tokens: int = 1024
+    repository_tokens: int = 1024
 
 
 class Usage(msgspec.Struct, frozen=True):

@@ -12,11 +12,20 @@ the cursor (the definitions of what the code near it imports and uses, with the 
 of the classes among them) holds the definition the line needs, at several budgets, and
 how long building it takes. Prints a table per half and writes
 bench/results/context-*.json with every task.
+
+`--sections replay` (in the default run too): what the block costs as the user types.
+A method of httpx's client is retyped keystroke by keystroke through `aiguilleur serve`,
+in a checkout of httpx as the workspace (indexed first), on the real
+Qwen2.5-Coder-0.5B-Instruct Q4_K_M (a random-weight model's tokenizer reads a byte per
+token, which no block fits); arms side by side in one run: the block on (the default budget)
+and off. Tokens evaluated per keystroke, latency, and the server's own time per request
+(context building and retrieval included).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import builtins
 import io
 import json
@@ -35,8 +44,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from aiguilleur.backends import mirror  # noqa: E402
+from aiguilleur.commands.replay import Keystroke, ServerProcess, replay  # noqa: E402
 from aiguilleur.context.index import RepositoryIndex, store_dir  # noqa: E402
 from aiguilleur.context.retrieval import dependencies  # noqa: E402
+from bench.common import isolated_env  # noqa: E402
+from bench.run import pct, summarise  # noqa: E402
 
 # Tuning: packages installed beside aiguilleur (their misses were read while retrieval was
 # designed). Held out: wheels fetched from PyPI for this bench alone, pinned; nothing was
@@ -51,7 +64,16 @@ HELD_OUT = (
 )
 WHEELS = Path.home() / ".cache" / "aiguilleur-bench" / "wheels"
 BUDGETS = (256, 512, 1024, 2048, 100_000)
+DEFAULT = 1024  # the default of `[completion] repository_tokens`
 BUILTINS = frozenset(dir(builtins)) | frozenset(dir(object)) | frozenset(dir(dict))
+# Members that built-in types and file objects define too (`value.decode()`,
+# `stream.write()`): the file cannot tell the package's from Python's, so no task is made of
+# them (their homonym in the package is often unrelated).
+AMBIGUOUS = frozenset().union(
+    *(dir(t) for t in (str, bytes, bytearray, list, tuple, set, frozenset, int, float)),
+    *(dir(t) for t in (io.IOBase, io.TextIOBase, io.BufferedIOBase)),
+)
+_ROOT = re.compile(r"([A-Za-z_]\w*)(?:\s*\.\s*\w+)*\s*\.\s*$")
 TASKS_PER_PACKAGE = 60
 
 
@@ -123,10 +145,17 @@ def tasks_of(package: Path, index: RepositoryIndex, rng: random.Random) -> list[
             if tok.type not in (tokenize.INDENT, tokenize.DEDENT, tokenize.COMMENT):
                 previous = tok
         taken: set[int] = set()
+        stdlib = _stdlib_names(text)
+        lines = text.split("\n")
         for name, row, col in uses:
             homes = defined.get(name, set())
             if not homes or f.path in homes or len(name) < 4 or row in taken:
                 continue  # defined here too, or nowhere in the package
+            if name in AMBIGUOUS:
+                continue
+            root = _ROOT.search(lines[row][:col])
+            if root is not None and root.group(1) in stdlib:
+                continue  # `os.path.exists(`, `sys.stdout.write(`: the standard library's
             on_line = len(re.findall(rf"(?<![\w]){re.escape(name)}(?![\w])", text.split("\n")[row]))
             if counts.get(name, 0) != on_line:
                 continue  # named elsewhere in the file: not a cross-file task
@@ -144,6 +173,18 @@ def tasks_of(package: Path, index: RepositoryIndex, rng: random.Random) -> list[
             )
     rng.shuffle(found)
     return found[:TASKS_PER_PACKAGE]
+
+
+def _stdlib_names(text: str) -> set[str]:
+    """Names the file binds to the standard library (`import os`, `from os import path`)."""
+    names = set()
+    for m in re.finditer(r"(?m)^\s*import\s+([\w.]+)(?:\s+as\s+(\w+))?", text):
+        if m.group(1).split(".")[0] in sys.stdlib_module_names:
+            names.add(m.group(2) or m.group(1).split(".")[0])
+    for m in re.finditer(r"(?m)^\s*from\s+([\w.]+)\s+import\s+\(?([\w\s,]+)", text):
+        if m.group(1).split(".")[0] in sys.stdlib_module_names:
+            names.update(w.split()[-1] for w in m.group(2).split(",") if w.split())
+    return names
 
 
 def hit(chunks: tuple[object, ...], task: dict[str, object]) -> bool:
@@ -180,6 +221,15 @@ def run(packages: tuple[str, ...], cache: Path, rng: random.Random) -> list[dict
                 result[f"hit_{budget}"] = hit(chunks, task)
                 result[f"ms_{budget}"] = ms
                 result[f"chars_{budget}"] = sum(len(c.text) for c in chunks)
+            # As the block is kept: built when the cursor entered the function, before
+            # this line was typed (its indentation only).
+            start = text.rfind("\n", 0, offset) + 1
+            indent = text[start:offset][
+                : len(text[start:offset]) - len(text[start:offset].lstrip())
+            ]
+            entry = text[:start] + indent + text[offset:]
+            chunks = dependencies(index, str(task["file"]), entry, start + len(indent), DEFAULT)
+            result["hit_entry"] = hit(chunks, task)
             rows.append(result)
         index.close()
     return rows
@@ -196,6 +246,12 @@ def table(half: str, rows: list[dict[str, object]]) -> dict[str, object]:
         out[f"recall_{b}"] = recall
         out[f"build_ms_p50_{b}"] = ms
         print(f"  {b:>16} {recall:>9.1f} {chars:>16.0f} {ms:>13.2f}")
+    entry = 100 * sum(bool(r["hit_entry"]) for r in rows) / max(1, len(rows))
+    out["recall_entry"] = entry
+    print(
+        f"  recall at {DEFAULT} tokens of the block as kept (built when the cursor entered the "
+        f"function, before the line was typed): {entry:.1f} %"
+    )
     per_package: dict[str, list[bool]] = {}
     for r in rows:
         per_package.setdefault(str(r["package"]), []).append(bool(r["hit_1024"]))
@@ -203,6 +259,70 @@ def table(half: str, rows: list[dict[str, object]]) -> dict[str, object]:
         "  recall at 1024 per package: "
         + ", ".join(f"{p} {100 * sum(h) / len(h):.0f} % ({len(h)})" for p, h in per_package.items())
     )
+    return out
+
+
+REPLAY_FILE, REPLAY_FUNCTION = "_client.py", "_send_single_request"
+
+
+async def _replay_arm(
+    workspace: Path, model: Path, budget: int, keystrokes: int
+) -> list[Keystroke]:
+    with tempfile.TemporaryDirectory(prefix="aiguilleur-bench-") as tmp:
+        options = {
+            "local": {"model": str(model), "n_ctx": 4096, "n_batch": 256},
+            "completion": {"max_tokens": 8, "time_budget_ms": 60_000, "repository_tokens": budget},
+        }
+        async with ServerProcess(
+            workspace, env=isolated_env(Path(tmp)), init_options=options
+        ) as server:
+            await server.wait_ready()
+            deadline = time.monotonic() + 300
+            while time.monotonic() < deadline:  # the workspace indexed before typing starts
+                index = (await server.status()).index
+                if index is not None and index.updated > 0:
+                    break
+                await asyncio.sleep(0.1)
+            source = workspace / "httpx" / REPLAY_FILE
+            return await replay(
+                server, source, source.read_text(), REPLAY_FUNCTION, keystrokes=keystrokes
+            )
+
+
+def replay_section(keystrokes: int, cache: Path) -> dict[str, object]:
+    """The block's cost as the user types: on and off, side by side."""
+    model = mirror.fetch(mirror.QWEN_CODER_05B_INSTRUCT, mirror.weights_dir())
+    workspace = cache / "replay"
+    shutil.copytree(
+        site_packages() / "httpx", workspace / "httpx", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    out: dict[str, object] = {"file": f"httpx/{REPLAY_FILE}", "function": REPLAY_FUNCTION}
+    print(f"\nreplay: {REPLAY_FUNCTION} of httpx/{REPLAY_FILE} retyped, {keystrokes} keystrokes")
+    print(
+        f"  {'arm':<22}{'evaluated p50':>14}{'p90':>6}{'prompt p50':>11}{'latency p50':>12}"
+        f"{'p90':>8}{'engine p50':>11}{'first':>8}{'ours ms p50':>12}"
+    )
+    for name, budget in (("block (1024 tokens)", DEFAULT), ("no block", 0)):
+        ks = asyncio.run(_replay_arm(workspace, model, budget, keystrokes))
+        engine = [k for k in ks if not k.typed_through]
+        row = summarise(name, ks)
+        row["evaluated_tokens_p90"] = pct([k.evaluated_tokens for k in engine], 0.9)
+        row["first_latency_ms"] = ks[0].latency_ms if ks else float("nan")
+        # The server's own time (context building and retrieval included) on the
+        # requests that reached the engine: typed-through ones build no prompt.
+        row["ours_ms_p50"] = pct([k.server_ms for k in engine[1:]], 0.5)
+        out[name] = row
+        print(
+            f"  {name:<22}{row['evaluated_tokens_p50']:>14.0f}{row['evaluated_tokens_p90']:>6.0f}"
+            f"{row['prompt_tokens_p50']:>11.0f}{row['latency_ms_p50']:>12.1f}"
+            f"{row['latency_ms_p90']:>8.1f}{row['engine_latency_ms_p50']:>11.1f}"
+            f"{row['first_latency_ms']:>8.0f}{row['ours_ms_p50']:>12.2f}"
+        )
+    on, off = out["block (1024 tokens)"], out["no block"]
+    for key in ("latency_ms_p50", "engine_latency_ms_p50"):
+        ratio = on[key] / off[key]  # type: ignore[index]
+        out[f"{key}_ratio"] = ratio
+        print(f"  {key}, block on / off: {ratio:.2f}x")
     return out
 
 
@@ -215,21 +335,34 @@ def main() -> None:
         default="both",
         help="tune on `tuning` alone; `both` for a report",
     )
+    parser.add_argument(
+        "--sections", default="recall,replay", help="recall (the block's content), replay"
+    )
+    parser.add_argument("--keystrokes", type=int, default=120)
     args = parser.parse_args()
+    sections = args.sections.split(",")
     rng = random.Random(args.seed)
+    tuning: list[dict[str, object]] = []
+    held_out: list[dict[str, object]] = []
+    replayed: dict[str, object] = {}
     with tempfile.TemporaryDirectory() as cache:
-        tuning = run(TUNING, Path(cache), rng) if args.half != "held-out" else []
-        # Its own generator: the held-out tasks are the same whichever halves run.
-        held = run(HELD_OUT, Path(cache), random.Random(args.seed)) if args.half != "tuning" else []
-        held_out = held
+        if "recall" in sections:
+            tuning = run(TUNING, Path(cache), rng) if args.half != "held-out" else []
+            # Its own generator: the held-out tasks are the same whichever halves run.
+            if args.half != "tuning":
+                held_out = run(HELD_OUT, Path(cache), random.Random(args.seed))
+        if "replay" in sections:
+            replayed = replay_section(args.keystrokes, Path(cache))
     summary = []
-    if args.half != "held-out":
+    if tuning:
         summary.append(table("tuning", tuning))
-    if args.half != "tuning":
+    if held_out:
         summary.append(table("held-out", held_out))
     out = ROOT / "bench" / "results" / f"context-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"summary": summary, "tuning": tuning, "held_out": held_out}))
+    out.write_text(
+        json.dumps({"summary": summary, "replay": replayed, "tuning": tuning, "held_out": held_out})
+    )
     print(f"\nwrote {out.relative_to(ROOT)}")
 
 

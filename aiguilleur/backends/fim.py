@@ -2,9 +2,10 @@
 
 llama-cpp-python's `create_completion(suffix=...)` puts token 0 where the FIM tokens
 belong, so the prompt is assembled here, token by token, in the order llama-server's
-/infill uses: [BOS] extra-context [PRE] prefix [SUF] suffix [MID]. The extra context and
-the start of the prefix come first and change rarely, so consecutive keystrokes share a
-long token prefix that the engine does not evaluate again.
+/infill uses: [BOS] extra-context [PRE] prefix [SUF] suffix [MID]. The extra context (the
+repository block, then the ring of other files) and the start of the prefix come first and
+change rarely, so consecutive keystrokes share a long token prefix that the engine does
+not evaluate again.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Callable, Sequence
 import msgspec
 
 from aiguilleur.context.window import prefix_start, suffix_end
-from aiguilleur.types import FimContext, FimTokens
+from aiguilleur.types import ContextChunk, FimContext, FimTokens
 
 Tokenize = Callable[[str], list[int]]
 
@@ -198,27 +199,26 @@ def build_prompt(
     prefix_tokens: int,
     suffix_tokens: int,
     extra_tokens: int,
+    repository_tokens: int = 0,
     token_text: Callable[[int], bytes] | None = None,
+    tokenize_chunk: Tokenize | None = None,
 ) -> FimPrompt:
     """The prompt for `ctx`. With `token_text`, the end of the cursor line is cut for token
-    healing (heal_cut) and returned as `heal`."""
+    healing (heal_cut) and returned as `heal`. `tokenize_chunk` tokenizes the chunks of
+    other files (they come back unchanged from keystroke to keystroke: a memo pays)."""
+    chunk_tokens = tokenize_chunk or tokenize
     head: list[int] = [fim.bos] if fim.bos >= 0 else []
     extra: list[int] = []
-    if ctx.extra and extra_tokens > 0:
-        # The repo-level header counts against the budget, and goes only with a chunk.
-        header = [fim.rep, *tokenize("project\n")] if fim.rep >= 0 else []
-        footer = [fim.sep, *tokenize(f"{ctx.path}\n")] if fim.sep >= 0 else []
-        chunks: list[int] = []
-        for chunk in ctx.extra:
-            if fim.sep >= 0:
-                piece = [fim.sep, *tokenize(f"{chunk.path}\n{chunk.text}")]
-            else:
-                piece = tokenize(f"{SNIPPET_SEPARATOR}{chunk.text}")
-            if len(header) + len(chunks) + len(piece) + len(footer) > extra_tokens:
-                break
-            chunks += piece
-        if chunks:
-            extra = [*header, *chunks, *footer]
+    # The repo-level header and the cursor file's name go only with a chunk; the header
+    # counts against the block's budget, the name against the ring's.
+    header = [fim.rep, *tokenize("project\n")] if fim.rep >= 0 else []
+    footer = [fim.sep, *tokenize(f"{ctx.path}\n")] if fim.sep >= 0 else []
+    block = _chunks(ctx.repository, fim, chunk_tokens, repository_tokens - len(header), cut=True)
+    ring = _chunks(
+        ctx.extra, fim, chunk_tokens, extra_tokens - len(footer) - (0 if block else len(header))
+    )
+    if block or ring:
+        extra = [*header, *block, *ring, *footer]
     # The cursor line's text before the cursor goes after the middle token, as the start
     # of a middle the model is writing (FIM training spans start at line starts too):
     # typing on a line then changes only the last tokens of the prompt, and the suffix,
@@ -240,6 +240,45 @@ def build_prompt(
     stable = len(head) + len(extra) + 1
     tokens = [*head, *extra, fim.pre, *prefix, fim.suf, *suffix, fim.mid, *current]
     return FimPrompt(tokens, stable, stable + len(prefix), heal)
+
+
+def _chunks(
+    chunks: tuple[ContextChunk, ...],
+    fim: FimTokens,
+    tokenize: Tokenize,
+    budget: int,
+    *,
+    cut: bool = False,
+) -> list[int]:
+    """The tokens of the chunks that fit `budget`, in order, up to the first that does
+    not: a later one fitting instead would change the prompt's head as the user types.
+    With `cut`, that first chunk's whole lines that fit go in too (the repository
+    block's size is estimated in characters; its head matters most)."""
+    out: list[int] = []
+
+    def piece(chunk: ContextChunk, text: str) -> list[int]:
+        if fim.sep >= 0:
+            return [fim.sep, *tokenize(f"{chunk.path}\n{text}")]
+        return tokenize(f"{SNIPPET_SEPARATOR}{text}")
+
+    for chunk in chunks:
+        tokens = piece(chunk, chunk.text)
+        if len(out) + len(tokens) <= budget:
+            out += tokens
+            continue
+        if cut:  # the most lines that fit: a binary search, a few tokenizations
+            lines = chunk.text.splitlines(keepends=True)
+            fits, low, high = [], 1, len(lines) - 1
+            while low <= high:
+                mid = (low + high) // 2
+                tokens = piece(chunk, "".join(lines[:mid]))
+                if len(out) + len(tokens) <= budget:
+                    fits, low = tokens, mid + 1
+                else:
+                    high = mid - 1
+            out += fits
+        break
+    return out
 
 
 def resolve_fim_tokens(

@@ -11,6 +11,7 @@ import concurrent.futures
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 
 # Tokens kept free at the end of the context for generation, beyond max_tokens.
 _CTX_MARGIN = 8
+_CHUNK_MEMO = 256  # chunks' tokens remembered (the block's and the ring's, several files)
 # Tokens per evaluation slice of background work: the longest a request waits for it
 # (0.5B Q4_K_M, 2 threads here: 16 tokens 141 ms at 113 tok/s, 32 tokens 240 ms at 133).
 _PREFILL_SLICE = 16
@@ -98,11 +100,24 @@ class FimRunner:
         self.waiting = waiting  # a request is queued: a prefill stops for it
         self.threads = threads
         self.tokens = TokenCounter(self.tokenize)
+        self._chunk_tokens: OrderedDict[str, list[int]] = OrderedDict()
         # Built with the model (a few tenths of a second), not at the first keystroke.
         self.vocab = VocabIndex(llm)
 
     def tokenize(self, text: str) -> list[int]:
         return tokenize(self.llm, text)
+
+    def tokenize_chunk(self, text: str) -> list[int]:
+        """Tokens of a chunk of another file, remembered: the repository block and the
+        ring come back unchanged at every keystroke (3 ms per 4,000 characters saved)."""
+        tokens = self._chunk_tokens.get(text)
+        if tokens is None:
+            tokens = self._chunk_tokens[text] = self.tokenize(text)
+            while len(self._chunk_tokens) > _CHUNK_MEMO:
+                self._chunk_tokens.popitem(last=False)
+        else:
+            self._chunk_tokens.move_to_end(text)
+        return tokens
 
     def prompt(self, req: Request) -> tuple[FimPrompt, list[int]]:
         """The FIM prompt and its tokens, cut to fit the context."""
@@ -114,7 +129,11 @@ class FimRunner:
             )
         room = self.settings.n_ctx - req.params.max_tokens - _CTX_MARGIN
         budget = max(16, min(req.prefix_tokens, room - req.suffix_tokens))
-        extra = max(0, min(req.extra_tokens, room - req.suffix_tokens - budget))
+        # What the context leaves after the cursor's windows goes to the repository block
+        # first, then to the ring.
+        left = max(0, room - req.suffix_tokens - budget)
+        repository = min(req.repository_tokens, left)
+        extra = max(0, min(req.extra_tokens, left - repository))
         prompt = build_prompt(
             req.context,
             fim,
@@ -123,7 +142,9 @@ class FimRunner:
             prefix_tokens=budget,
             suffix_tokens=req.suffix_tokens,
             extra_tokens=extra,
+            repository_tokens=repository,
             token_text=self.vocab.piece,
+            tokenize_chunk=self.tokenize_chunk,
         )
         tokens = prompt.tokens
         if len(tokens) > room:  # only when the budgets themselves exceed the context

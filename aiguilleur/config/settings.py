@@ -42,6 +42,10 @@ class CompletionConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     extra_chunks: int = 8
     """Size of the ring of chunks from other files."""
     extra_chunk_lines: int = 64
+    repository_tokens: int = 1024
+    """Budget for the repository block: what the code at the cursor uses from other files
+    of the workspace (signatures, members, first docstring lines), from its index. 0: none.
+    It stays on this machine: a remote route gets the cursor's file only."""
     time_budget_ms: int = 1500
     """Generation stops after this long, whatever it has by then."""
     temperature: float = 0.0

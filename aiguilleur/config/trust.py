@@ -50,6 +50,7 @@ POWERS: dict[tuple[str, str], Power] = {
             "extra_tokens",
             "extra_chunks",
             "extra_chunk_lines",
+            "repository_tokens",
             "time_budget_ms",
             "temperature",
             "prefetch",  # off is lower: less work done unasked

@@ -286,11 +286,20 @@ class RepositoryIndex:
         )
         return self._stats
 
+    def relative(self, path: Path) -> str | None:
+        """`path` relative to the root, with /; None outside the workspace. Resolved
+        (symbolic links) only when it does not already start with the root."""
+        for candidate in (path, path.resolve()):
+            try:
+                return candidate.relative_to(self.root).as_posix()
+            except ValueError:
+                continue
+        return None
+
     def update(self, path: Path) -> bool:
         """One file saved, changed or deleted; whether the index changed."""
-        try:
-            rel = path.resolve().relative_to(self.root).as_posix()
-        except ValueError:
+        rel = self.relative(path)
+        if rel is None:
             return False  # not in this workspace
         with self._lock:
             if not path.exists():

@@ -11,10 +11,22 @@ with a regular expression, and the index answers from memory.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import msgspec
 
+from aiguilleur.context.cursor_scan import (
+    Imported,
+    Receiver,
+    Scope,
+    class_bases,
+    receiver_at,
+    receivers_in,
+    returned_classes,
+    said_classes,
+    scan_imports,
+    scope_at,
+)
 from aiguilleur.context.definitions import Definition, DefinitionKind
 from aiguilleur.context.index import IndexedFile, RepositoryIndex
 from aiguilleur.types import ContextChunk
@@ -23,55 +35,12 @@ from aiguilleur.types import ContextChunk
 # what leads to it), and below it.
 LINES_ABOVE = 60
 LINES_BELOW = 10
-CHARS_PER_TOKEN = 4  # to fit a budget in tokens without the tokenizer
+# To fit a budget in tokens without the tokenizer: Qwen2.5-Coder's reads 3.7 characters
+# of stubs per token (httpx's blocks, 23,242 tokens): a little fewer, so the block fits.
+CHARS_PER_TOKEN = 3.5
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_FROM_IMPORT = re.compile(r"^\s*from\s+(\.*[\w.]*)\s+import\s+(.+)$")
-_IMPORT = re.compile(r"^\s*import\s+(.+)$")
 _IMPORT_LINE = re.compile(r"(?m)^[ \t]*(?:from|import)[ \t]")
-
-
-class Imported(msgspec.Struct, frozen=True):
-    """A name the cursor's file binds by importing it from `module` (`name` there; "" for
-    a module)."""
-
-    alias: str
-    module: str
-    name: str
-
-
-def scan_imports(text: str) -> list[Imported]:
-    """The imports of a Python file's text, read line by line (a parenthesised list may
-    span lines)."""
-    out: list[Imported] = []
-    lines = text.split("\n")
-    i = 0
-    while i < len(lines):
-        line = lines[i].split("#", 1)[0]
-        i += 1
-        if m := _FROM_IMPORT.match(line):
-            module, names = m.group(1), m.group(2).strip()
-            if names.startswith("("):
-                while ")" not in names and i < len(lines):
-                    names += " " + lines[i].split("#", 1)[0]
-                    i += 1
-                names = names.strip("() ")
-            for part in names.replace("\\", " ").split(","):
-                words = part.split()
-                if not words or words[0] == "*":
-                    continue
-                alias = words[2] if len(words) == 3 and words[1] == "as" else words[0]
-                out.append(Imported(alias, module, words[0]))
-        elif m := _IMPORT.match(line):
-            for part in m.group(1).split(","):
-                words = part.split()
-                if not words:
-                    continue
-                if len(words) == 3 and words[1] == "as":
-                    out.append(Imported(words[2], words[0], ""))
-                else:
-                    out.append(Imported(words[0].split(".")[0], words[0].split(".")[0], ""))
-    return out
 
 
 def module_file(index: RepositoryIndex, module: str, importer: str) -> IndexedFile | None:
@@ -111,33 +80,6 @@ def _submodule(module: str, *parts: str) -> str:
     for part in parts:
         module = f"{module}{part}" if module.endswith(".") else f"{module}.{part}"
     return module
-
-
-_RECEIVER = re.compile(r"([A-Za-z_]\w*)\s*\.\s*[A-Za-z_]?\w*$")
-
-
-def receiver_classes(
-    index: RepositoryIndex, text: str, offset: int
-) -> list[tuple[IndexedFile, Definition]]:
-    """Classes the receiver before the cursor most likely is: the class it was annotated
-    with or built from in this file (`self.store: KVStore`, `store = KVStore(...)`,
-    `def f(store: KVStore)`), else a class named like it (`self.plugin_manager.` ->
-    PluginManager; only whole names count)."""
-    m = _RECEIVER.search(text[max(0, offset - 200) : offset])
-    if m is None or m.group(1) == "self":
-        return []
-    receiver = m.group(1)
-    classes = index.classes()
-    found: list[tuple[IndexedFile, Definition]] = []
-    typed = re.compile(
-        rf"(?<![\w]){re.escape(receiver)}\s*(?::\s*(?:Optional\[)?([A-Z]\w*)|=\s*([A-Z]\w*)\s*\()"
-    )
-    for t in typed.finditer(text):
-        for name in t.groups():
-            if name:
-                found += [c for c in classes.get(name.lower(), []) if c not in found]
-    found += [c for c in classes.get(receiver.replace("_", "").lower(), []) if c not in found]
-    return found
 
 
 def _by_distance(text: str, offset: int, names: Iterable[str]) -> list[str]:
@@ -207,86 +149,318 @@ def _resolve(
     return None
 
 
-def _stub(file: IndexedFile, d: Definition) -> str:
-    """A definition as a stub: its signature and first docstring line; for a class, its
-    members too."""
+Found = tuple[IndexedFile, Definition]
+
+
+class Pick(msgspec.Struct, frozen=True):
+    """What goes in the block: a definition of a file, or (None) the file as a module,
+    all its top-level names. `inside`: seen from a subclass (`self.`), whose code uses
+    the private members too."""
+
+    file: IndexedFile
+    definition: Definition | None
+    inside: bool = False
+
+
+MAX_BASES_DEPTH = 2
+MEMBER_CHARS = 100  # a member's signature in a class's stub is cut after this
+MODULE_NAMES = 80  # a module's stub lists at most this many top-level names
+
+
+class _Picks:
+    """What the block will hold, in order, each once; never the cursor's file, nor a
+    file the caller says is private."""
+
+    def __init__(self, path: str, private: Callable[[str], bool] | None) -> None:
+        self.path = path
+        self.private = private
+        self.items: list[Pick] = []
+        self._seen: set[tuple[str, str | None]] = set()
+
+    def add(self, pick: Pick) -> None:
+        path, d = pick.file.path, pick.definition
+        if path == self.path:
+            return
+        key = (path, None if d is None else f"{d.scope}.{d.name}")
+        if key in self._seen or (self.private is not None and self.private(path)):
+            return
+        self._seen.add(key)
+        self.items.append(pick)
+
+
+def _class_named(
+    index: RepositoryIndex,
+    name: str,
+    imported: dict[str, Imported],
+    path: str,
+) -> list[Found]:
+    """The class `name` as the file `path` sees it: through its import when it imports
+    it, else every class of the workspace so named."""
+    imp = imported.get(name)
+    if imp is not None and imp.name:
+        module = module_file(index, imp.module, path)
+        found = _resolve(index, module, imp.name) if module is not None else None
+        if found is not None and found[1].kind is DefinitionKind.CLASS:
+            return [found]
+    return list(index.classes().get(name.lower(), []))
+
+
+def _imports_of(file: IndexedFile) -> dict[str, Imported]:
+    return {i.alias: Imported(i.alias, i.module, i.name) for i in file.symbols.imports}
+
+
+def _bases(index: RepositoryIndex, file: IndexedFile, header: str, depth: int) -> list[Found]:
+    """The classes a class header names as bases, resolved from `file`'s imports (or
+    defined in it), and theirs, `depth` levels up."""
+    out: list[Found] = []
+    if depth == 0:
+        return out
+    imported = _imports_of(file)
+    for base in class_bases(header):
+        *chain, name = base.split(".")
+        found: tuple[IndexedFile, Definition] | None = None
+        if chain and chain[0] in imported:
+            imp = imported[chain[0]]
+            dotted = _submodule(imp.module, *([imp.name] if imp.name else []), *chain[1:])
+            module = module_file(index, dotted, file.path)
+            found = _resolve(index, module, name) if module is not None else None
+        elif not chain:
+            found = _resolve(index, file, name)
+        if found is not None and found[1].kind is DefinitionKind.CLASS:
+            out.append(found)
+            out += _bases(index, found[0], found[1].signature, depth - 1)
+    return out
+
+
+def _receiver(
+    index: RepositoryIndex,
+    path: str,
+    text: str,
+    imported: dict[str, Imported],
+    scope: Scope,
+    receiver: Receiver,
+) -> list[Pick]:
+    """What a receiver most likely is: the classes (with their members) or the module
+    (with its names) whose members the code after its `.` uses."""
+    names, last = receiver.names, receiver.names[-1]
+    out: list[Found] = []
+    if names in (("self",), ("cls",)):
+        here = index.get(path)
+        if scope.class_header and here is not None:
+            out += _bases(index, here, scope.class_header, MAX_BASES_DEPTH)
+        return [Pick(f, d, inside=True) for f, d in out]
+    if len(names) == 1 and last in imported and not receiver.called:
+        imp = imported[last]
+        dotted = _submodule(imp.module, imp.name) if imp.name else imp.module
+        module = module_file(index, dotted, path)
+        if module is not None:
+            return [Pick(module, None)]  # `types.`: the module's names
+        if imp.name:
+            return [Pick(f, d) for f, d in _class_named(index, last, imported, path)]
+    if receiver.called:  # `get_backend().`: what the function returns
+        function = _function_named(index, path, text, imported, names)
+        if function is not None:
+            for name in returned_classes(function[1].signature):
+                out += _class_named(index, name, imported, path)
+        return [Pick(f, d) for f, d in out]
+    for name in said_classes(text, last):
+        out += _class_named(index, name, imported, path)
+    if not out and names[0] == "self" and len(names) == 2 and scope.class_header:
+        # `self.fm.` with `fm` set in a base class of another file: what it says fm is.
+        here = index.get(path)
+        for file, base in _bases(index, here, scope.class_header, MAX_BASES_DEPTH) if here else []:
+            for m in file.symbols.definitions:
+                if m.scope == base.name and m.name == last:
+                    for name in said_classes(m.signature, last, 0):
+                        out += _class_named(index, name, _imports_of(file), file.path)
+    out += index.classes().get(last.replace("_", "").lower(), [])
+    return [Pick(f, d) for f, d in out]
+
+
+def _function_named(
+    index: RepositoryIndex,
+    path: str,
+    text: str,
+    imported: dict[str, Imported],
+    names: tuple[str, ...],
+) -> tuple[IndexedFile, Definition] | None:
+    """The function a call's dotted name reaches (`get_backend`, `mod.make`)."""
+    head = imported.get(names[0])
+    if head is None:
+        here = index.get(path)
+        return _resolve(index, here, names[0], 0) if here is not None and len(names) == 1 else None
+    base = _submodule(head.module, head.name) if head.name else head.module
+    if len(names) == 1 and head.name:
+        module = module_file(index, head.module, path)
+        return _resolve(index, module, head.name) if module is not None else None
+    module = module_file(index, _submodule(base, *names[1:-1]), path)
+    return _resolve(index, module, names[-1]) if module is not None else None
+
+
+def _short(signature: str) -> str:
+    """A member's signature in a class's stub: its parameters' names and types are what
+    a call needs; a long default or annotation is cut."""
+    if len(signature) <= MEMBER_CHARS:
+        return signature
+    head, _, returned = signature.rpartition(") -> ")
+    cut = (head if returned else signature)[: MEMBER_CHARS - 5]
+    cut = cut[: cut.rfind(",")] if "," in cut else cut
+    return f"{cut}, ...)" + (f" -> {returned}" if returned and len(returned) < 40 else "")
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+
+
+def _member_line(m: Definition) -> str:
+    if m.kind is DefinitionKind.METHOD:
+        return f"    {_short(m.signature)}: ..."
+    if m.signature.startswith("self."):  # set in a method: its name, and its type if said
+        typed = m.signature.split("=", 1)[0].strip().removeprefix("self.")
+        return f"    {typed}" if ":" in typed else f"    {m.name} = ..."
+    return f"    {m.signature}"
+
+
+def _stub(pick: Pick, room: int) -> str:
+    """A pick as a stub of at most `room` characters ("" when not even its head fits):
+    a function's signature and first docstring line; a class's with its members one
+    line each, as many as fit (the private ones last, but for a subclass); a module's
+    top-level names."""
+    file, d = pick.file, pick.definition
+    if d is None:
+        lines = [f"# {file.path}"]
+        for top in file.symbols.definitions[: MODULE_NAMES * 4]:
+            if top.scope:
+                continue
+            if top.kind is DefinitionKind.FUNCTION or top.kind is DefinitionKind.CLASS:
+                lines.append(f"{top.signature}: ...")
+            else:
+                lines.append(top.signature)
+            if len(lines) > MODULE_NAMES:
+                break
+        return _fit(lines, 2, room)
     doc = f'\n    """{d.doc}"""' if d.doc else ""
     if d.kind is DefinitionKind.CLASS:
-        members = [m for m in file.symbols.definitions if m.scope == d.name]
-        body = []
-        for m in members:
-            if m.kind is DefinitionKind.METHOD:
-                mdoc = f'\n        """{m.doc}"""' if m.doc else ""
-                body.append(f"    {m.signature}:{mdoc}\n        ...")
-            elif m.signature.startswith("self."):  # set in a method: its name, its type
-                typed = m.signature.split("=", 1)[0].strip().removeprefix("self.")
-                body.append(f"    {typed}" if ":" in typed else f"    {m.name} = ...")
-            else:
-                body.append(f"    {m.signature}")
-        inner = "\n".join(body) if body else "    ..."
-        return f"{d.signature}:{doc}\n{inner}"
+        head = f"{d.signature}:{doc}"
+        own = [m for m in file.symbols.definitions if m.scope == d.name]
+        if not pick.inside:  # from outside, the public members are the likelier calls
+            own.sort(key=lambda m: _private(m.name))
+        members = [_member_line(m) for m in own]
+        return _fit([head, *(members or ["    ..."])], 2, room)
     if d.kind is DefinitionKind.FUNCTION:
-        return f"{d.signature}:{doc}\n    ..."
-    return d.signature
+        stub = f"{d.signature}:{doc}\n    ..."
+        return stub if len(stub) <= room else ""
+    return d.signature if len(d.signature) <= room else ""
+
+
+def _fit(lines: list[str], least: int, room: int) -> str:
+    """As many of `lines` as fit in `room` characters, at least `least` of them."""
+    used, kept = 0, 0
+    for line in lines:
+        if used + len(line) + 1 > room:
+            break
+        used += len(line) + 1
+        kept += 1
+    return "\n".join(lines[:kept]) if kept >= min(least, len(lines)) else ""
+
+
+class Stub(msgspec.Struct, frozen=True):
+    """One definition of the file `path`, as the block shows it."""
+
+    path: str
+    text: str
 
 
 def dependencies(
-    index: RepositoryIndex, path: str, text: str, offset: int, budget_tokens: int
+    index: RepositoryIndex,
+    path: str,
+    text: str,
+    offset: int,
+    budget_tokens: int,
+    private: Callable[[str], bool] | None = None,
 ) -> tuple[ContextChunk, ...]:
-    """Stubs of what the code near `offset` in `text` (the file `path`, relative to the
-    index's root) imports from other files of the workspace, the names used closest to
-    the cursor first, grouped per defining file, within `budget_tokens` (estimated)."""
+    """The block for the cursor at `offset`: dependency_stubs as one chunk per file."""
+    return as_chunks(dependency_stubs(index, path, text, offset, budget_tokens, private))
+
+
+def as_chunks(stubs: list[Stub]) -> tuple[ContextChunk, ...]:
+    """Stubs in chunks, those of one file in a row in one."""
+    chunks: list[tuple[str, list[str]]] = []
+    for stub in stubs:
+        if chunks and chunks[-1][0] == stub.path:
+            chunks[-1][1].append(stub.text)
+        else:
+            chunks.append((stub.path, [stub.text]))
+    return tuple(ContextChunk(p, "\n\n".join(texts) + "\n") for p, texts in chunks)
+
+
+def dependency_stubs(
+    index: RepositoryIndex,
+    path: str,
+    text: str,
+    offset: int,
+    budget_tokens: int,
+    private: Callable[[str], bool] | None = None,
+) -> list[Stub]:
+    """Stubs of what the code around `offset` in `text` (the file `path`, relative to the
+    index's root) uses from other files of the workspace, grouped per defining file,
+    within `budget_tokens` (estimated); never from a file `private` says is.
+
+    In order: what the receiver at the cursor is (`ctx.`: the class of ctx, its bases for
+    `self.`, a module's names for `types.`), then what the other receivers of the
+    function the cursor is in are, then the definitions of the names the file imports,
+    those used closest to the cursor first."""
     imported = {i.alias: i for i in scan_imports(text)}
-    picked: list[tuple[IndexedFile, Definition]] = []
-    seen: set[tuple[str, str]] = set()
-
-    def add(found: tuple[IndexedFile, Definition] | None) -> None:
-        if found is not None and (found[0].path, found[1].name) not in seen:
-            seen.add((found[0].path, found[1].name))
-            picked.append(found)
-
-    # `config.` or `self._session.`: a class named like the receiver comes first (what
-    # the line is about to use is most likely one of its members).
-    for file, d in receiver_classes(index, text, offset):
-        if file.path != path:
-            add((file, d))
-
+    scope = scope_at(text, offset)
+    picks = _Picks(path, private)
+    at = receiver_at(text, offset)
+    for receiver in [*([at] if at else []), *receivers_in(text, scope.start, scope.end, offset)]:
+        for pick in _receiver(index, path, text, imported, scope, receiver):
+            picks.add(pick)
     near = [n for n in _near(text, offset) if n in imported]
     # Then what the rest of the file imports: the members of a class imported and used
     # further away (an attribute's type is rarely named at the line that uses it).
     rest = _by_distance(text, offset, [n for n in imported if n not in set(near)])
     for name in (*near, *rest):
-        imp = imported.get(name)
-        if imp is None:
-            continue
-        module_name = imp.module
-        if imp.name:  # from module import name
-            module = module_file(index, imp.module, path)
-            found = _resolve(index, module, imp.name) if module is not None else None
-            if found is not None and found[0].path != path:
-                add(found)
-                continue
-            # `from package import submodule`: used as a module below.
-            module_name = _submodule(imp.module, imp.name)
-        if not imp.name or module_name != imp.module:
-            # import module [as alias]: what is used through it, in it or a submodule
-            for chain in _chains(text, name):
-                for k in range(len(chain) - 1, -1, -1):
-                    dotted = _submodule(module_name, *chain[:k])
-                    module = module_file(index, dotted, path)
-                    if module is not None and module.path != path:
-                        found = _resolve(index, module, chain[k])
-                        if found is not None:
-                            add(found)
-                            break
-    budget = budget_tokens * CHARS_PER_TOKEN
+        for file, d in _imported(index, path, text, imported[name]):
+            picks.add(Pick(file, d))
+    return _render(picks.items, int(budget_tokens * CHARS_PER_TOKEN))
+
+
+def _imported(index: RepositoryIndex, path: str, text: str, imp: Imported) -> list[Found]:
+    """The definition an imported name binds, or what the file uses through it when it
+    is a module (`m.sub.Name`)."""
+    module_name = imp.module
+    if imp.name:  # from module import name
+        module = module_file(index, imp.module, path)
+        found = _resolve(index, module, imp.name) if module is not None else None
+        if found is not None:
+            return [found]
+        # `from package import submodule`: used as a module below.
+        module_name = _submodule(imp.module, imp.name)
+    out: list[Found] = []
+    for chain in _chains(text, imp.alias):
+        for k in range(len(chain) - 1, -1, -1):
+            module = module_file(index, _submodule(module_name, *chain[:k]), path)
+            if module is not None and module.path != path:
+                found = _resolve(index, module, chain[k])
+                if found is not None:
+                    out.append(found)
+                    break
+    return out
+
+
+def _render(picks: list[Pick], budget: int) -> list[Stub]:
+    """The picks' stubs that fit `budget` characters, those of a file together, the files
+    in the order of their first pick."""
     per_file: dict[str, list[str]] = {}
     used = 0
-    for file, d in picked:
-        stub = _stub(file, d)
-        cost = len(stub) + (0 if file.path in per_file else len(file.path) + 2)
-        if used + cost > budget:
+    for pick in picks:
+        file = pick.file
+        header = 0 if file.path in per_file else len(file.path) + 2
+        stub = _stub(pick, budget - used - header - 2)
+        if not stub:
             continue  # a smaller one further down may still fit
-        used += cost
+        used += len(stub) + header + 2
         per_file.setdefault(file.path, []).append(stub)
-    return tuple(ContextChunk(p, "\n\n".join(stubs) + "\n") for p, stubs in per_file.items())
+    return [Stub(p, stub) for p, stubs in per_file.items() for stub in stubs]

@@ -35,6 +35,7 @@ def fim_context(
     *,
     prefix_tokens: int,
     suffix_tokens: int,
+    repository: tuple[ContextChunk, ...] = (),
     extra: tuple[ContextChunk, ...] = (),
     language: str = "",
 ) -> FimContext:
@@ -53,6 +54,7 @@ def fim_context(
         prefix=text[start:offset],
         suffix=text[offset:end],
         prefix_first_line=first_line,
+        repository=repository,
         extra=extra,
         language=language,
     )

@@ -6,10 +6,13 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
+from pathlib import Path
 
 import msgspec
 
 from aiguilleur.config.settings import CompletionConfig
+from aiguilleur.context.block import RepositoryBlock
+from aiguilleur.context.privacy import is_private
 from aiguilleur.context.ring import ContextRing
 from aiguilleur.context.window import fim_context
 from aiguilleur.errors import Superseded
@@ -21,6 +24,7 @@ from aiguilleur.tasks import TaskSet
 from aiguilleur.types import (
     Backend,
     Completion,
+    ContextChunk,
     GenerationParams,
     Request,
     RequestKind,
@@ -70,6 +74,8 @@ class CompletionFeature:
         self._routes = needs.routes
         self._settings = needs.settings
         self._documents = needs.documents
+        self._editor = needs.editor
+        self.block = RepositoryBlock()
         cfg = self.settings
         self.ring = ContextRing(cfg.extra_chunks, cfg.extra_chunk_lines)
         self._shown: OrderedDict[str, _Shown] = OrderedDict()
@@ -247,6 +253,7 @@ class CompletionFeature:
             path_of(uri),
             prefix_tokens=cfg.prefix_tokens,
             suffix_tokens=cfg.suffix_tokens,
+            repository=self._repository_block(uri, text, offset),
             extra=self._context_ring().chunks(path_of(uri)),
         )
         current = text[line_start:line_end]
@@ -267,6 +274,28 @@ class CompletionFeature:
             prefix_tokens=cfg.prefix_tokens,
             suffix_tokens=cfg.suffix_tokens,
             extra_tokens=cfg.extra_tokens,
+            repository_tokens=cfg.repository_tokens,
+        )
+
+    def _repository_block(self, uri: str, text: str, offset: int) -> tuple[ContextChunk, ...]:
+        """What the code at the cursor uses from the other files of the workspace, as the
+        index knows them; nothing for a file outside the workspace."""
+        index = self._editor.index
+        budget = self.settings.repository_tokens
+        if index is None or budget <= 0:
+            return ()
+        path = index.relative(Path(path_of(uri)))
+        if path is None:
+            return ()
+        globs = tuple(self._settings.policy.privacy.private)
+        return self.block.chunks(
+            index,
+            path,
+            text,
+            offset,
+            budget,
+            private=lambda p: is_private(p, globs),
+            private_key=globs,
         )
 
     def prefill_request(self, uri: str, text: str) -> Request | None:

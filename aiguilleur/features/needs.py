@@ -16,6 +16,7 @@ from typing import Protocol
 import msgspec
 
 from aiguilleur.config.settings import Config
+from aiguilleur.context.index import RepositoryIndex
 from aiguilleur.types import Answer, ChatMessage, Completion, Request, RequestKind
 
 
@@ -57,6 +58,12 @@ class Editor(Protocol):
     @property
     def workspace_root(self) -> Path | None: ...
 
+    @property
+    def index(self) -> RepositoryIndex | None:
+        """The workspace's repository index, once opened (None: no workspace, or the
+        index is off)."""
+        ...
+
     async def replace(self, uri: str, base: str, start: int, end: int, text: str) -> bool:
         """Replace base[start:end] of document `uri` with `text`, `base` being the
         document's text as the feature left it; whether the editor applied it."""
@@ -67,6 +74,7 @@ class NoEditor:
     """The editor of a caller that has none (a command line): no workspace, no edits."""
 
     workspace_root: Path | None = None
+    index: RepositoryIndex | None = None
 
     async def replace(self, uri: str, base: str, start: int, end: int, text: str) -> bool:
         return False

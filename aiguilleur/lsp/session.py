@@ -82,7 +82,7 @@ class Session:
         self.chat = ChatFeature(needs)
         self.loop: asyncio.AbstractEventLoop | None = None
         # The workspace's repository index, shared with every session of the runtime.
-        self.index: RepositoryIndex | None = None
+        self._index: RepositoryIndex | None = None
         self._tasks = TaskSet()
         self._told_no_model = False
         self._progress_token: str | None = None
@@ -100,6 +100,10 @@ class Session:
     @property
     def workspace_root(self) -> Path | None:
         return self.layers.workspace_root
+
+    @property
+    def index(self) -> RepositoryIndex | None:
+        return self._index
 
     @property
     def policy(self) -> Config:
@@ -232,7 +236,7 @@ class Session:
         except Exception as error:  # an unusable cache dir: no index, suggestions go on
             log.warning("index.unavailable root=%s error=%s", root, error)
             return
-        self.index = index
+        self._index = index
         if new:
             self._tasks.spawn(self._refresh_index(index), "index the workspace")
 
@@ -256,7 +260,7 @@ class Session:
 
     async def note_saved(self, uri: str) -> None:
         """A file was saved, created, changed or deleted on disk: the index follows."""
-        index = self.index
+        index = self._index
         if index is not None and uri.startswith("file:"):
             await asyncio.to_thread(index.update, Path(path_of(uri)))
 

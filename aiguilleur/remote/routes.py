@@ -137,7 +137,9 @@ class RemoteRoutes:
         await self._prices_ready(route)
         # The cursor's file only (never the chunks of other files), fitted to the route.
         ctx = msgspec.structs.replace(
-            fitted(request.context, request.prefix_tokens, request.suffix_tokens), extra=()
+            fitted(request.context, request.prefix_tokens, request.suffix_tokens),
+            extra=(),
+            repository=(),
         )
         gen = request.params
         max_tokens = route.max_tokens or gen.max_tokens

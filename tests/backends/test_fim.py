@@ -46,6 +46,35 @@ def test_prompt_order_puts_stable_context_first() -> None:
     assert bytes(t[prompt.stable_tokens : prompt.prefix_end]) == b"def f():\n"
 
 
+def test_the_repository_block_comes_first_each_part_within_its_own_budget() -> None:
+    fim = FimTokens("gguf", pre=1000, suf=1001, mid=1002, rep=1003, sep=1004)
+    block = (ContextChunk("lib/db.py", "class User:\n    def rename(self): ...\n"),)
+    ring = (ContextChunk("b.py", "B = 1\n"), ContextChunk("c.py", "C = 2\n" * 40))
+    ctx = FimContext("a.py", "u.", "\n", repository=block, extra=ring)
+
+    def text(repository_tokens: int, extra_tokens: int) -> str:
+        tokens = build_prompt(
+            ctx,
+            fim,
+            byte_tokens,
+            COUNT,
+            prefix_tokens=100,
+            suffix_tokens=10,
+            extra_tokens=extra_tokens,
+            repository_tokens=repository_tokens,
+        ).tokens
+        return bytes(t if t < 256 else ord("|") for t in tokens).decode()
+
+    full = text(200, 100)
+    assert full.index("|lib/db.py") < full.index("|b.py\nB = 1") < full.index("|a.py\n")
+    assert "c.py" not in full  # past the ring's budget; the block's does not count there
+    assert "|lib/db.py" not in text(20, 100) and "|b.py" in text(20, 100)
+    assert "|lib/db.py" in text(200, 0) and "|b.py" not in text(200, 0)
+    assert "project" not in text(0, 0)  # no chunk: no repository header either
+    # A block larger than its budget keeps the whole lines of its head that fit.
+    assert "|lib/db.py\nclass User:\n|" in text(40, 0) and "rename" not in text(40, 0)
+
+
 def test_typing_on_a_line_changes_only_the_end_of_the_prompt() -> None:
     fim = FimTokens("gguf", pre=1000, suf=1001, mid=1002)
     after = "\n    return x\n\n\ndef g():\n    pass\n"

@@ -105,15 +105,47 @@ def test_the_budget_keeps_the_names_used_closest_to_the_cursor(index: Repository
 def test_the_receivers_class_comes_first_when_this_file_says_what_it_is(
     index: RepositoryIndex,
 ) -> None:
-    """`self.owner: User` or `owner = User(...)` earlier in the file: `owner.` gets User's
-    members before anything else, even a class the file does not name near the cursor."""
-    from aiguilleur.context.retrieval import receiver_classes
-
+    """`self.owner: User`, `owner = User(...)` or `owner: "User"` earlier in the file:
+    `owner.` gets User's members before anything else, even a class the file does not
+    name near the cursor."""
     annotated = "class View:\n    def __init__(self) -> None:\n        self.owner: User = None\n"
     text = annotated + "\n    def show(self):\n        return self.owner."
-    [(file, cls)] = receiver_classes(index, text, len(text))
-    assert (file.path, cls.name) == ("app/db/models.py", "User")
+    assert dependencies(index, "app/views.py", text, len(text), 1024)[0].path == "app/db/models.py"
     built = "from app.util import slug\nowner = User('x')\nslug(owner."
     chunks = dependencies(index, "app/views.py", built, len(built), 1024)
     assert chunks[0].path == "app/db/models.py" and "def rename" in chunks[0].text
-    assert receiver_classes(index, "x = 1\nself.", 12) == []
+    quoted = "from app.util import slug\n\ndef f(x, who: t.Optional['User'] = None):\n    who."
+    chunks = dependencies(index, "app/views.py", quoted, len(quoted), 1024)
+    assert chunks[0].path == "app/db/models.py" and "def rename" in chunks[0].text
+    assert dependencies(index, "app/views.py", "x = 1\nself.", 12, 1024) == ()
+
+
+def test_self_gets_the_members_of_the_base_class_defined_in_another_file(
+    index: RepositoryIndex,
+) -> None:
+    text = (
+        "from app.db.models import User\n\n\nclass Admin(User):\n"
+        "    def promote(self) -> None:\n        self."
+    )
+    [chunk] = dependencies(index, "app/views.py", text, len(text), 1024)
+    assert chunk.path == "app/db/models.py"
+    assert "class User(Base):" in chunk.text and "def rename(self, new_name: str)" in chunk.text
+
+
+def test_a_module_before_the_cursor_gets_its_names_and_a_call_what_it_returns(
+    index: RepositoryIndex,
+) -> None:
+    text = "from app.db import models\n\nmodels."
+    [chunk] = dependencies(index, "app/views.py", text, len(text), 1024)
+    assert chunk.path == "app/db/models.py"
+    assert "def load_user(user_id: int) -> User: ..." in chunk.text and "UNUSED = 1" in chunk.text
+    called = "from app.db.models import load_user\n\nload_user(3)."
+    chunks = dependencies(index, "app/views.py", called, len(called), 1024)
+    assert "class User(Base):" in chunks[0].text and "def rename" in chunks[0].text
+
+
+def test_a_private_file_never_feeds_the_block(index: RepositoryIndex) -> None:
+    text = "from app.db import User\n\n\ndef greet(u: User) -> str:\n    return u.\n"
+    assert (
+        dependencies(index, "app/views.py", text, len(text) - 1, 1024, lambda p: "db/" in p) == ()
+    )

@@ -132,3 +132,44 @@ async def test_a_local_chat_and_the_explain_action_on_smollm2_stream_real_answer
     assert streamed >= 4  # heading, pieces of the answer, final heading, next turn
     explained = answer_in(editor.texts[made["uri"]])
     assert sentences(explained), explained
+
+
+INVENTORY = '''"""Stock kept per warehouse."""
+
+
+class Inventory:
+    """What a warehouse holds."""
+
+    def __init__(self, warehouse: str) -> None:
+        self.warehouse = warehouse
+
+    def restock_from_supplier(self, supplier_id: int, quantity: int) -> None:
+        """Order `quantity` items from the supplier."""
+'''
+
+
+@pytest.mark.parametrize("block", [True, False], ids=["block", "no-block"])
+async def test_a_member_defined_in_another_file_is_completed_by_its_real_name(
+    home: TestHome, qwen_model: Path, block: bool
+) -> None:
+    """After `inv.`, with Inventory defined in another file of the workspace, the
+    suggestion calls the method by its real name: the repository block told the model.
+    Without the block (0 tokens) the model cannot know the name, and does not guess it."""
+    from tests.e2e.test_index import index_when
+
+    home.write_config(
+        f'[local]\nmodel = "{qwen_model}"\nn_ctx = 2048\n'
+        "[completion]\nmax_tokens = 16\ntime_budget_ms = 60000\nprefetch = false\n"
+        f"repository_tokens = {512 if block else 0}\n"
+    )
+    (home.workspace / "shop").mkdir()
+    (home.workspace / "shop" / "inventory.py").write_text(INVENTORY)
+    text = (
+        "from shop.inventory import Inventory\n\n\n"
+        "def refill(inv: Inventory, supplier_id: int) -> None:\n    inv.\n"
+    )
+    async with lsp_session(home) as client:
+        await index_when(client, lambda i: i.files >= 1)
+        uri = open_doc(client, home.workspace / "shop" / "orders.py", text)
+        [shown] = await inline(client, uri, 4, 8)
+    assert shown.startswith("restock_from_supplier(") == block, shown
