@@ -174,3 +174,14 @@ def test_index_builds_the_workspaces_index_then_reads_only_what_changed(home: Te
     again = aiguilleur(home, "index", str(home.workspace))
     assert "2 files, 3 definitions (0 read now" in again.stdout
     assert "not a directory" in aiguilleur(home, "index", "nowhere").stderr
+
+
+def test_doctor_says_what_the_workspaces_index_holds(home: TestHome) -> None:
+    (home.workspace / "models.py").write_text("class User:\n    def rename(self): ...\n")
+    assert "is not indexed yet" in aiguilleur(home, "doctor").stdout
+    aiguilleur(home, "index")
+    out = aiguilleur(home, "doctor").stdout
+    assert f"{home.workspace.resolve()}: 1 files, 2 definitions, " in out, out
+    assert "repository block budgets (tokens): completions 1024, actions 512, chat 512" in out
+    home.write_config("[index]\nenabled = false\n")
+    assert "off (`[index] enabled = false`)" in aiguilleur(home, "doctor").stdout

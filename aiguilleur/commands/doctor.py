@@ -10,7 +10,9 @@ from pathlib import Path
 from aiguilleur.backends.models import discover
 from aiguilleur.backends.threads import ThreadGovernor, usable_cores
 from aiguilleur.config.loading import WORKSPACE_FILE, ConfigLayers, cache_dir, models_dir
+from aiguilleur.config.settings import Config
 from aiguilleur.config.trust import TrustState
+from aiguilleur.context.index import RepositoryIndex, store_dir
 
 
 def _line(ok: bool | None, text: str) -> None:
@@ -47,6 +49,45 @@ def _threads(fixed: int | None, adapt: bool) -> None:
         f"other programs use {choice.others:.1f} cores: prefill and prefetch {background}; "
         "the engine measures again as it works ([local] adapt_to_load)",
     )
+
+
+def _index(config: Config, layers: ConfigLayers) -> int:
+    """What the repository index of the current directory holds; the problems found."""
+    print("\nrepository index:")
+    root = Path.cwd().resolve()
+    if not config.index.enabled:
+        _line(None, "off (`[index] enabled = false`): completions get no repository block")
+        return 0
+    store = store_dir(cache_dir(config), root)
+    if not store.is_dir():
+        _line(
+            None,
+            f"{root} is not indexed yet: an editor opening it builds the index, or "
+            "`aiguilleur index`",
+        )
+        return 0
+    try:
+        index = RepositoryIndex(root, store)
+    except Exception as error:  # the store is checked, not trusted
+        _line(False, f"{store} is unreadable ({error}); `aiguilleur index` builds it again")
+        return 1
+    try:
+        stats = index.stats()
+        size = sum(p.stat().st_size for p in store.rglob("*") if p.is_file())
+        written = time.strftime("%Y-%m-%d %H:%M", time.localtime(store.stat().st_mtime))
+        _line(
+            True,
+            f"{root}: {stats.files} files, {stats.definitions} definitions, "
+            f"{size / 1e6:.1f} MB in {store}, last written {written}",
+        )
+        budgets = (
+            f"completions {config.completion.repository_tokens}, "
+            f"actions {config.actions.repository_tokens}, chat {config.chat.repository_tokens}"
+        )
+        _line(None, f"repository block budgets (tokens): {budgets}")
+    finally:
+        index.close()
+    return 0
 
 
 def run_doctor(timeout: float = 300.0) -> int:
@@ -120,6 +161,8 @@ def run_doctor(timeout: float = 300.0) -> int:
                 _line(False, f"does not load: {error}")
             finally:
                 engine.close()
+
+    problems += _index(config, layers)
 
     print("\ncache:")
     cdir = cache_dir(config)

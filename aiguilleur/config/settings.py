@@ -133,12 +133,19 @@ class ActionsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Generated tokens per code action, at most."""
     context_lines: int = 20
     """Lines before and after the selection shown to the model."""
+    repository_tokens: int = 512
+    """Budget for the definitions of other files the selection uses (0: none). A remote
+    route receives them too (never from a private file)."""
 
 
 class ChatConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_tokens: int = 2048
     dir: str | None = None
     """Where new chats are written. Default: <data dir>/chats."""
+    repository_tokens: int = 512
+    """Budget for the definitions of other files the chat's code uses or its question
+    names (0: none), listed in the answer's heading. A remote route receives them too
+    (never from a private file)."""
 
 
 class IndexConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

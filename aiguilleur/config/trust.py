@@ -58,7 +58,9 @@ POWERS: dict[tuple[str, str], Power] = {
     },
     ("actions", "max_tokens"): Power.LOWER,
     ("actions", "context_lines"): Power.LOWER,
+    ("actions", "repository_tokens"): Power.LOWER,
     ("chat", "max_tokens"): Power.LOWER,
+    ("chat", "repository_tokens"): Power.LOWER,
     ("index", "enabled"): Power.LOWER,  # off is lower: less work done unasked
     ("privacy", "private"): Power.ADD,
     ("privacy", "detect_secrets"): Power.ENABLE,

@@ -46,6 +46,9 @@ SKIPPED_DIRS = frozenset(
 )
 
 
+MAX_NAMED = 4  # definitions of one name a lookup returns
+
+
 class IndexedFile(msgspec.Struct, frozen=True):
     path: str  # relative to the root, with /
     size: int
@@ -53,6 +56,10 @@ class IndexedFile(msgspec.Struct, frozen=True):
     digest: str
     language: str
     symbols: FileSymbols
+
+
+_ByName = dict[str, list[tuple[IndexedFile, Definition]]]
+_Tables = tuple[_ByName, _ByName]
 
 
 class IndexStats(msgspec.Struct, frozen=True):
@@ -160,7 +167,7 @@ class RepositoryIndex:
         self._parser: Parser = parser or InProcess()
         self._files: dict[str, IndexedFile] = {}
         self.generation = 0  # changes whenever a file's entry does: lookups keyed on it
-        self._classes: tuple[int, dict[str, list[tuple[IndexedFile, Definition]]]] = (-1, {})
+        self._by_name: tuple[int, _ByName, _ByName] = (-1, {}, {})
         # A refresh runs in one thread while a save updates from another.
         self._lock = threading.RLock()
         self._stats = IndexStats(str(self.root), 0, 0, 0, 0, 0.0, 0.0)
@@ -369,14 +376,25 @@ class RepositoryIndex:
 
     def classes(self) -> dict[str, list[tuple[IndexedFile, Definition]]]:
         """Every class of the workspace by its lowercased name, rebuilt after a change."""
-        if self._classes[0] != self.generation:
-            found: dict[str, list[tuple[IndexedFile, Definition]]] = {}
+        return self._tables()[0]
+
+    def named(self, name: str) -> list[tuple[IndexedFile, Definition]]:
+        """The workspace's top-level definitions called `name` (at most a few)."""
+        return self._tables()[1].get(name, [])[:MAX_NAMED]
+
+    def _tables(self) -> _Tables:
+        tables = self._by_name
+        if tables[0] != self.generation:
+            classes: dict[str, list[tuple[IndexedFile, Definition]]] = {}
+            named: dict[str, list[tuple[IndexedFile, Definition]]] = {}
             for f in list(self._files.values()):
                 for d in f.symbols.definitions:
                     if d.kind is DefinitionKind.CLASS:
-                        found.setdefault(d.name.lower(), []).append((f, d))
-            self._classes = (self.generation, found)
-        return self._classes[1]
+                        classes.setdefault(d.name.lower(), []).append((f, d))
+                    if not d.scope:
+                        named.setdefault(d.name, []).append((f, d))
+            tables = self._by_name = (self.generation, classes, named)
+        return tables[1], tables[2]
 
     def get(self, rel: str) -> IndexedFile | None:
         return self._files.get(rel)

@@ -365,10 +365,13 @@ def _fit(lines: list[str], least: int, room: int) -> str:
 
 
 class Stub(msgspec.Struct, frozen=True):
-    """One definition of the file `path`, as the block shows it."""
+    """One definition of the file `path`, as the block shows it; `line` (0-based) and
+    `name` say where it comes from (0 and the path for a module's names)."""
 
     path: str
     text: str
+    line: int = 0
+    name: str = ""
 
 
 def dependencies(
@@ -401,18 +404,23 @@ def dependency_stubs(
     offset: int,
     budget_tokens: int,
     private: Callable[[str], bool] | None = None,
+    named: tuple[str, ...] = (),
 ) -> list[Stub]:
     """Stubs of what the code around `offset` in `text` (the file `path`, relative to the
     index's root) uses from other files of the workspace, grouped per defining file,
     within `budget_tokens` (estimated); never from a file `private` says is.
 
-    In order: what the receiver at the cursor is (`ctx.`: the class of ctx, its bases for
+    In order: the workspace's top-level definitions called by a name in `named` (what a
+    question names), what the receiver at the cursor is (`ctx.`: the class of ctx, its bases for
     `self.`, a module's names for `types.`), then what the other receivers of the
     function the cursor is in are, then the definitions of the names the file imports,
     those used closest to the cursor first."""
     imported = {i.alias: i for i in scan_imports(text)}
     scope = scope_at(text, offset)
     picks = _Picks(path, private)
+    for name in named:
+        for file, d in index.named(name):
+            picks.add(Pick(file, d))
     at = receiver_at(text, offset)
     for receiver in [*([at] if at else []), *receivers_in(text, scope.start, scope.end, offset)]:
         for pick in _receiver(index, path, text, imported, scope, receiver):
@@ -453,14 +461,15 @@ def _imported(index: RepositoryIndex, path: str, text: str, imp: Imported) -> li
 def _render(picks: list[Pick], budget: int) -> list[Stub]:
     """The picks' stubs that fit `budget` characters, those of a file together, the files
     in the order of their first pick."""
-    per_file: dict[str, list[str]] = {}
+    per_file: dict[str, list[Stub]] = {}
     used = 0
     for pick in picks:
-        file = pick.file
+        file, d = pick.file, pick.definition
         header = 0 if file.path in per_file else len(file.path) + 2
-        stub = _stub(pick, budget - used - header - 2)
-        if not stub:
+        text = _stub(pick, budget - used - header - 2)
+        if not text:
             continue  # a smaller one further down may still fit
-        used += len(stub) + header + 2
+        used += len(text) + header + 2
+        stub = Stub(file.path, text, d.line if d else 0, d.name if d else file.path)
         per_file.setdefault(file.path, []).append(stub)
-    return [Stub(p, stub) for p, stubs in per_file.items() for stub in stubs]
+    return [stub for stubs in per_file.values() for stub in stubs]

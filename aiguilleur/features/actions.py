@@ -22,6 +22,7 @@ from aiguilleur.config.settings import ActionsConfig
 from aiguilleur.errors import IncompleteAnswer
 from aiguilleur.features.needs import FeatureNeeds
 from aiguilleur.features.prompts import render
+from aiguilleur.features.sources import sources_for
 from aiguilleur.features.testfiles import TestTarget, test_target
 from aiguilleur.features.uris import path_of
 from aiguilleur.languages import language_of
@@ -136,6 +137,7 @@ class ActionRequest(msgspec.Struct, frozen=True):
     code: str
     before: str = ""
     after: str = ""
+    repository: str = ""  # the definitions of other files the code uses (sources.py)
     instruction: str = ""
     diagnostics: tuple[str, ...] = ()
     test_path: str = ""  # tests: where they will go, how they import the code, with what
@@ -165,6 +167,7 @@ class ActionsFeature:
             code=request.code,
             before=request.before,
             after=request.after,
+            repository=request.repository,
             instruction=request.instruction,
             diagnostics="\n".join(f"- {m}" for m in request.diagnostics),
             test_path=request.test_path,
@@ -226,6 +229,15 @@ class ActionsFeature:
             code=code,
             before="\n".join(lines[max(0, data.start_line - n) : data.start_line]),
             after="\n".join(lines[data.end_line + 1 : data.end_line + 1 + n]),
+            repository=sources_for(
+                self._editor.index,
+                Path(path_of(data.uri)),
+                text,
+                code,
+                data.instruction,
+                self.settings.repository_tokens,
+                tuple(self._settings.policy.privacy.private),
+            ).prompt,
             instruction=data.instruction,
             diagnostics=tuple(data.diagnostics),
             test_path=target.path if target else "",

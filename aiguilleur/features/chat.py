@@ -16,6 +16,8 @@ The format, readable and writable by hand:
     ## You
 
 Every `## You` section is a user turn, every `## aiguilleur` section an assistant turn.
+An answer's first line may list the definitions of other files the model was given
+(`*context sent: `app/db.py:4` User*`, sources.py); it is not sent back.
 Sending a chat sends all turns; the answer is appended to the document by successive
 `workspace/applyEdit` insertions (at most about ten per second), so it appears
 progressively in any editor.
@@ -35,6 +37,7 @@ import msgspec
 from aiguilleur.config.settings import ChatConfig
 from aiguilleur.errors import AnswerCut
 from aiguilleur.features.needs import FeatureNeeds
+from aiguilleur.features.sources import Sources, sources_for
 from aiguilleur.features.uris import path_of
 from aiguilleur.languages import language_of
 from aiguilleur.sanitize import for_editor, has_bidi
@@ -42,6 +45,8 @@ from aiguilleur.types import Answer, ChatMessage, RequestKind
 
 YOU = "## You"
 BOT = "## aiguilleur"
+SENT = "*context sent:"
+MAX_ABOUT_BYTES = 1 << 20  # a file the chat is about, read for its imports, at most
 _ABOUT = re.compile(r"<!-- aiguilleur chat; about: (?P<path>.*?) -->")
 
 SYSTEM = (
@@ -68,6 +73,8 @@ def parse(text: str) -> ChatTurns:
             messages.append(ChatMessage(role, body))
 
     for line in text.split("\n"):
+        if role == "assistant" and line.startswith(SENT):
+            continue  # what we told the user, not what the model said
         if line.startswith(YOU):
             flush()
             role, lines = "user", []
@@ -149,6 +156,8 @@ class ChatFeature:
 
     def __init__(self, needs: FeatureNeeds) -> None:
         self._apply: InsertEdit = needs.editor.replace
+        self._editor = needs.editor
+        self._documents = needs.documents
         self._routes = needs.routes
         self._settings = needs.settings
 
@@ -170,15 +179,21 @@ class ChatFeature:
                 f"nothing to send: write your question under the last '{YOU}' heading first"
             )
         turns = parse(text)
+        sources = self._sources(turns)
+        messages = turns.messages
+        if sources.prompt:
+            messages = [messages[0], ChatMessage("system", sources.prompt.strip()), *messages[1:]]
         doc = _Doc(text, self._apply, uri)
         await doc.append(f"\n{BOT} …\n\n")
         heading_line = doc.line_count() - 3
+        if sources.stubs:
+            await doc.append(f"{SENT} {for_editor(sources.listed())}*\n\n")
         pending: list[str] = []
         keep_bidi = has_bidi(text)  # the user writes right-to-left in this chat already
         task = asyncio.ensure_future(
             self._ask(
                 turns.about or uri,
-                turns.messages,
+                messages,
                 lambda t: pending.append(for_editor(t, keep_bidi)),
             )
         )
@@ -212,6 +227,31 @@ class ChatFeature:
             await doc.append("\n\n*(cut: the answer reached `[chat] max_tokens`)*")
         await doc.append(f"\n\n{YOU}\n\n")
         return answer
+
+    def _sources(self, turns: ChatTurns) -> Sources:
+        """The definitions of other files that the chat's code uses (through the imports
+        of the file it is about) and that its last question names."""
+        if not turns.about:
+            return Sources()
+        about = Path(turns.about)
+        text = self._documents.text(about.as_uri())
+        if text is None:
+            try:
+                if about.stat().st_size > MAX_ABOUT_BYTES:
+                    return Sources()
+                text = about.read_text(encoding="utf-8", errors="replace")
+            except OSError:
+                text = ""
+        asked = [m.content for m in turns.messages if m.role == "user"]
+        return sources_for(
+            self._editor.index,
+            about,
+            text,
+            "\n".join(asked),
+            asked[-1] if asked else "",
+            self.settings.repository_tokens,
+            tuple(self._settings.policy.privacy.private),
+        )
 
 
 class _Doc:

@@ -2,7 +2,8 @@
 
 Each action has a system prompt and a user template; templates see `{language}`,
 `{path}`, `{code}` (the selection), `{before}` and `{after}` (a few lines around it),
-`{instruction}` (rewrite) and `{diagnostics}` (fix). A user overrides any of them in
+`{repository}` (the definitions of other files the code uses, with their own heading, or
+nothing), `{instruction}` (rewrite) and `{diagnostics}` (fix). A user overrides any of them in
 `[prompts.<action>]` of the config (`system = "..."`, `user = "..."`).
 """
 
@@ -32,14 +33,14 @@ PROMPTS: dict[str, Prompt] = {
             "and brief; use markdown; quote identifiers in backticks."
         ),
         user=(
-            "Explain this {language} code from {path}:\n\n```\n{code}\n```\n\n"
+            "{repository}Explain this {language} code from {path}:\n\n```\n{code}\n```\n\n"
             "Context before it:\n```\n{before}\n```\nContext after it:\n```\n{after}\n```"
         ),
     ),
     "fix": Prompt(
         system="You fix code so that the reported problems go away. " + CODE_ONLY,
         user=(
-            "File {path} ({language}). Problems reported in the code below:\n"
+            "{repository}File {path} ({language}). Problems reported in the code below:\n"
             "{diagnostics}\n\nCode to fix (replace it entirely):\n{code}\n\n"
             "For context, the code just before it:\n{before}\n\nand just after it:\n{after}"
         ),
@@ -47,7 +48,7 @@ PROMPTS: dict[str, Prompt] = {
     "rewrite": Prompt(
         system="You rewrite code as instructed, changing nothing else. " + CODE_ONLY,
         user=(
-            "File {path} ({language}). Instruction: {instruction}\n\n"
+            "{repository}File {path} ({language}). Instruction: {instruction}\n\n"
             "Code to rewrite (replace it entirely):\n{code}\n\n"
             "For context, the code just before it:\n{before}\n\nand just after it:\n{after}"
         ),
@@ -57,7 +58,10 @@ PROMPTS: dict[str, Prompt] = {
             "You add documentation in the language's own convention (a docstring in Python, "
             "a doc comment elsewhere) and change nothing else. " + CODE_ONLY
         ),
-        user=("File {path} ({language}). Return this code with its documentation added:\n{code}"),
+        user=(
+            "{repository}File {path} ({language}). Return this code with its documentation "
+            "added:\n{code}"
+        ),
     ),
     "tests": Prompt(
         system=(
@@ -65,8 +69,8 @@ PROMPTS: dict[str, Prompt] = {
             "the content of a test file only: no explanation, no markdown fences."
         ),
         user=(
-            "Write tests for this {language} code from {path}; the tests go in {test_path} "
-            "and import it as {module}:\n{code}"
+            "{repository}Write tests for this {language} code from {path}; the tests go in "
+            "{test_path} and import it as {module}:\n{code}"
         ),
     ),
 }

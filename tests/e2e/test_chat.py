@@ -250,3 +250,37 @@ async def test_a_chat_right_after_opening_a_file_is_about_that_file(
 
 def read_uri(uri: str) -> str:
     return Path(uri.removeprefix("file://")).read_text()
+
+
+async def test_a_chat_is_sent_the_definitions_its_code_uses_never_from_a_private_file(
+    chat_home: TestHome, fake: FakeOpenRouter
+) -> None:
+    """The chat's code uses a class of app/models.py and a function of secrets/keys.py
+    (private by the built-in globs): the remote model is told the class's members, and
+    nothing of the private file's definitions; the answer lists what was sent."""
+    from tests.e2e.test_index import index_when
+
+    app = chat_home.workspace / "app"
+    app.mkdir()
+    (app / "models.py").write_text(
+        "class User:\n    def rename(self, new_name: str) -> None: ...\n"
+    )
+    (chat_home.workspace / "secrets").mkdir()
+    (chat_home.workspace / "secrets" / "keys.py").write_text("def signing_key(salt: int): ...\n")
+    view = app / "views.py"
+    view.write_text("from app.models import User\nfrom secrets.keys import signing_key\n")
+    chat = (
+        f"# Chat: x\n<!-- aiguilleur chat; about: {view} -->\n\n## You\n\n"
+        "What does this do?\n\n```python\ndef greet(u: User):\n    u.rename(signing_key(1))\n```\n"
+    )
+    async with session(chat_home) as client:
+        await index_when(client, lambda i: i.files == 2)
+        editor = Editor(client)
+        uri = (chat_home.workspace / "c.md").as_uri()
+        editor.open(uri, chat)
+        await run_command(client, "aiguilleur.chat", uri)
+    [body] = fake.bodies("/chat/completions")
+    sent = "\n".join(m["content"] for m in body["messages"])
+    assert "def rename(self, new_name: str)" in sent
+    assert "def signing_key" not in sent and "salt" not in sent
+    assert "*context sent: `app/models.py:1` User*" in editor.texts[uri]

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from aiguilleur.config.settings import Config
+from aiguilleur.context.index import RepositoryIndex
 from aiguilleur.features.needs import FeatureNeeds, NoEditor, Routes
 from aiguilleur.types import Answer, ChatMessage, Completion, Request, RequestKind
 
@@ -59,8 +60,9 @@ class Editor(NoEditor):
         self,
         apply: Callable[[str, str, int, int, str], Awaitable[bool]],
         workspace_root: Path | None = None,
+        index: RepositoryIndex | None = None,
     ) -> None:
-        self.apply, self.workspace_root = apply, workspace_root
+        self.apply, self.workspace_root, self.index = apply, workspace_root, index
 
     async def replace(self, uri: str, base: str, start: int, end: int, text: str) -> bool:
         return await self.apply(uri, base, start, end, text)
