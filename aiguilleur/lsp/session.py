@@ -74,8 +74,9 @@ class Session:
         self.runtime = shared or Runtime(self.loaded.config, self._problem_from_thread)
         self.routes = SessionRoutes(self.runtime, self)
         # Every feature is built the same way, from one object of what it may use.
+        self.documents = OpenDocuments(server)
         needs = FeatureNeeds(
-            settings=self, routes=self.routes, documents=OpenDocuments(server), editor=self
+            settings=self, routes=self.routes, documents=self.documents, editor=self
         )
         self.completion = CompletionFeature(needs)
         self.actions = ActionsFeature(needs)
@@ -257,12 +258,25 @@ class Session:
         finally:
             if token is not None:
                 self.server.work_done_progress.end(token, lsp.WorkDoneProgressEnd(message=done))
+        self.prefill_last()
+
+    def prefill_last(self) -> None:
+        """The repository block of the file being edited may have changed (the index was
+        built or a file saved): evaluate the new prompt head while the editor is idle,
+        rather than at the next keystroke."""
+        uri = self.completion.last_uri
+        text = self.documents.text(uri) if uri else None
+        request = self.completion.prefill_request(uri, text) if uri and text else None
+        if request is not None:
+            self.runtime.prefill(request)
 
     async def note_saved(self, uri: str) -> None:
         """A file was saved, created, changed or deleted on disk: the index follows."""
         index = self._index
-        if index is not None and uri.startswith("file:"):
-            await asyncio.to_thread(index.update, Path(path_of(uri)))
+        if index is None or not uri.startswith("file:"):
+            return
+        if await asyncio.to_thread(index.update, Path(path_of(uri))):
+            self.prefill_last()
 
     async def _begin_progress(self, message: str) -> str | None:
         """A work-done progress bar, or None when the editor has none or refuses one."""

@@ -92,3 +92,41 @@ async def test_indexing_shows_a_progress_bar_that_ends_with_what_it_found(
     begin, *_, end = bars[0]
     assert isinstance(begin, lsp.WorkDoneProgressBegin) and begin.message == "indexing workspace"
     assert isinstance(end, lsp.WorkDoneProgressEnd) and end.message == "2 files, 3 definitions"
+
+
+async def test_a_save_that_changes_the_block_is_prefilled_before_the_next_keystroke(
+    home: TestHome, tiny_model: Path
+) -> None:
+    """The repository block of the file being edited changes when a file it draws on is
+    saved: the new prompt head is evaluated while the editor is idle, and the next
+    suggestion, whose prompt holds the new definition, evaluates only a few tokens."""
+    from tests.support.lsp import idle, inline, last_completion, open_doc
+
+    home.write_config(
+        f'[local]\nmodel = "{tiny_model}"\nn_ctx = 2048\nadapt_to_load = false\nn_threads = 1\n'
+        "[completion]\nmax_tokens = 4\nprefix_tokens = 1200\nsuffix_tokens = 32\n"
+        "extra_tokens = 0\nrepository_tokens = 600\ntime_budget_ms = 600000\n"
+        "[cache]\nkv_disk_mb = 0\nkv_ram_mb = 0\n"
+    )
+    pkg = workspace(home)
+    text = "from pkg.models import User\n\n\ndef show(u: User) -> None:\n    u.\n"
+    async with lsp_session(home) as client:
+        await index_when(client, lambda i: i.files == 2)
+        uri = open_doc(client, pkg / "views.py", text)
+        await inline(client, uri, 4, 6)
+        before = await last_completion(client, uri)
+        prefilled = (await idle(client)).engine.prefilled_tokens
+        (pkg / "models.py").write_text(
+            "class User:\n    def rename(self, name: str) -> None: ...\n"
+            "    def promote_to_administrator(self, reason: str) -> None: ...\n"
+        )
+        client.text_document_did_save(
+            lsp.DidSaveTextDocumentParams(lsp.TextDocumentIdentifier((pkg / "models.py").as_uri()))
+        )
+        await idle(client, lambda s: s.engine.prefilled_tokens > prefilled)
+        await inline(client, uri, 4, 4)  # elsewhere on the line: not the answer shown
+        after = await last_completion(client, uri)
+    assert before is not None and after is not None
+    grown = len("    def promote_to_administrator(self, reason: str) -> None: ...\n")
+    assert after["usage"]["prompt_tokens"] >= before["usage"]["prompt_tokens"] + grown - 8
+    assert after["usage"]["evaluated_tokens"] <= 40, after["usage"]
