@@ -30,6 +30,7 @@ import msgspec
 import pathspec
 
 from aiguilleur.context.definitions import Definition, DefinitionKind, FileSymbols, python_symbols
+from aiguilleur.context.grammars import grammar_symbols, supported
 from aiguilleur.context.privacy import find_secret, is_private
 from aiguilleur.languages import language_of
 
@@ -141,6 +142,8 @@ def file_symbols(path: str, text: str) -> FileSymbols:
     like secrets."""
     if path.endswith((".py", ".pyi")):
         symbols = python_symbols(text)
+    elif supported(path):
+        symbols = grammar_symbols(path, text)
     else:
         return FileSymbols()
     kept = tuple(d for d in symbols.definitions if find_secret(f"{d.signature}\n{d.doc}") is None)

@@ -202,7 +202,23 @@ def _class_named(
         found = _resolve(index, module, imp.name) if module is not None else None
         if found is not None and found[1].kind is DefinitionKind.CLASS:
             return [found]
-    return list(index.classes().get(name.lower(), []))
+    return _like(path, index.classes().get(name.lower(), []))
+
+
+_FAMILIES = (
+    (".py", ".pyi"),
+    (".js", ".mjs", ".cjs", ".jsx", ".ts", ".mts", ".tsx"),
+    (".go",),
+    (".rs",),
+)
+
+
+def _like(path: str, found: list[Found]) -> list[Found]:
+    """Those of `found` that code in `path` can use: in a file of the same language."""
+    family = next((f for f in _FAMILIES if path.endswith(f)), None)
+    if family is None:
+        return list(found)
+    return [f for f in found if f[0].path.endswith(family)]
 
 
 def _imports_of(file: IndexedFile) -> dict[str, Imported]:
@@ -273,7 +289,7 @@ def _receiver(
                 if m.scope == base.name and m.name == last:
                     for name in said_classes(m.signature, last, 0):
                         out += _class_named(index, name, _imports_of(file), file.path)
-    out += index.classes().get(last.replace("_", "").lower(), [])
+    out += _like(path, index.classes().get(last.replace("_", "").lower(), []))
     return [Pick(f, d) for f, d in out]
 
 
@@ -325,8 +341,11 @@ def _stub(pick: Pick, room: int) -> str:
     """A pick as a stub of at most `room` characters ("" when not even its head fits):
     a function's signature and first docstring line; a class's with its members one
     line each, as many as fit (the private ones last, but for a subclass); a module's
-    top-level names."""
+    top-level names. In the file's own language's shape: Python's, or braces and `//`
+    comments for the others (definitions of JavaScript, TypeScript, Go, Rust)."""
     file, d = pick.file, pick.definition
+    if not file.path.endswith((".py", ".pyi")):
+        return _brace_stub(pick, room)
     if d is None:
         lines = [f"# {file.path}"]
         for top in file.symbols.definitions[: MODULE_NAMES * 4]:
@@ -351,6 +370,20 @@ def _stub(pick: Pick, room: int) -> str:
         stub = f"{d.signature}:{doc}\n    ..."
         return stub if len(stub) <= room else ""
     return d.signature if len(d.signature) <= room else ""
+
+
+def _brace_stub(pick: Pick, room: int) -> str:
+    file, d = pick.file, pick.definition
+    if d is None:
+        tops = [t for t in file.symbols.definitions if not t.scope][:MODULE_NAMES]
+        return _fit([f"// {file.path}", *(f"{t.signature};" for t in tops)], 2, room)
+    doc = f"// {d.doc}\n" if d.doc else ""
+    if d.kind is DefinitionKind.CLASS:
+        own = [m for m in file.symbols.definitions if m.scope == d.name]
+        members = [f"    {_short(m.signature)};" for m in own]
+        return _fit([f"{doc}{d.signature} {{", *members, "}"], 2, room)
+    stub = f"{doc}{d.signature};"
+    return stub if len(stub) <= room else ""
 
 
 def _fit(lines: list[str], least: int, room: int) -> str:

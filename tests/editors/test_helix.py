@@ -175,8 +175,13 @@ class Helix:
     def saved(self) -> str:
         before = self.mtime()
         self.keys("Escape", ":w", "Enter")
-        wait_for("the file to be written", lambda: read(self.file) and self.mtime() != before)
-        return self.file.read_text()
+        # Read once written, in the same probe: Helix swaps a new copy in, so a second
+        # read can fall between its removal and the rename.
+        def written() -> str | None:
+            text = read(self.file)
+            return text if text and self.mtime() != before else None
+
+        return wait_for("the file to be written", written)
 
     def mtime(self) -> int:
         try:
