@@ -39,6 +39,7 @@ import tempfile
 import time
 import tokenize
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -169,6 +170,7 @@ def tasks_of(package: Path, index: RepositoryIndex, rng: random.Random) -> list[
                     "homes": sorted(homes),
                     "offset": at,
                     "text": text[:at] + "\n" + text[starts[row + 1] :],  # the rest of the line gone
+                    "expected": lines[row][col:],
                 }
             )
     rng.shuffle(found)
@@ -194,8 +196,10 @@ def hit(chunks: tuple[object, ...], task: dict[str, object]) -> bool:
     return any(c.path in homes and pattern.search(c.text) for c in chunks)  # type: ignore[attr-defined]
 
 
-def run(packages: tuple[str, ...], cache: Path, rng: random.Random) -> list[dict[str, object]]:
-    rows = []
+def package_tasks(
+    packages: tuple[str, ...], cache: Path, rng: random.Random
+) -> Iterator[tuple[str, RepositoryIndex, list[dict[str, object]]]]:
+    """Per package: its name, the index of a checkout of it, its tasks."""
     base = site_packages()
     for pin in packages:
         name = pin.split("==")[0]
@@ -206,10 +210,19 @@ def run(packages: tuple[str, ...], cache: Path, rng: random.Random) -> list[dict
         # A checkout of its own: the package's directory inside the workspace's root, as
         # in a repository (site-packages holds every other package too).
         checkout = cache / "trees" / name
-        shutil.copytree(root, checkout / name, ignore=shutil.ignore_patterns("__pycache__"))
+        if not checkout.exists():
+            shutil.copytree(root, checkout / name, ignore=shutil.ignore_patterns("__pycache__"))
         index = RepositoryIndex(checkout, store_dir(cache, checkout))
         index.refresh()
-        tasks = tasks_of(checkout, index, rng)
+        try:
+            yield name, index, tasks_of(checkout, index, rng)
+        finally:
+            index.close()
+
+
+def run(packages: tuple[str, ...], cache: Path, rng: random.Random) -> list[dict[str, object]]:
+    rows = []
+    for name, index, tasks in package_tasks(packages, cache, rng):
         for task in tasks:
             text, offset = str(task["text"]), int(task["offset"])  # type: ignore[call-overload]
             result: dict[str, object] = {k: task[k] for k in ("file", "line", "name", "homes")}
@@ -231,7 +244,6 @@ def run(packages: tuple[str, ...], cache: Path, rng: random.Random) -> list[dict
             chunks = dependencies(index, str(task["file"]), entry, start + len(indent), DEFAULT)
             result["hit_entry"] = hit(chunks, task)
             rows.append(result)
-        index.close()
     return rows
 
 

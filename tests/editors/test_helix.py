@@ -175,6 +175,7 @@ class Helix:
     def saved(self) -> str:
         before = self.mtime()
         self.keys("Escape", ":w", "Enter")
+
         # Read once written, in the same probe: Helix swaps a new copy in, so a second
         # read can fall between its removal and the rename.
         def written() -> str | None:
