@@ -12,6 +12,7 @@ import msgspec
 
 from aiguilleur.config.settings import CompletionConfig
 from aiguilleur.context.block import RepositoryBlock
+from aiguilleur.context.index import MAX_FILE_BYTES
 from aiguilleur.context.privacy import is_private
 from aiguilleur.context.ring import ContextRing
 from aiguilleur.context.window import fim_context
@@ -279,24 +280,30 @@ class CompletionFeature:
 
     def _repository_block(self, uri: str, text: str, offset: int) -> tuple[ContextChunk, ...]:
         """What the code at the cursor uses from the other files of the workspace, as the
-        index knows them; nothing for a file outside the workspace."""
+        index knows them; nothing for a file outside the workspace, or one bigger than
+        the index reads (its scan would cost every keystroke). A failure to build it
+        costs the suggestion its block, never the suggestion."""
         index = self._editor.index
         budget = self.settings.repository_tokens
-        if index is None or budget <= 0:
+        if index is None or budget <= 0 or len(text) > MAX_FILE_BYTES:
             return ()
         path = index.relative(Path(path_of(uri)))
         if path is None:
             return ()
         globs = tuple(self._settings.policy.privacy.private)
-        return self.block.chunks(
-            index,
-            path,
-            text,
-            offset,
-            budget,
-            private=lambda p: is_private(p, globs),
-            private_key=globs,
-        )
+        try:
+            return self.block.chunks(
+                index,
+                path,
+                text,
+                offset,
+                budget,
+                private=lambda p: is_private(p, globs),
+                private_key=globs,
+            )
+        except Exception:
+            log.warning("completion.block_failed uri=%s", uri, exc_info=True)
+            return ()
 
     def prefill_request(self, uri: str, text: str) -> Request | None:
         """What to evaluate ahead of the user for a document just opened: the text before
