@@ -27,6 +27,11 @@ class RepositoryBlock:
         self._chunks: tuple[ContextChunk, ...] = ()
         self.rebuilds = 0  # how many times it was built (tests and benches read it)
 
+    @property
+    def current(self) -> tuple[ContextChunk, ...]:
+        """The block as the last request had it."""
+        return self._chunks
+
     def chunks(
         self,
         index: RepositoryIndex,

@@ -262,12 +262,14 @@ class Session:
 
     def prefill_last(self) -> None:
         """The repository block of the file being edited may have changed (the index was
-        built or a file saved): evaluate the new prompt head while the editor is idle,
-        rather than at the next keystroke."""
+        built or a file saved): when it did, evaluate the new prompt head while the
+        editor is idle, rather than at the next keystroke. When it did not, nothing is
+        evaluated: a prefill would replace the live context's tail for nothing."""
         uri = self.completion.last_uri
         text = self.documents.text(uri) if uri else None
+        before = self.completion.block.current
         request = self.completion.prefill_request(uri, text) if uri and text else None
-        if request is not None:
+        if request is not None and request.context.repository != before:
             self.runtime.prefill(request)
 
     async def note_saved(self, uri: str) -> None:
