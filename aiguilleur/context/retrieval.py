@@ -318,8 +318,10 @@ def _short(signature: str) -> str:
     a call needs; a long default or annotation is cut."""
     if len(signature) <= MEMBER_CHARS:
         return signature
-    head, _, returned = signature.rpartition(") -> ")
-    cut = (head if returned else signature)[: MEMBER_CHARS - 5]
+    head, arrow, returned = signature.rpartition(") -> ")
+    if not arrow:
+        head, returned = signature, ""
+    cut = head[: MEMBER_CHARS - 5]
     cut = cut[: cut.rfind(",")] if "," in cut else cut
     return f"{cut}, ...)" + (f" -> {returned}" if returned and len(returned) < 40 else "")
 

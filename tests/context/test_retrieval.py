@@ -149,3 +149,24 @@ def test_a_private_file_never_feeds_the_block(index: RepositoryIndex) -> None:
     assert (
         dependencies(index, "app/views.py", text, len(text) - 1, 1024, lambda p: "db/" in p) == ()
     )
+
+
+def test_a_long_signature_is_cut_after_its_name_and_first_parameters(tmp_path: Path) -> None:
+    """Whatever its length, and with or without a return annotation, a member keeps its
+    name and first parameters (a cut once dropped the name of those without `->`)."""
+    root = tmp_path / "repo"
+    root.mkdir()
+    params = ", ".join(f"argument_{i}: str | None = None" for i in range(6))
+    (root / "api.py").write_text(
+        f"class Client:\n    def upload_file(self, {params}):\n        ...\n"
+        f"    def download_file(self, {params}) -> bytes:\n        ...\n"
+    )
+    index = RepositoryIndex(root, store_dir(tmp_path / "cache", root))
+    index.refresh()
+    text = "from api import Client\n\n\ndef f(c: Client):\n    c."
+    [chunk] = dependencies(index, "main.py", text, len(text), 1024)
+    assert "    def upload_file(self, argument_0: str | None=None," in chunk.text
+    assert ", ...): ..." in chunk.text
+    assert "    def download_file(self, argument_0: str | None=None," in chunk.text
+    assert ", ...) -> bytes: ..." in chunk.text
+    assert all(len(line) <= 120 for line in chunk.text.splitlines())
