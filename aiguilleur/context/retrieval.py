@@ -339,7 +339,41 @@ def _member_line(m: Definition) -> str:
     return f"    {m.signature}"
 
 
-def _stub(pick: Pick, room: int) -> str:
+_SUBWORD = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|[0-9]+")
+# Subwords too common in code to say what a function is about.
+_COMMON = frozenset(
+    {"self", "cls", "get", "set", "the", "str", "int", "none", "true", "false", "return"}
+    | {"def", "for", "not", "and", "with", "from", "import", "list", "dict", "args", "kwargs"}
+)
+
+
+def subwords(text: str) -> frozenset[str]:
+    """The lowercased parts of the identifiers of `text` (`list_dataset_files`,
+    `listDatasetFiles` -> list, dataset, files), those that say something."""
+    return frozenset(
+        w for w in (m.lower() for m in _SUBWORD.findall(text)) if len(w) > 2 and w not in _COMMON
+    )
+
+
+def _members(
+    file: IndexedFile, d: Definition, inside: bool, words: frozenset[str]
+) -> list[Definition]:
+    """A class's members, those whose names share the most words with the code around
+    the cursor first (a class of 200 methods does not fit: the likely ones should), then
+    from outside the public ones before the private ones, then in the file's order."""
+    own = [m for m in file.symbols.definitions if m.scope == d.name]
+    order = {id(m): i for i, m in enumerate(own)}
+    return sorted(
+        own,
+        key=lambda m: (
+            -len(subwords(m.name) & words),
+            0 if inside else _private(m.name),
+            order[id(m)],
+        ),
+    )
+
+
+def _stub(pick: Pick, room: int, words: frozenset[str] = frozenset()) -> str:
     """A pick as a stub of at most `room` characters ("" when not even its head fits):
     a function's signature and first docstring line; a class's with its members one
     line each, as many as fit (the private ones last, but for a subclass); a module's
@@ -347,7 +381,7 @@ def _stub(pick: Pick, room: int) -> str:
     comments for the others (definitions of JavaScript, TypeScript, Go, Rust)."""
     file, d = pick.file, pick.definition
     if not file.path.endswith((".py", ".pyi")):
-        return _brace_stub(pick, room)
+        return _brace_stub(pick, room, words)
     if d is None:
         lines = [f"# {file.path}"]
         for top in file.symbols.definitions[: MODULE_NAMES * 4]:
@@ -363,10 +397,7 @@ def _stub(pick: Pick, room: int) -> str:
     doc = f'\n    """{d.doc}"""' if d.doc else ""
     if d.kind is DefinitionKind.CLASS:
         head = f"{d.signature}:{doc}"
-        own = [m for m in file.symbols.definitions if m.scope == d.name]
-        if not pick.inside:  # from outside, the public members are the likelier calls
-            own.sort(key=lambda m: _private(m.name))
-        members = [_member_line(m) for m in own]
+        members = [_member_line(m) for m in _members(file, d, pick.inside, words)]
         return _fit([head, *(members or ["    ..."])], 2, room)
     if d.kind is DefinitionKind.FUNCTION:
         stub = f"{d.signature}:{doc}\n    ..."
@@ -374,14 +405,14 @@ def _stub(pick: Pick, room: int) -> str:
     return d.signature if len(d.signature) <= room else ""
 
 
-def _brace_stub(pick: Pick, room: int) -> str:
+def _brace_stub(pick: Pick, room: int, words: frozenset[str]) -> str:
     file, d = pick.file, pick.definition
     if d is None:
         tops = [t for t in file.symbols.definitions if not t.scope][:MODULE_NAMES]
         return _fit([f"// {file.path}", *(f"{t.signature};" for t in tops)], 2, room)
     doc = f"// {d.doc}\n" if d.doc else ""
     if d.kind is DefinitionKind.CLASS:
-        own = [m for m in file.symbols.definitions if m.scope == d.name]
+        own = _members(file, d, pick.inside, words)
         members = [f"    {_short(m.signature)};" for m in own]
         return _fit([f"{doc}{d.signature} {{", *members, "}"], 2, room)
     stub = f"{doc}{d.signature};"
@@ -467,7 +498,9 @@ def dependency_stubs(
     for name in (*near, *rest):
         for file, d in _imported(index, path, text, imported[name]):
             picks.add(Pick(file, d))
-    return _render(picks.items, int(budget_tokens * CHARS_PER_TOKEN))
+    # What the code around the cursor is about: the words of the function it is in.
+    around = text[scope.start : scope.end] if scope.key else text[max(0, offset - 3000) : offset]
+    return _render(picks.items, int(budget_tokens * CHARS_PER_TOKEN), subwords(around))
 
 
 def _imported(index: RepositoryIndex, path: str, text: str, imp: Imported) -> list[Found]:
@@ -493,7 +526,7 @@ def _imported(index: RepositoryIndex, path: str, text: str, imp: Imported) -> li
     return out
 
 
-def _render(picks: list[Pick], budget: int) -> list[Stub]:
+def _render(picks: list[Pick], budget: int, words: frozenset[str]) -> list[Stub]:
     """The picks' stubs that fit `budget` characters, those of a file together, the files
     in the order of their first pick."""
     per_file: dict[str, list[Stub]] = {}
@@ -501,7 +534,7 @@ def _render(picks: list[Pick], budget: int) -> list[Stub]:
     for pick in picks:
         file, d = pick.file, pick.definition
         header = 0 if file.path in per_file else len(file.path) + 2
-        text = _stub(pick, budget - used - header - 2)
+        text = _stub(pick, budget - used - header - 2, words)
         if not text:
             continue  # a smaller one further down may still fit
         used += len(text) + header + 2

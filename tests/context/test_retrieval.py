@@ -170,3 +170,27 @@ def test_a_long_signature_is_cut_after_its_name_and_first_parameters(tmp_path: P
     assert "    def download_file(self, argument_0: str | None=None," in chunk.text
     assert ", ...) -> bytes: ..." in chunk.text
     assert all(len(line) <= 120 for line in chunk.text.splitlines())
+
+
+def test_a_big_classs_members_that_share_words_with_the_function_come_first(
+    tmp_path: Path,
+) -> None:
+    """Of a class too big for the budget, the members named like what the function around
+    the cursor is about are the ones that make it in."""
+    root = tmp_path / "repo"
+    root.mkdir()
+    filler = "".join(
+        f"    def method_number_{i}(self, value: int) -> int: ...\n" for i in range(60)
+    )
+    (root / "api.py").write_text(
+        f"class Api:\n{filler}    def list_parquet_files(self, dataset: str) -> list: ...\n"
+    )
+    index = RepositoryIndex(root, store_dir(tmp_path / "cache", root))
+    index.refresh()
+    text = (
+        "from api import Api\n\n\ndef show_parquet_files(api: Api, dataset: str):\n"
+        "    entries = api."
+    )
+    [chunk] = dependencies(index, "main.py", text, len(text), 200)
+    assert "def list_parquet_files(self, dataset: str) -> list: ..." in chunk.text
+    assert "method_number_59" not in chunk.text  # the budget holds a few members only
