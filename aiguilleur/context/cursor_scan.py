@@ -184,6 +184,22 @@ def said_classes(text: str, name: str, hops: int = 1) -> list[str]:
     return out
 
 
+def said_calls(text: str, name: str) -> list[tuple[str, ...]]:
+    """The functions this file sets `name` from (`api = get_api(token)`,
+    `x = self.make()`, `y = await mod.fetch()`), as dotted names, in order: what they
+    return is what `name` holds. Constructions (a capitalised call) are said_classes'."""
+    out: list[tuple[str, ...]] = []
+    calls = re.compile(
+        rf"(?<![\w.]){re.escape(name)}\s*(?::[^=\n]*)?=\s*(?:await\s+)?"
+        r"((?:[A-Za-z_]\w*\.)*[a-z_]\w*)\s*\("
+    )
+    for m in calls.finditer(text):
+        dotted = tuple(m.group(1).split("."))
+        if dotted not in out:
+            out.append(dotted)
+    return out
+
+
 def class_bases(header: str) -> list[str]:
     """The bases a class header names (`class A(b.Base, Mixin, metaclass=M):` ->
     ["b.Base", "Mixin"])."""

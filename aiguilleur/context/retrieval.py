@@ -23,6 +23,7 @@ from aiguilleur.context.cursor_scan import (
     receiver_at,
     receivers_in,
     returned_classes,
+    said_calls,
     said_classes,
     scan_imports,
     scope_at,
@@ -274,13 +275,17 @@ def _receiver(
         if imp.name:
             return [Pick(f, d) for f, d in _class_named(index, last, imported, path)]
     if receiver.called:  # `get_backend().`: what the function returns
-        function = _function_named(index, path, text, imported, names)
+        function = _function_named(index, path, text, imported, names, scope)
         if function is not None:
             for name in returned_classes(function[1].signature):
                 out += _class_named(index, name, imported, path)
         return [Pick(f, d) for f, d in out]
     for name in said_classes(text, last):
         out += _class_named(index, name, imported, path)
+    for called in said_calls(text, last):  # `api = get_api()`: what get_api returns
+        function = _function_named(index, path, text, imported, called, scope)
+        for name in returned_classes(function[1].signature) if function else []:
+            out += _class_named(index, name, imported, path)
     if not out and names[0] == "self" and len(names) == 2 and scope.class_header:
         # `self.fm.` with `fm` set in a base class of another file: what it says fm is.
         here = index.get(path)
@@ -299,8 +304,19 @@ def _function_named(
     text: str,
     imported: dict[str, Imported],
     names: tuple[str, ...],
+    scope: Scope,
 ) -> tuple[IndexedFile, Definition] | None:
-    """The function a call's dotted name reaches (`get_backend`, `mod.make`)."""
+    """The function a call's dotted name reaches (`get_backend`, `mod.make`,
+    `self.make`: a method of the cursor's class, as the index read this file)."""
+    if names[0] == "self" and len(names) == 2 and scope.class_header:
+        here = index.get(path)
+        owner = re.match(r"\s*class\s+(\w+)", scope.class_header)
+        if here is None or owner is None:
+            return None
+        for m in here.symbols.definitions:
+            if m.scope == owner.group(1) and m.name == names[1]:
+                return here, m
+        return None
     head = imported.get(names[0])
     if head is None:
         here = index.get(path)

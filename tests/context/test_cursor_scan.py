@@ -9,6 +9,7 @@ from aiguilleur.context.cursor_scan import (
     receiver_at,
     receivers_in,
     returned_classes,
+    said_calls,
     said_classes,
     scope_at,
 )
@@ -72,3 +73,8 @@ def test_what_the_file_says_a_name_holds() -> None:
     assert returned_classes("def f() -> type[AsyncBackend]") == ["AsyncBackend"]
     assert returned_classes("def f(x: Reader)") == []
     assert imports_key(SOURCE) == "import os\nfrom app import db"
+    calls = "api = get_api(token)\nx = await self.make()\ny = Thing()\nz: Api = mod.sub.build(1)\n"
+    assert said_calls(calls, "api") == [("get_api",)]
+    assert said_calls(calls, "x") == [("self", "make")]
+    assert said_calls(calls, "y") == []  # a construction: said_classes says it
+    assert said_calls(calls, "z") == [("mod", "sub", "build")]

@@ -194,3 +194,12 @@ def test_a_big_classs_members_that_share_words_with_the_function_come_first(
     [chunk] = dependencies(index, "main.py", text, len(text), 200)
     assert "def list_parquet_files(self, dataset: str) -> list: ..." in chunk.text
     assert "method_number_59" not in chunk.text  # the budget holds a few members only
+
+
+def test_a_name_set_from_a_call_gets_the_class_the_function_returns(
+    index: RepositoryIndex,
+) -> None:
+    """`u = load_user(3)` then `u.`: load_user says it returns a User."""
+    text = "from app.db.models import load_user\n\n\ndef f():\n    u = load_user(3)\n    u."
+    chunks = dependencies(index, "app/views.py", text, len(text), 1024)
+    assert "class User(Base):" in chunks[0].text and "def rename" in chunks[0].text
