@@ -164,6 +164,7 @@ class Pick(msgspec.Struct, frozen=True):
 
 
 MAX_BASES_DEPTH = 2
+MAX_THROUGH = 4  # classes followed at each step of a dotted receiver
 MEMBER_CHARS = 100  # a member's signature in a class's stub is cut after this
 MODULE_NAMES = 80  # a module's stub lists at most this many top-level names
 
@@ -274,6 +275,8 @@ def _receiver(
             return [Pick(module, None)]  # `types.`: the module's names
         if imp.name:
             return [Pick(f, d) for f, d in _class_named(index, last, imported, path)]
+    if len(names) > 1 and not receiver.called:  # `self.param.type.`: member by member
+        out += _through(index, path, text, imported, scope, names)
     if receiver.called:  # `get_backend().`: what the function returns
         function = _function_named(index, path, text, imported, names, scope)
         if function is not None:
@@ -296,6 +299,42 @@ def _receiver(
                         out += _class_named(index, name, _imports_of(file), file.path)
     out += _like(path, index.classes().get(last.replace("_", "").lower(), []))
     return [Pick(f, d) for f, d in out]
+
+
+def _through(
+    index: RepositoryIndex,
+    path: str,
+    text: str,
+    imported: dict[str, Imported],
+    scope: Scope,
+    names: tuple[str, ...],
+) -> list[Found]:
+    """The classes a dotted receiver ends at, following what each class says its
+    members hold (`self.param.type`: the cursor's class says `param` is a Parameter,
+    Parameter says `type` is a ParamType), up to a few classes at each step."""
+    here = index.get(path)
+    current: list[Found] = []
+    if names[0] == "self":
+        owner = re.match(r"\s*class\s+(\w+)", scope.class_header)
+        if here is not None and owner is not None:
+            mine = [(here, d) for d in here.symbols.definitions if d.name == owner.group(1)]
+            current = mine + _bases(index, here, scope.class_header, MAX_BASES_DEPTH)
+    else:
+        for name in said_classes(text, names[0]):
+            current += _class_named(index, name, imported, path)
+    for name in names[1:]:
+        following: list[Found] = []
+        for file, cls in current[:MAX_THROUGH]:
+            for m in file.symbols.definitions:
+                if m.scope != cls.name or m.name != name:
+                    continue
+                said = said_classes(m.signature, name, 0) + returned_classes(m.signature)
+                for c in said:
+                    following += _class_named(index, c, _imports_of(file), file.path)
+        current = following
+        if not current:
+            break
+    return current[:MAX_THROUGH]
 
 
 def _function_named(
