@@ -206,17 +206,17 @@ def test_a_name_set_from_a_call_gets_the_class_the_function_returns(
 
 
 def test_a_dotted_receiver_is_followed_member_by_member(tmp_path: Path) -> None:
-    """`car.engine.`: this file says car is a Car, Car (another file) says its engine
+    """`car.motor.`: this file says car is a Car, Car (another file) says its motor
     is an Engine (a third file): Engine's members."""
     root = tmp_path / "repo"
     root.mkdir()
     (root / "engine.py").write_text("class Engine:\n    def start(self, fuel: str) -> None: ...\n")
     (root / "car.py").write_text(
         "from engine import Engine\n\n\nclass Car:\n    def __init__(self) -> None:\n"
-        "        self.engine: Engine = Engine()\n"
+        "        self.motor: Engine = Engine()\n"
     )
     index = RepositoryIndex(root, store_dir(tmp_path / "cache", root))
     index.refresh()
-    text = "from car import Car\n\n\ndef drive(car: Car):\n    car.engine."
+    text = "from car import Car\n\n\ndef drive(car: Car):\n    car.motor."
     chunks = dependencies(index, "main.py", text, len(text), 1024)
     assert chunks[0].path == "engine.py" and "def start(self, fuel: str)" in chunks[0].text
