@@ -14,7 +14,8 @@ from collections.abc import Callable
 
 from aiguilleur.context.cursor_scan import imports_key, scope_at
 from aiguilleur.context.index import RepositoryIndex
-from aiguilleur.context.retrieval import Stub, as_chunks, dependency_stubs
+from aiguilleur.context.retrieval import dependency_stubs
+from aiguilleur.context.stubs import Stub, as_chunks
 from aiguilleur.types import ContextChunk
 
 

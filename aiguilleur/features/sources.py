@@ -14,7 +14,8 @@ import msgspec
 
 from aiguilleur.context.index import RepositoryIndex
 from aiguilleur.context.privacy import is_private
-from aiguilleur.context.retrieval import Stub, dependency_stubs
+from aiguilleur.context.retrieval import dependency_stubs
+from aiguilleur.context.stubs import Stub
 from aiguilleur.languages import language_of
 
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]{3,}")
