@@ -42,6 +42,8 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import jedi
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -67,14 +69,6 @@ WHEELS = Path.home() / ".cache" / "aiguilleur-bench" / "wheels"
 BUDGETS = (256, 512, 1024, 2048, 100_000)
 DEFAULT = 1024  # the default of `[completion] repository_tokens`
 BUILTINS = frozenset(dir(builtins)) | frozenset(dir(object)) | frozenset(dir(dict))
-# Members that built-in types and file objects define too (`value.decode()`,
-# `stream.write()`): the file cannot tell the package's from Python's, so no task is made of
-# them (their homonym in the package is often unrelated).
-AMBIGUOUS = frozenset().union(
-    *(dir(t) for t in (str, bytes, bytearray, list, tuple, set, frozenset, int, float)),
-    *(dir(t) for t in (io.IOBase, io.TextIOBase, io.BufferedIOBase)),
-)
-_ROOT = re.compile(r"([A-Za-z_]\w*)(?:\s*\.\s*\w+)*\s*\.\s*$")
 TASKS_PER_PACKAGE = 60
 
 
@@ -108,15 +102,21 @@ def site_packages() -> Path:
 
 
 def tasks_of(package: Path, index: RepositoryIndex, rng: random.Random) -> list[dict[str, object]]:
-    """Attribute and method uses (`x.name`, in code, not in strings or comments) whose
-    name is defined in another module of the package, not in this file, and named
-    nowhere else in it (so the file cannot tell the model); one task per line."""
-    defined: dict[str, set[str]] = {}
+    """Attribute and method uses (`x.name`, in code, not in strings or comments) that
+    resolve, by jedi's static analysis, to a definition in another module of the
+    package, and whose name appears nowhere else in the cursor's file (so the file cannot
+    tell the model); one task per line, at most TASKS_PER_PACKAGE per package.
+
+    jedi decides what a use really names, as CrossCodeEval's static analysis does: a name
+    the package defines can be a homonym on the line (`thread.start()` is the standard
+    library's, `response.content` another package's), which no retriever should be asked
+    to find; a use jedi cannot resolve is left out too."""
+    defined: set[str] = set()
     for f in index.files():
         for d in f.symbols.definitions:
             if not d.name.startswith("__") and d.name not in BUILTINS:
-                defined.setdefault(d.name, set()).add(f.path)
-    found = []
+                defined.add(d.name)
+    candidates = []
     for f in index.files():
         if not f.path.endswith(".py"):
             continue
@@ -146,47 +146,62 @@ def tasks_of(package: Path, index: RepositoryIndex, rng: random.Random) -> list[
             if tok.type not in (tokenize.INDENT, tokenize.DEDENT, tokenize.COMMENT):
                 previous = tok
         taken: set[int] = set()
-        stdlib = _stdlib_names(text)
         lines = text.split("\n")
         for name, row, col in uses:
-            homes = defined.get(name, set())
-            if not homes or f.path in homes or len(name) < 4 or row in taken:
-                continue  # defined here too, or nowhere in the package
-            if name in AMBIGUOUS:
+            if name not in defined or len(name) < 4 or row in taken:
                 continue
-            root = _ROOT.search(lines[row][:col])
-            if root is not None and root.group(1) in stdlib:
-                continue  # `os.path.exists(`, `sys.stdout.write(`: the standard library's
-            on_line = len(re.findall(rf"(?<![\w]){re.escape(name)}(?![\w])", text.split("\n")[row]))
+            on_line = len(re.findall(rf"(?<![\w]){re.escape(name)}(?![\w])", lines[row]))
             if counts.get(name, 0) != on_line:
                 continue  # named elsewhere in the file: not a cross-file task
-            at = starts[row] + col
             taken.add(row)
-            found.append(
-                {
-                    "file": f.path,
-                    "line": row,
-                    "name": name,
-                    "homes": sorted(homes),
-                    "offset": at,
-                    "text": text[:at] + "\n" + text[starts[row + 1] :],  # the rest of the line gone
-                    "expected": lines[row][col:],
-                }
-            )
-    rng.shuffle(found)
-    return found[:TASKS_PER_PACKAGE]
+            candidates.append((f.path, text, row, col, name, starts))
+    rng.shuffle(candidates)
+    project = jedi.Project(index.root)
+    found = []
+    for path, text, row, col, name, starts in candidates:
+        if len(found) == TASKS_PER_PACKAGE:
+            break
+        homes = _resolved(project, index.root, path, text, row, col)
+        if not homes:
+            continue  # unresolved, a homonym from elsewhere, or this file's own
+        at = starts[row] + col
+        found.append(
+            {
+                "file": path,
+                "line": row,
+                "name": name,
+                "homes": homes,
+                "offset": at,
+                "text": text[:at] + "\n" + text[starts[row + 1] :],  # the rest of the line gone
+                "expected": text.split("\n")[row][col:],
+            }
+        )
+    return found
 
 
-def _stdlib_names(text: str) -> set[str]:
-    """Names the file binds to the standard library (`import os`, `from os import path`)."""
-    names = set()
-    for m in re.finditer(r"(?m)^\s*import\s+([\w.]+)(?:\s+as\s+(\w+))?", text):
-        if m.group(1).split(".")[0] in sys.stdlib_module_names:
-            names.add(m.group(2) or m.group(1).split(".")[0])
-    for m in re.finditer(r"(?m)^\s*from\s+([\w.]+)\s+import\s+\(?([\w\s,]+)", text):
-        if m.group(1).split(".")[0] in sys.stdlib_module_names:
-            names.update(w.split()[-1] for w in m.group(2).split(",") if w.split())
-    return names
+def _resolved(
+    project: jedi.Project, root: Path, path: str, text: str, row: int, col: int
+) -> list[str]:
+    """The other files of the package (relative paths) where jedi finds the definition
+    that the name at row/col uses."""
+    try:
+        names = jedi.Script(text, path=root / path, project=project).goto(
+            row + 1, col, follow_imports=True
+        )
+    except Exception:  # jedi's own failures on odd code: the use is left out
+        return []
+    homes = set()
+    for n in names:
+        module = n.module_path
+        if module is None:
+            continue
+        try:
+            rel = Path(module).resolve().relative_to(root.resolve()).as_posix()
+        except ValueError:
+            continue  # outside the checkout: another package's, or the standard library's
+        if rel != path:
+            homes.add(rel)
+    return sorted(homes)
 
 
 def hit(chunks: tuple[object, ...], task: dict[str, object]) -> bool:

@@ -20,6 +20,23 @@ _HEADER = re.compile(r"^([ \t]*)(?:async[ \t]+)?(def|class)[ \t]+([A-Za-z_]\w*)"
 _RECEIVER = re.compile(r"((?:[A-Za-z_]\w*\s*\.\s*)*[A-Za-z_]\w*)(\s*\([^()\n]*\))?\s*\.\s*\w*$")
 _RECEIVER_ANYWHERE = re.compile(r"((?:[A-Za-z_]\w*\.)*[A-Za-z_]\w*)(\([^()\n]*\))?\.(?=[A-Za-z_])")
 _CAPITALISED = re.compile(r"\b([A-Z]\w*)")
+# What a line says a name holds: `name: Annotation`, `name = Class(`, `name = other`.
+# Generic (the name a group) rather than one pattern per name: compiling one costs
+# more than running it on the few lines that hold the name.
+_SAID = re.compile(
+    r"(?<![\w])([A-Za-z_]\w*)\s*(?::\s*([^=,)\n]+?)\s*(?:[=,)\n]|$)"
+    r"|=\s*([A-Z]\w*)\s*\(|=\s*([a-z_]\w*)\s*$)",
+    re.MULTILINE,
+)
+# `name = make(...)`, `name: T = await mod.fetch(...)`.
+_SET_FROM_CALL = re.compile(
+    r"(?<![\w.])([A-Za-z_]\w*)\s*(?::[^=\n]*)?=\s*(?:await\s+)?((?:[A-Za-z_]\w*\.)*[a-z_]\w*)\s*\("
+)
+# `with make(...) as name`.
+_ENTERED = re.compile(
+    r"(?<![\w.])((?:[A-Za-z_]\w*\.)*[A-Za-z_]\w*)\s*\([^()\n]*(?:\([^()\n]*\)[^()\n]*)*\)"
+    r"\s+as\s+([A-Za-z_]\w*)\b"
+)
 # Words of annotations that name no class of the user's.
 TYPING_WORDS = frozenset(
     {
@@ -168,34 +185,64 @@ def said_classes(text: str, name: str, hops: int = 1) -> list[str]:
     (`name = Reader(...)`) and, `hops` times, what a name it is set from holds
     (`self._lsp = lsp` with `lsp: Protocol`), in the order they appear."""
     out: list[str] = []
-    said = re.compile(
-        rf"(?<![\w]){re.escape(name)}\s*(?::\s*([^=,)\n]+?)\s*(?:[=,)\n]|$)"
-        r"|=\s*([A-Z]\w*)\s*\(|=\s*([a-z_]\w*)\s*$)",
-        re.MULTILINE,
-    )
-    for m in said.finditer(text):
-        annotation, built, other = m.group(1), m.group(2), m.group(3)
+    for m in _SAID.finditer(lines_with(text, name)):
+        if m.group(1) != name:
+            continue
+        annotation, built, other = m.group(2), m.group(3), m.group(4)
         found = _CAPITALISED.findall(annotation or "") + ([built] if built else [])
         if other and other != name and hops > 0:
             found += said_classes(text, other, hops - 1)
         for c in found:
             if c not in TYPING_WORDS and c not in out:
                 out.append(c)
+    for dotted in _entered(text, name):  # `with Lock() as name`
+        if dotted[-1][:1].isupper() and dotted[-1] not in out:
+            out.append(dotted[-1])
     return out
+
+
+def _entered(text: str, name: str) -> list[tuple[str, ...]]:
+    """What `with <call> as name` enters (`async with create_task_group() as tg`), as
+    dotted names, in order: what the call gives is what `name` holds (its `__enter__`
+    most often returns itself)."""
+    out: list[tuple[str, ...]] = []
+    for m in _ENTERED.finditer(lines_with(text, f" as {name}")):
+        if m.group(2) != name:
+            continue
+        dotted = tuple(m.group(1).split("."))
+        if dotted not in out:
+            out.append(dotted)
+    return out
+
+
+def lines_with(text: str, needle: str) -> str:
+    """The lines of `text` holding `needle`, in order: a regular expression about a name
+    runs on these alone, not on a file of thousands of lines (one per name, per build)."""
+    out: list[str] = []
+    at = text.find(needle)
+    while at >= 0:
+        start = text.rfind("\n", 0, at) + 1
+        end = text.find("\n", at)
+        end = len(text) if end < 0 else end
+        out.append(text[start:end])
+        at = text.find(needle, end)
+    return "\n".join(out)
 
 
 def said_calls(text: str, name: str) -> list[tuple[str, ...]]:
     """The functions this file sets `name` from (`api = get_api(token)`,
-    `x = self.make()`, `y = await mod.fetch()`), as dotted names, in order: what they
+    `x = self.make()`, `y = await mod.fetch()`, `with open_session() as s`), as dotted
+    names, in order: what they
     return is what `name` holds. Constructions (a capitalised call) are said_classes'."""
     out: list[tuple[str, ...]] = []
-    calls = re.compile(
-        rf"(?<![\w.]){re.escape(name)}\s*(?::[^=\n]*)?=\s*(?:await\s+)?"
-        r"((?:[A-Za-z_]\w*\.)*[a-z_]\w*)\s*\("
-    )
-    for m in calls.finditer(text):
-        dotted = tuple(m.group(1).split("."))
+    for m in _SET_FROM_CALL.finditer(lines_with(text, name)):
+        if m.group(1) != name:
+            continue
+        dotted = tuple(m.group(2).split("."))
         if dotted not in out:
+            out.append(dotted)
+    for dotted in _entered(text, name):  # `with open_session() as name`
+        if not dotted[-1][:1].isupper() and dotted not in out:
             out.append(dotted)
     return out
 

@@ -36,7 +36,7 @@ from aiguilleur.languages import language_of
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1  # bump when IndexedFile changes: an older store is read as empty
+FORMAT = 2  # bump when IndexedFile changes: an older store is read as empty
 MAX_FILE_BYTES = 1 << 20
 MAX_FILES = 20_000
 STORE_MB = 64
@@ -60,7 +60,7 @@ class IndexedFile(msgspec.Struct, frozen=True):
 
 
 _ByName = dict[str, list[tuple[IndexedFile, Definition]]]
-_Tables = tuple[_ByName, _ByName]
+_Tables = tuple[_ByName, _ByName, dict[str, int]]
 
 
 class IndexStats(msgspec.Struct, frozen=True):
@@ -170,7 +170,7 @@ class RepositoryIndex:
         self._parser: Parser = parser or InProcess()
         self._files: dict[str, IndexedFile] = {}
         self.generation = 0  # changes whenever a file's entry does: lookups keyed on it
-        self._by_name: tuple[int, _ByName, _ByName] = (-1, {}, {})
+        self._by_name: tuple[int, _ByName, _ByName, dict[str, int]] = (-1, {}, {}, {})
         # A refresh runs in one thread while a save updates from another.
         self._lock = threading.RLock()
         self._stats = IndexStats(str(self.root), 0, 0, 0, 0, 0.0, 0.0)
@@ -385,19 +385,26 @@ class RepositoryIndex:
         """The workspace's top-level definitions called `name` (at most a few)."""
         return self._tables()[1].get(name, [])[:MAX_NAMED]
 
+    def uses(self) -> dict[str, int]:
+        """How many files of the workspace use each attribute name (`x.name`)."""
+        return self._tables()[2]
+
     def _tables(self) -> _Tables:
         tables = self._by_name
         if tables[0] != self.generation:
             classes: dict[str, list[tuple[IndexedFile, Definition]]] = {}
             named: dict[str, list[tuple[IndexedFile, Definition]]] = {}
+            uses: dict[str, int] = {}
             for f in list(self._files.values()):
                 for d in f.symbols.definitions:
                     if d.kind is DefinitionKind.CLASS:
                         classes.setdefault(d.name.lower(), []).append((f, d))
                     if not d.scope:
                         named.setdefault(d.name, []).append((f, d))
-            tables = self._by_name = (self.generation, classes, named)
-        return tables[1], tables[2]
+                for name in f.symbols.uses:
+                    uses[name] = uses.get(name, 0) + 1
+            tables = self._by_name = (self.generation, classes, named, uses)
+        return tables[1], tables[2], tables[3]
 
     def get(self, rel: str) -> IndexedFile | None:
         return self._files.get(rel)

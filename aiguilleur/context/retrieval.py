@@ -18,6 +18,7 @@ from aiguilleur.context.cursor_scan import (
     Receiver,
     Scope,
     class_bases,
+    lines_with,
     receiver_at,
     receivers_in,
     returned_classes,
@@ -28,7 +29,7 @@ from aiguilleur.context.cursor_scan import (
 )
 from aiguilleur.context.definitions import Definition, DefinitionKind
 from aiguilleur.context.index import IndexedFile, RepositoryIndex
-from aiguilleur.context.stubs import Found, Pick, Stub, as_chunks, render, subwords
+from aiguilleur.context.stubs import Found, Pick, Relevance, Stub, as_chunks, render, subwords
 from aiguilleur.types import ContextChunk
 
 # How far above the cursor names count as used near it (the function being written and
@@ -41,6 +42,7 @@ CHARS_PER_TOKEN = 3.5
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _IMPORT_LINE = re.compile(r"(?m)^[ \t]*(?:from|import)[ \t]")
+_DOTTED = re.compile(r"(?<![\w.])([A-Za-z_]\w*)((?:\.[A-Za-z_]\w*)+)")
 
 
 def module_file(index: RepositoryIndex, module: str, importer: str) -> IndexedFile | None:
@@ -127,7 +129,8 @@ def _near(text: str, offset: int) -> list[str]:
 
 def _chains(text: str, alias: str) -> list[list[str]]:
     """The attribute chains used through `alias` (`m.sub.Name` -> ["sub", "Name"])."""
-    found = re.findall(rf"(?<![\w.]){re.escape(alias)}((?:\.[A-Za-z_]\w*)+)", text)
+    around = lines_with(text, f"{alias}.")
+    found = [m.group(2) for m in _DOTTED.finditer(around) if m.group(1) == alias]
     return [chain.split(".")[1:] for chain in dict.fromkeys(found)]
 
 
@@ -149,7 +152,43 @@ def _resolve(
     return None
 
 
-MAX_BASES_DEPTH = 2
+def _module_of(
+    index: RepositoryIndex, path: str, imp: Imported, chain: tuple[str, ...] = (), hops: int = 2
+) -> IndexedFile | None:
+    """The file of the module an imported name binds, `chain` submodules down (`import
+    pkg` then `pkg.sub.`): a module file, or a module that a package's __init__ imports
+    and so exports (`from .. import logging`, the package having `from .utils import
+    logging`)."""
+    dotted = _submodule(imp.module, imp.name) if imp.name else imp.module
+    module = module_file(index, _submodule(dotted, *chain), path)
+    if module is not None or not imp.name or hops == 0:
+        return module
+    package = module_file(index, imp.module, path)
+    if package is None:
+        return None
+    for inner in package.symbols.imports:
+        if inner.alias == imp.name:
+            again = Imported(inner.alias, inner.module, inner.name)
+            return _module_of(index, package.path, again, chain, hops - 1)
+    return None
+
+
+def _module_picks(index: RepositoryIndex, module: IndexedFile) -> list[Pick]:
+    """A module used through its name (`types.`): its own names, then the definitions it
+    imports from other files of the workspace, which it exports (a package's __init__
+    most often holds nothing else), each in brief."""
+    out = [Pick(module, None)]
+    for imp in module.symbols.imports:
+        if not imp.name:
+            continue
+        source = module_file(index, imp.module, module.path)
+        found = _resolve(index, source, imp.name) if source is not None else None
+        if found is not None:
+            out.append(Pick(found[0], found[1], brief=True))
+    return out
+
+
+MAX_BASES_DEPTH = 3
 MAX_THROUGH = 4  # classes followed at each step of a dotted receiver
 
 
@@ -251,14 +290,12 @@ def _receiver(
         if scope.class_header and here is not None:
             out += _bases(index, here, scope.class_header, MAX_BASES_DEPTH)
         return [Pick(f, d, inside=True) for f, d in out]
-    if len(names) == 1 and last in imported and not receiver.called:
-        imp = imported[last]
-        dotted = _submodule(imp.module, imp.name) if imp.name else imp.module
-        module = module_file(index, dotted, path)
+    if names[0] in imported and not receiver.called:
+        module = _module_of(index, path, imported[names[0]], names[1:])
         if module is not None:
-            return [Pick(module, None)]  # `types.`: the module's names
-        if imp.name:
-            return [Pick(f, d) for f, d in _class_named(index, last, imported, path)]
+            return _module_picks(index, module)  # `types.`, `pkg.sub.`: the module's names
+    if len(names) == 1 and last in imported and not receiver.called and imported[last].name:
+        return _with_bases(index, _imported_instance(index, path, imported, last))
     if len(names) > 1 and not receiver.called:  # `self.param.type.`: member by member
         out += _through(index, path, text, imported, scope, names)
     if receiver.called:  # `get_backend().`: what the function returns
@@ -266,7 +303,7 @@ def _receiver(
         if function is not None:
             for name in returned_classes(function[1].signature):
                 out += _class_named(index, name, imported, path)
-        return [Pick(f, d) for f, d in out]
+        return _with_bases(index, out)
     for name in said_classes(text, last):
         out += _class_named(index, name, imported, path)
     for called in said_calls(text, last):  # `api = get_api()`: what get_api returns
@@ -282,7 +319,35 @@ def _receiver(
                     for name in said_classes(m.signature, last, 0):
                         out += _class_named(index, name, _imports_of(file), file.path)
     out += _like(path, index.classes().get(last.replace("_", "").lower(), []))
-    return [Pick(f, d) for f, d in out]
+    return _with_bases(index, out)
+
+
+def _with_bases(index: RepositoryIndex, classes: list[Found]) -> list[Pick]:
+    """Each class followed by its bases: a member the code uses is as often inherited
+    (`report.failed` from BaseReport) as defined in the class itself."""
+    out: list[Pick] = []
+    for file, d in classes:
+        out.append(Pick(file, d))
+        if d.kind is DefinitionKind.CLASS:
+            out += [Pick(f, b) for f, b in _bases(index, file, d.signature, MAX_BASES_DEPTH)]
+    return out
+
+
+def _imported_instance(
+    index: RepositoryIndex, path: str, imported: dict[str, Imported], name: str
+) -> list[Found]:
+    """The class an imported name is (`from .models import Request`) or holds (`from
+    ._output import out`, with `out = Output()` there)."""
+    imp = imported[name]
+    module = module_file(index, imp.module, path)
+    found = _resolve(index, module, imp.name) if module is not None else None
+    if found is not None and found[1].kind is DefinitionKind.VARIABLE:
+        file, d = found
+        out: list[Found] = []
+        for c in said_classes(d.signature, d.name, 0):
+            out += _class_named(index, c, _imports_of(file), file.path)
+        return out
+    return _class_named(index, name, imported, path)
 
 
 def _through(
@@ -401,7 +466,8 @@ def dependency_stubs(
             picks.add(Pick(file, d))
     # What the code around the cursor is about: the words of the function it is in.
     around = text[scope.start : scope.end] if scope.key else text[max(0, offset - 3000) : offset]
-    return render(picks.items, int(budget_tokens * CHARS_PER_TOKEN), subwords(around))
+    relevance = Relevance(subwords(around), index.uses())
+    return render(picks.items, int(budget_tokens * CHARS_PER_TOKEN), relevance)
 
 
 def _imported(index: RepositoryIndex, path: str, text: str, imp: Imported) -> list[Found]:

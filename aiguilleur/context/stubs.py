@@ -27,6 +27,7 @@ class Pick(msgspec.Struct, frozen=True):
     file: IndexedFile
     definition: Definition | None
     inside: bool = False
+    brief: bool = False  # a class's head alone: a name a module exports, among many
 
 
 def _short(signature: str) -> str:
@@ -72,24 +73,42 @@ def subwords(text: str) -> frozenset[str]:
 
 
 def _members(
-    file: IndexedFile, d: Definition, inside: bool, words: frozenset[str]
+    file: IndexedFile, d: Definition, inside: bool, relevance: Relevance
 ) -> list[Definition]:
     """A class's members, those whose names share the most words with the code around
     the cursor first (a class of 200 methods does not fit: the likely ones should), then
     from outside the public ones before the private ones, then in the file's order."""
     own = [m for m in file.symbols.definitions if m.scope == d.name]
-    order = {id(m): i for i, m in enumerate(own)}
+    return _ranked(own, relevance, inside)
+
+
+class Relevance(msgspec.Struct, frozen=True):
+    """What ranks a class's members or a module's names: `words`, the subwords of the
+    code around the cursor; `uses`, how many files of the workspace use each name."""
+
+    words: frozenset[str] = frozenset()
+    uses: dict[str, int] = msgspec.field(default_factory=dict)
+
+
+def _ranked(names: list[Definition], relevance: Relevance, inside: bool) -> list[Definition]:
+    """Those sharing the most words with the code around the cursor first, then those
+    the most files use (a private member that half the package calls is as good as
+    public), then (seen from outside) the public before the private, then in the file's
+    order."""
+    order = {id(m): i for i, m in enumerate(names)}
+    words, uses = relevance.words, relevance.uses
     return sorted(
-        own,
+        names,
         key=lambda m: (
             -len(subwords(m.name) & words),
+            -uses.get(m.name, 0),
             0 if inside else _private(m.name),
             order[id(m)],
         ),
     )
 
 
-def _stub(pick: Pick, room: int, words: frozenset[str] = frozenset()) -> str:
+def _stub(pick: Pick, room: int, relevance: Relevance) -> str:
     """A pick as a stub of at most `room` characters ("" when not even its head fits):
     a function's signature and first docstring line; a class's with its members one
     line each, as many as fit (the private ones last, but for a subclass); a module's
@@ -97,23 +116,24 @@ def _stub(pick: Pick, room: int, words: frozenset[str] = frozenset()) -> str:
     comments for the others (definitions of JavaScript, TypeScript, Go, Rust)."""
     file, d = pick.file, pick.definition
     if not file.path.endswith((".py", ".pyi")):
-        return _brace_stub(pick, room, words)
+        return _brace_stub(pick, room, relevance)
     if d is None:
         lines = [f"# {file.path}"]
-        for top in file.symbols.definitions[: MODULE_NAMES * 4]:
-            if top.scope:
-                continue
+        for top in _ranked([t for t in file.symbols.definitions if not t.scope], relevance, True):
             if top.kind is DefinitionKind.FUNCTION or top.kind is DefinitionKind.CLASS:
                 lines.append(f"{top.signature}: ...")
             else:
                 lines.append(top.signature)
             if len(lines) > MODULE_NAMES:
                 break
-        return _fit(lines, 2, room)
+        return _fit(lines, 2, room) if len(lines) > 1 else ""  # a header alone says nothing
     doc = f'\n    """{d.doc}"""' if d.doc else ""
     if d.kind is DefinitionKind.CLASS:
         head = f"{d.signature}:{doc}"
-        members = [_member_line(m) for m in _members(file, d, pick.inside, words)]
+        if pick.brief:
+            stub = f"{head}\n    ..."
+            return stub if len(stub) <= room else ""
+        members = [_member_line(m) for m in _members(file, d, pick.inside, relevance)]
         return _fit([head, *(members or ["    ..."])], 2, room)
     if d.kind is DefinitionKind.FUNCTION:
         stub = f"{d.signature}:{doc}\n    ..."
@@ -121,14 +141,14 @@ def _stub(pick: Pick, room: int, words: frozenset[str] = frozenset()) -> str:
     return d.signature if len(d.signature) <= room else ""
 
 
-def _brace_stub(pick: Pick, room: int, words: frozenset[str]) -> str:
+def _brace_stub(pick: Pick, room: int, relevance: Relevance) -> str:
     file, d = pick.file, pick.definition
     if d is None:
         tops = [t for t in file.symbols.definitions if not t.scope][:MODULE_NAMES]
         return _fit([f"// {file.path}", *(f"{t.signature};" for t in tops)], 2, room)
     doc = f"// {d.doc}\n" if d.doc else ""
     if d.kind is DefinitionKind.CLASS:
-        own = _members(file, d, pick.inside, words)
+        own = _members(file, d, pick.inside, relevance)
         members = [f"    {_short(m.signature)};" for m in own]
         return _fit([f"{doc}{d.signature} {{", *members, "}"], 2, room)
     stub = f"{doc}{d.signature};"
@@ -167,7 +187,7 @@ def as_chunks(stubs: list[Stub]) -> tuple[ContextChunk, ...]:
     return tuple(ContextChunk(p, "\n\n".join(texts) + "\n") for p, texts in chunks)
 
 
-def render(picks: list[Pick], budget: int, words: frozenset[str]) -> list[Stub]:
+def render(picks: list[Pick], budget: int, relevance: Relevance) -> list[Stub]:
     """The picks' stubs that fit `budget` characters, those of a file together, the files
     in the order of their first pick."""
     per_file: dict[str, list[Stub]] = {}
@@ -175,7 +195,7 @@ def render(picks: list[Pick], budget: int, words: frozenset[str]) -> list[Stub]:
     for pick in picks:
         file, d = pick.file, pick.definition
         header = 0 if file.path in per_file else len(file.path) + 2
-        text = _stub(pick, budget - used - header - 2, words)
+        text = _stub(pick, budget - used - header - 2, relevance)
         if not text:
             continue  # a smaller one further down may still fit
         used += len(text) + header + 2

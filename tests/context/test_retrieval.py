@@ -220,3 +220,95 @@ def test_a_dotted_receiver_is_followed_member_by_member(tmp_path: Path) -> None:
     text = "from car import Car\n\n\ndef drive(car: Car):\n    car.motor."
     chunks = dependencies(index, "main.py", text, len(text), 1024)
     assert chunks[0].path == "engine.py" and "def start(self, fuel: str)" in chunks[0].text
+
+
+def _workspace(tmp_path: Path, files: dict[str, str]) -> RepositoryIndex:
+    root = tmp_path / "repo"
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    index = RepositoryIndex(root, store_dir(tmp_path / "cache", root))
+    index.refresh()
+    return index
+
+
+def test_a_name_bound_by_with_gets_the_class_its_call_returns(tmp_path: Path) -> None:
+    """`async with open_group() as tg:` then `tg.`: open_group says it returns a Group."""
+    index = _workspace(
+        tmp_path,
+        {
+            "tasks.py": "class Group:\n    def start_soon(self, fn) -> None: ...\n\n\n"
+            "def open_group() -> Group: ...\n"
+        },
+    )
+    text = "from tasks import open_group\n\n\nasync def main():\n    async with open_group() as tg:\n        tg."
+    chunks = dependencies(index, "main.py", text, len(text), 1024)
+    assert chunks and "def start_soon(self, fn) -> None" in chunks[0].text
+
+
+def test_a_receivers_class_comes_with_its_bases(tmp_path: Path) -> None:
+    """`report.` with report a TestReport: what a line uses is as often inherited
+    (`report.failed` from BaseReport, two files up) as defined in TestReport itself."""
+    index = _workspace(
+        tmp_path,
+        {
+            "base.py": "class BaseReport:\n    @property\n    def failed(self) -> bool: ...\n",
+            "reports.py": "from base import BaseReport\n\n\nclass TestReport(BaseReport):\n"
+            "    def __init__(self) -> None:\n        self.when = 'call'\n",
+        },
+    )
+    text = "from reports import TestReport\n\n\ndef show(report: TestReport):\n    if report."
+    chunks = dependencies(index, "main.py", text, len(text), 1024)
+    assert [c.path for c in chunks[:2]] == ["reports.py", "base.py"]
+    assert "def failed(self) -> bool" in chunks[1].text
+
+
+def test_an_imported_instance_gets_its_class(tmp_path: Path) -> None:
+    """`from output import out` where output.py says `out = Output()`: `out.` gets
+    Output's members."""
+    index = _workspace(
+        tmp_path,
+        {
+            "output.py": "class Output:\n    def table(self, rows: list) -> None: ...\n\n\nout = Output()\n"
+        },
+    )
+    text = "from output import out\n\n\ndef show(rows):\n    out."
+    chunks = dependencies(index, "main.py", text, len(text), 1024)
+    assert chunks and "def table(self, rows: list) -> None" in chunks[0].text
+
+
+def test_a_package_used_through_its_name_gives_what_it_exports(tmp_path: Path) -> None:
+    """`import fs` then `fs.`: fs/__init__.py defines nothing but imports what it
+    exports; those definitions come, from the files that define them. `from . import
+    logs` (the package importing its submodule from elsewhere) is a module too."""
+    index = _workspace(
+        tmp_path,
+        {
+            "fs/__init__.py": "from .spec import FileSystem\nfrom .util import logs\n",
+            "fs/spec.py": "class FileSystem:\n    def isdir(self, path: str) -> bool: ...\n",
+            "fs/util/__init__.py": "",
+            "fs/util/logs.py": "def get_logger(name: str): ...\n",
+        },
+    )
+    text = "import fs\n\n\nclass Local(fs."
+    chunks = dependencies(index, "fs/local.py", text, len(text), 1024)
+    assert any(c.path == "fs/spec.py" and "class FileSystem" in c.text for c in chunks)
+    text = "from . import logs\n\nlogger = logs."
+    chunks = dependencies(index, "fs/cli.py", text, len(text), 1024)
+    assert chunks and chunks[0].path == "fs/util/logs.py" and "def get_logger" in chunks[0].text
+
+
+def test_of_a_big_class_the_members_most_files_use_come_first(tmp_path: Path) -> None:
+    """Nothing in the function says which member a line needs: those the workspace's
+    files use the most make it into a small budget, private or not."""
+    filler = "".join(f"    def method_number_{i}(self) -> int: ...\n" for i in range(60))
+    users = {f"user_{i}.py": f"def f(c):\n    return c._strip_protocol(c.path)\n" for i in range(3)}
+    index = _workspace(
+        tmp_path,
+        {"api.py": f"class Api:\n{filler}    def _strip_protocol(self, path: str) -> str: ...\n"}
+        | users,
+    )
+    text = "from api import Api\n\n\ndef go(api: Api, where):\n    return api."
+    [chunk] = dependencies(index, "main.py", text, len(text), 150)
+    assert "def _strip_protocol(self, path: str) -> str" in chunk.text
+    assert "method_number_59" not in chunk.text
