@@ -157,7 +157,7 @@ def tasks_of(package: Path, index: RepositoryIndex, rng: random.Random) -> list[
             candidates.append((f.path, text, row, col, name, starts))
     rng.shuffle(candidates)
     project = jedi.Project(index.root)
-    found = []
+    found: list[dict[str, object]] = []
     for path, text, row, col, name, starts in candidates:
         if len(found) == TASKS_PER_PACKAGE:
             break

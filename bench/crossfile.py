@@ -15,17 +15,21 @@ side by side in one run, each a server of its own:
 Scores: exact rest of the line (first line of the answer, stripped), whether the answer
 starts with the needed name, edit similarity. Prints a table and writes
 bench/results/crossfile-<time>.json with every answer. `--tasks N` takes the first N
-tasks (in the bench's shuffled order) for a quick look.
+tasks (in the bench's shuffled order) for a quick look. The full set takes hours on a
+laptop's CPU: each answer is also appended to a journal (`--journal`), and a run that
+finds one goes on from where the last stopped.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import difflib
 import json
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -81,44 +85,77 @@ def oracle_snippet(root: Path, task: dict[str, Any]) -> tuple[Path, str]:
     return home, "\n".join(lines[start : start + ORACLE_LINES]) + "\n"
 
 
-async def run_arm(
-    model: Path, arm: str, workspaces: list[tuple[Path, list[dict[str, Any]]]]
-) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-    rng = random.Random(11)
+def _key(arm: str, row: dict[str, Any]) -> tuple[str, str, int]:
+    return arm, str(row["file"]), int(row["line"])
+
+
+async def run_all(
+    model: Path,
+    arms: list[str],
+    workspaces: list[tuple[Path, list[dict[str, Any]]]],
+    done: dict[tuple[str, str, int], dict[str, Any]],
+    journal: Path,
+    commit: str,
+) -> dict[str, list[dict[str, Any]]]:
+    """Every arm's answers to every task, task after task (each through every arm, a
+    server per arm): a run cut short still compares the arms on the same tasks. Answers
+    in `done` (a run before this one, of the same tasks) are taken as they are; each new
+    one is appended to `journal` as it comes, so that a run goes on where one stopped."""
+    out: dict[str, list[dict[str, Any]]] = {arm: [] for arm in arms}
     for root, tasks in workspaces:
-        with tempfile.TemporaryDirectory(prefix="aiguilleur-crossfile-") as tmp:
-            env = isolated_env(Path(tmp))
-            async with ServerProcess(root, env=env, init_options=options(model, arm)) as server:
+        left = [t for t in tasks if any(_key(arm, t) not in done for arm in arms)]
+        servers: dict[str, ServerProcess] = {}
+        async with contextlib.AsyncExitStack() as stack:
+            for arm in arms if left else []:
+                tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="aiguilleur-xf-"))
+                server = ServerProcess(
+                    root, env=isolated_env(Path(tmp)), init_options=options(model, arm)
+                )
+                servers[arm] = await stack.enter_async_context(server)
                 await server.wait_ready()
                 while arm in ("block", "both"):  # indexed before the first task
                     index = (await server.status()).index
                     if index is not None and index.updated > 0:
                         break
                     await asyncio.sleep(0.1)
-                files = sorted(root.rglob("*.py"))
-                for task in tasks:
-                    opened = []
-                    if arm in ("ring", "both"):
-                        home = root / task["homes"][0]
-                        others = [f for f in files if f != home and f != root / task["file"]]
-                        for f in [home, *rng.sample(others, min(2, len(others)))]:
-                            opened.append(server.open(f, f.read_text(errors="replace")))
-                    elif arm == "oracle":
-                        home, snippet = oracle_snippet(root, task)
-                        opened.append(server.open(home, snippet))
-                    text, offset = task["text"], task["offset"]
-                    line = text.count("\n", 0, offset)
-                    before = text[text.rfind("\n", 0, offset) + 1 : offset]
-                    uri = server.open(root / task["file"], text)
-                    t0 = time.perf_counter()
-                    # LSP positions count UTF-16 units.
-                    answer = await server.inline(uri, line, len(before.encode("utf-16-le")) // 2)
-                    ms = (time.perf_counter() - t0) * 1000
-                    for u in (uri, *opened):
-                        server.close(u)
-                    out.append(score(task, answer, ms))
+            files = sorted(root.rglob("*.py"))
+            for task in tasks:
+                for arm in arms:
+                    if _key(arm, task) in done:
+                        out[arm].append(done[_key(arm, task)])
+                        continue
+                    row = await _answer(servers[arm], arm, root, files, task)
+                    out[arm].append(row)
+                    with journal.open("a") as f:
+                        f.write(json.dumps({"arm": arm, "commit": commit, **row}) + "\n")
     return out
+
+
+async def _answer(
+    server: ServerProcess, arm: str, root: Path, files: list[Path], task: dict[str, Any]
+) -> dict[str, Any]:
+    opened = []
+    if arm in ("ring", "both"):
+        # The same two other files for both arms, whatever ran before.
+        rng = random.Random(f"{task['file']}:{task['line']}")
+        home = root / task["homes"][0]
+        others = [f for f in files if f != home and f != root / task["file"]]
+        for f in [home, *rng.sample(others, min(2, len(others)))]:
+            opened.append(server.open(f, f.read_text(errors="replace")))
+    elif arm == "oracle":
+        home, snippet = oracle_snippet(root, task)
+        opened.append(server.open(home, snippet))
+    text, offset = task["text"], task["offset"]
+    line = text.count("\n", 0, offset)
+    before = text[text.rfind("\n", 0, offset) + 1 : offset]
+    uri = server.open(root / task["file"], text)
+    t0 = time.perf_counter()
+    # LSP positions count UTF-16 units.
+    answer = await server.inline(uri, line, len(before.encode("utf-16-le")) // 2)
+    ms = (time.perf_counter() - t0) * 1000
+    for u in (uri, *opened):
+        server.close(u)
+    return score(task, answer, ms)
 
 
 def score(task: dict[str, Any], answer: str, ms: float) -> dict[str, Any]:
@@ -142,7 +179,25 @@ def main() -> int:
     parser.add_argument("--tasks", type=int, default=0, help="the first N tasks (0: all)")
     parser.add_argument("--arms", default=",".join(ARMS))
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--journal",
+        type=Path,
+        default=ROOT / "bench" / "results" / "crossfile-journal.jsonl",
+        help="answers so far, one per line: a run goes on from it (delete it to start over)",
+    )
     args = parser.parse_args()
+    # The code answering: a journal's answers from other code are not taken.
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    done: dict[tuple[str, str, int], dict[str, Any]] = {}
+    if args.journal.exists():
+        for line in args.journal.read_text().splitlines():
+            row = json.loads(line)
+            if row.get("commit") == commit:
+                done[_key(row.pop("arm"), row)] = row
+        print(f"{len(done)} answers of commit {commit} taken from {args.journal.name}")
+    args.journal.parent.mkdir(parents=True, exist_ok=True)
     model = mirror.fetch(mirror.QWEN_CODER_05B_INSTRUCT, mirror.weights_dir())
     arms = args.arms.split(",")
     with tempfile.TemporaryDirectory() as cache:
@@ -158,11 +213,9 @@ def main() -> int:
             workspaces = [(r, t) for r, t in picked if t]
         total = sum(len(t) for _, t in workspaces)
         print(f"{total} held-out tasks from {len(workspaces)} packages; arms: {', '.join(arms)}")
-        results: dict[str, list[dict[str, Any]]] = {}
-        for arm in arms:
-            t0 = time.perf_counter()
-            results[arm] = asyncio.run(run_arm(model, arm, workspaces))
-            print(f"  {arm}: {time.perf_counter() - t0:.0f} s", flush=True)
+        t0 = time.perf_counter()
+        results = asyncio.run(run_all(model, arms, workspaces, done, args.journal, commit))
+        print(f"  {time.perf_counter() - t0:.0f} s", flush=True)
     print(
         f"\n{'arm':<8}{'tasks':>6}{'exact %':>9}{'names it %':>12}{'similarity':>12}{'p50 ms':>9}"
     )
