@@ -50,7 +50,7 @@ sys.path.insert(0, str(ROOT))
 from aiguilleur.backends import mirror  # noqa: E402
 from aiguilleur.commands.replay import Keystroke, ServerProcess, replay  # noqa: E402
 from aiguilleur.context.index import RepositoryIndex, store_dir  # noqa: E402
-from aiguilleur.context.retrieval import dependencies  # noqa: E402
+from aiguilleur.context.retrieval import SIMILAR, dependencies  # noqa: E402
 from bench.common import isolated_env  # noqa: E402
 from bench.run import pct, summarise  # noqa: E402
 
@@ -244,7 +244,9 @@ def run(packages: tuple[str, ...], cache: Path, rng: random.Random) -> list[dict
             result["package"] = name
             for budget in BUDGETS:
                 t0 = time.perf_counter()
-                chunks = dependencies(index, str(task["file"]), text, offset, budget)
+                chunks = dependencies(
+                    index, str(task["file"]), text, offset, budget, similar=SIMILAR
+                )
                 ms = (time.perf_counter() - t0) * 1000
                 result[f"hit_{budget}"] = hit(chunks, task)
                 result[f"ms_{budget}"] = ms
@@ -256,7 +258,9 @@ def run(packages: tuple[str, ...], cache: Path, rng: random.Random) -> list[dict
                 : len(text[start:offset]) - len(text[start:offset].lstrip())
             ]
             entry = text[:start] + indent + text[offset:]
-            chunks = dependencies(index, str(task["file"]), entry, start + len(indent), DEFAULT)
+            chunks = dependencies(
+                index, str(task["file"]), entry, start + len(indent), DEFAULT, similar=SIMILAR
+            )
             result["hit_entry"] = hit(chunks, task)
             rows.append(result)
     return rows

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from aiguilleur.context.cursor_scan import imports_key, scope_at
 from aiguilleur.context.index import RepositoryIndex
-from aiguilleur.context.retrieval import dependency_stubs
+from aiguilleur.context.retrieval import SIMILAR, dependency_stubs
 from aiguilleur.context.stubs import Stub, as_chunks
 from aiguilleur.types import ContextChunk
 
@@ -59,7 +59,7 @@ class RepositoryBlock:
         )
         if key == self._key:
             return self._chunks
-        fresh = dependency_stubs(index, path, text, offset, budget_tokens, private)
+        fresh = dependency_stubs(index, path, text, offset, budget_tokens, private, similar=SIMILAR)
         same_file = bool(self._key) and (self._key[0], self._key[2]) == (key[0], key[2])
         self._stubs = _kept_first(self._stubs, fresh) if same_file else fresh
         self._chunks = as_chunks(self._stubs)

@@ -31,6 +31,7 @@ import pathspec
 
 from aiguilleur.context.definitions import Definition, DefinitionKind, FileSymbols, python_symbols
 from aiguilleur.context.grammars import grammar_symbols, supported
+from aiguilleur.context.lexical import LexicalStore, Window
 from aiguilleur.context.privacy import find_secret, is_private
 from aiguilleur.languages import language_of
 
@@ -167,6 +168,8 @@ class RepositoryIndex:
         self.max_files = max_files
         self.max_file_bytes = max_file_bytes
         self._store = _open_store(store, store_mb << 20)
+        self._lexical = LexicalStore(store / "windows.sqlite" if self._store is not None else None)
+        self._windowed = self._lexical.paths()  # a lost windows file is filled again
         self._parser: Parser = parser or InProcess()
         self._files: dict[str, IndexedFile] = {}
         self.generation = 0  # changes whenever a file's entry does: lookups keyed on it
@@ -185,6 +188,8 @@ class RepositoryIndex:
             if self._store.get("format") != FORMAT:
                 self._store.clear()
                 self._store.set("format", FORMAT)
+                self._lexical.clear()
+                self._windowed.clear()
                 return
             for key in list(self._store.iterkeys()):
                 if not isinstance(key, str) or not key.startswith("f:"):
@@ -327,7 +332,8 @@ class RepositoryIndex:
             self._forget(rel)
             return "skipped"
         old = self._files.get(rel)
-        if old is not None and (old.size, old.mtime_ns) == (st.st_size, st.st_mtime_ns):
+        unchanged = old is not None and (old.size, old.mtime_ns) == (st.st_size, st.st_mtime_ns)
+        if unchanged and rel in self._windowed:
             return "same"
         if st.st_size > self.max_file_bytes or not path.is_file():
             self._forget(rel)
@@ -342,11 +348,14 @@ class RepositoryIndex:
             return "skipped"
         digest = hashlib.blake2b(data, digest_size=16).hexdigest()
         outcome = "parsed"
+        text = data.decode("utf-8", errors="replace")
+        if rel not in self._windowed or old is None or old.digest != digest:
+            self._lexical.replace(rel, text)
+            self._windowed.add(rel)
         if old is not None and old.digest == digest:  # touched, not changed
             entry = msgspec.structs.replace(old, size=st.st_size, mtime_ns=st.st_mtime_ns)
             outcome = "same"
         else:
-            text = data.decode("utf-8", errors="replace")
             entry = IndexedFile(
                 rel,
                 st.st_size,
@@ -365,6 +374,9 @@ class RepositoryIndex:
         return outcome
 
     def _forget(self, rel: str) -> bool:
+        if rel in self._windowed:
+            self._lexical.forget(rel)
+            self._windowed.discard(rel)
         if self._files.pop(rel, None) is None:
             return False
         self.generation += 1
@@ -420,11 +432,17 @@ class RepositoryIndex:
             definitions=sum(len(f.symbols.definitions) for f in self._files.values()),
         )
 
+    def similar(self, text: str, limit: int, exclude: str = "") -> list[Window]:
+        """Windows of the workspace's files sharing the most words with `text` (the code
+        at a cursor), best first, none of the file `exclude`."""
+        return self._lexical.similar(text, limit, exclude)
+
     def close(self) -> None:
         with self._lock:
             if self._store is not None:
                 self._store.close()
                 self._store = None
+            self._lexical.close()
 
 
 def _open_store(directory: Path, size_bytes: int) -> diskcache.Cache | None:

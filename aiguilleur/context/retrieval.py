@@ -189,6 +189,8 @@ def _module_picks(index: RepositoryIndex, module: IndexedFile) -> list[Pick]:
 
 
 MAX_BASES_DEPTH = 3
+SIMILAR = 2  # windows of code like the cursor's a completion's block ends with, room left
+SIMILAR_QUERY_CHARS = 1500  # of the code before the cursor, in its function, that a search reads
 MAX_THROUGH = 4  # classes followed at each step of a dotted receiver
 
 
@@ -424,9 +426,12 @@ def dependencies(
     offset: int,
     budget_tokens: int,
     private: Callable[[str], bool] | None = None,
+    similar: int = 0,
 ) -> tuple[ContextChunk, ...]:
-    """The block for the cursor at `offset`: dependency_stubs as one chunk per file."""
-    return as_chunks(dependency_stubs(index, path, text, offset, budget_tokens, private))
+    """dependency_stubs as one chunk per file (a completion's block ends with `similar`
+    windows of code like the cursor's, SIMILAR)."""
+    stubs = dependency_stubs(index, path, text, offset, budget_tokens, private, similar=similar)
+    return as_chunks(stubs)
 
 
 def dependency_stubs(
@@ -437,6 +442,7 @@ def dependency_stubs(
     budget_tokens: int,
     private: Callable[[str], bool] | None = None,
     named: tuple[str, ...] = (),
+    similar: int = 0,
 ) -> list[Stub]:
     """Stubs of what the code around `offset` in `text` (the file `path`, relative to the
     index's root) uses from other files of the workspace, grouped per defining file,
@@ -446,7 +452,9 @@ def dependency_stubs(
     question names), what the receiver at the cursor is (`ctx.`: the class of ctx, its bases for
     `self.`, a module's names for `types.`), then what the other receivers of the
     function the cursor is in are, then the definitions of the names the file imports,
-    those used closest to the cursor first."""
+    those used closest to the cursor first; then, in the room they leave, at most
+    `similar` windows of other files sharing the most words with the code before the
+    cursor (BM25)."""
     imported = {i.alias: i for i in scan_imports(text)}
     scope = scope_at(text, offset)
     picks = _Picks(path, private)
@@ -467,7 +475,39 @@ def dependency_stubs(
     # What the code around the cursor is about: the words of the function it is in.
     around = text[scope.start : scope.end] if scope.key else text[max(0, offset - 3000) : offset]
     relevance = Relevance(subwords(around), index.uses())
-    return render(picks.items, int(budget_tokens * CHARS_PER_TOKEN), relevance)
+    budget = int(budget_tokens * CHARS_PER_TOKEN)
+    stubs = render(picks.items, budget, relevance)
+    if similar > 0:
+        before = text[max(scope.start, offset - SIMILAR_QUERY_CHARS) : offset]
+        stubs += _windows(index, path, before, budget - _size(stubs), similar, private)
+    return stubs
+
+
+def _size(stubs: list[Stub]) -> int:
+    """What `stubs` take of a budget, as render counts it (a header per file)."""
+    return sum(len(s.text) + 2 for s in stubs) + sum(len(p) + 2 for p in {s.path for s in stubs})
+
+
+def _windows(
+    index: RepositoryIndex,
+    path: str,
+    before: str,
+    room: int,
+    most: int,
+    private: Callable[[str], bool] | None,
+) -> list[Stub]:
+    """At most `most` windows of other files like the code `before` the cursor, that fit
+    `room` characters."""
+    out: list[Stub] = []
+    for w in index.similar(before, most * 4, exclude=path):
+        cost = len(w.text) + 2 + len(w.path) + 2
+        if cost > room or (private is not None and private(w.path)):
+            continue
+        out.append(Stub(w.path, w.text, w.line, ""))
+        room -= cost
+        if len(out) == most:
+            break
+    return out
 
 
 def _imported(index: RepositoryIndex, path: str, text: str, imp: Imported) -> list[Found]:

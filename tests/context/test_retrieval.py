@@ -241,7 +241,10 @@ def test_a_name_bound_by_with_gets_the_class_its_call_returns(tmp_path: Path) ->
             "def open_group() -> Group: ...\n"
         },
     )
-    text = "from tasks import open_group\n\n\nasync def main():\n    async with open_group() as tg:\n        tg."
+    text = (
+        "from tasks import open_group\n\n\n"
+        "async def main():\n    async with open_group() as tg:\n        tg."
+    )
     chunks = dependencies(index, "main.py", text, len(text), 1024)
     assert chunks and "def start_soon(self, fn) -> None" in chunks[0].text
 
@@ -269,7 +272,8 @@ def test_an_imported_instance_gets_its_class(tmp_path: Path) -> None:
     index = _workspace(
         tmp_path,
         {
-            "output.py": "class Output:\n    def table(self, rows: list) -> None: ...\n\n\nout = Output()\n"
+            "output.py": "class Output:\n    def table(self, rows: list) -> None: ...\n\n\n"
+            "out = Output()\n"
         },
     )
     text = "from output import out\n\n\ndef show(rows):\n    out."
@@ -302,7 +306,7 @@ def test_of_a_big_class_the_members_most_files_use_come_first(tmp_path: Path) ->
     """Nothing in the function says which member a line needs: those the workspace's
     files use the most make it into a small budget, private or not."""
     filler = "".join(f"    def method_number_{i}(self) -> int: ...\n" for i in range(60))
-    users = {f"user_{i}.py": f"def f(c):\n    return c._strip_protocol(c.path)\n" for i in range(3)}
+    users = {f"user_{i}.py": "def f(c):\n    return c._strip_protocol(c.path)\n" for i in range(3)}
     index = _workspace(
         tmp_path,
         {"api.py": f"class Api:\n{filler}    def _strip_protocol(self, path: str) -> str: ...\n"}
