@@ -191,6 +191,7 @@ def _module_picks(index: RepositoryIndex, module: IndexedFile) -> list[Pick]:
 MAX_BASES_DEPTH = 3
 SIMILAR = 2  # windows of code like the cursor's a completion's block ends with, room left
 SIMILAR_QUERY_CHARS = 1500  # of the code before the cursor, in its function, that a search reads
+MIN_WINDOW_ROOM = 400  # characters: a window of a few lines at least
 MAX_THROUGH = 4  # classes followed at each step of a dotted receiver
 
 
@@ -477,9 +478,10 @@ def dependency_stubs(
     relevance = Relevance(subwords(around), index.uses())
     budget = int(budget_tokens * CHARS_PER_TOKEN)
     stubs = render(picks.items, budget, relevance)
-    if similar > 0:
+    room = budget - _size(stubs)
+    if similar > 0 and room >= MIN_WINDOW_ROOM:  # else not worth a search
         before = text[max(scope.start, offset - SIMILAR_QUERY_CHARS) : offset]
-        stubs += _windows(index, path, before, budget - _size(stubs), similar, private)
+        stubs += _windows(index, path, before, room, similar, private)
     return stubs
 
 

@@ -29,11 +29,12 @@ def _index(tmp_path: Path, files: dict[str, str], private: tuple[str, ...] = ())
     return index
 
 
-def test_windows_overlap_and_leave_out_secrets() -> None:
+def test_windows_cover_the_file_and_leave_out_secrets() -> None:
     text = "\n".join(f"line_{i} = {i}" for i in range(45))
     found = windows("a.py", text)
-    assert [w.line for w in found] == [0, 10, 20, 30]
-    assert found[1].text.startswith("line_10 = 10\n") and "line_29 = 29" in found[1].text
+    assert [w.line for w in found] == [0, 20, 40]
+    assert found[1].text.startswith("line_20 = 20\n") and found[1].text.endswith("line_39 = 39\n")
+    assert found[2].text == "".join(f"line_{i} = {i}\n" for i in range(40, 45))
     leaked = 'API_KEY = "sk-or-v1-' + "a" * 64 + '"\n'
     assert windows("b.py", leaked) == []
 
