@@ -478,32 +478,38 @@ def dependency_stubs(
     relevance = Relevance(subwords(around), index.uses())
     budget = int(budget_tokens * CHARS_PER_TOKEN)
     stubs = render(picks.items, budget, relevance)
-    room = budget - _size(stubs)
-    if similar > 0 and room >= MIN_WINDOW_ROOM:  # else not worth a search
+    if similar > 0:
         before = text[max(scope.start, offset - SIMILAR_QUERY_CHARS) : offset]
-        stubs += _windows(index, path, before, room, similar, private)
+        stubs += similar_windows(index, path, before, stubs, budget, similar, private)
     return stubs
 
 
-def _size(stubs: list[Stub]) -> int:
-    """What `stubs` take of a budget, as render counts it (a header per file)."""
+def stubs_size(stubs: list[Stub]) -> int:
+    """What `stubs` take of a budget in characters, as render counts it (a header per
+    file)."""
     return sum(len(s.text) + 2 for s in stubs) + sum(len(p) + 2 for p in {s.path for s in stubs})
 
 
-def _windows(
+def similar_windows(
     index: RepositoryIndex,
     path: str,
-    before: str,
-    room: int,
+    query: str,
+    stubs: list[Stub],
+    budget: int,
     most: int,
     private: Callable[[str], bool] | None,
 ) -> list[Stub]:
-    """At most `most` windows of other files like the code `before` the cursor, that fit
-    `room` characters."""
+    """At most `most` windows sharing the most words with `query` (the code before a
+    cursor, a question), of files other than `path` and those `stubs` already show,
+    that fit what `stubs` leave of `budget` characters; as stubs without a name."""
+    room = budget - stubs_size(stubs)
+    if room < MIN_WINDOW_ROOM:  # not worth a search
+        return []
+    shown = {s.path for s in stubs}
     out: list[Stub] = []
-    for w in index.similar(before, most * 4, exclude=path):
+    for w in index.similar(query, most * 4, exclude=path):
         cost = len(w.text) + 2 + len(w.path) + 2
-        if cost > room or (private is not None and private(w.path)):
+        if cost > room or w.path in shown or (private is not None and private(w.path)):
             continue
         out.append(Stub(w.path, w.text, w.line, ""))
         room -= cost

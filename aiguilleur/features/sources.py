@@ -1,8 +1,10 @@
 """What a chat or a code action is told of the rest of the repository: the definitions
-of other files that its code uses (and that its question names), from the repository
-index, within a budget; with the list of those sources, so that the user sees what was
-sent. Never from a private file (the index holds none, and the session's own globs are
-checked again); never anything shaped like a secret (the index keeps none).
+of other files that its code uses (and that its question names), then, in the room they
+leave, windows of code of other files sharing the most words with the question and the
+code (BM25), from the repository index, within a budget; with the list of those sources,
+so that the user sees what was sent. Never from a private file (the index holds none,
+and the session's own globs are checked again); never anything shaped like a secret
+(the index keeps none).
 """
 
 from __future__ import annotations
@@ -14,7 +16,12 @@ import msgspec
 
 from aiguilleur.context.index import RepositoryIndex
 from aiguilleur.context.privacy import is_private
-from aiguilleur.context.retrieval import dependency_stubs
+from aiguilleur.context.retrieval import (
+    CHARS_PER_TOKEN,
+    SIMILAR,
+    dependency_stubs,
+    similar_windows,
+)
 from aiguilleur.context.stubs import Stub
 from aiguilleur.languages import language_of
 
@@ -29,8 +36,10 @@ class Sources(msgspec.Struct, frozen=True):
     stubs: tuple[Stub, ...] = ()
 
     def listed(self) -> str:
-        """`path:line name` of each source, for the user."""
-        return ", ".join(f"`{s.path}:{s.line + 1}` {s.name}" for s in self.stubs)
+        """`path:line name` of each source (a window of code has no name), for the user."""
+        return ", ".join(
+            f"`{s.path}:{s.line + 1}`" + (f" {s.name}" if s.name else "") for s in self.stubs
+        )
 
 
 def sources_for(
@@ -53,21 +62,31 @@ def sources_for(
     # resolved through the file's own imports.
     text = f"{file_text}\n{code}"
     named = tuple(dict.fromkeys(_WORD.findall(question)))[:MAX_NAMED]
+
+    def private(rel: str) -> bool:
+        return is_private(rel, private_globs)
+
     stubs = dependency_stubs(
-        index,
-        path,
-        text,
-        len(text),
-        budget_tokens,
-        private=lambda p: is_private(p, private_globs),
-        named=named,
+        index, path, text, len(text), budget_tokens, private=private, named=named
     )
-    if not stubs:
+    # In the room left: code of other files that shares the most words with the question
+    # and the code (the files most relevant to it).
+    budget = int(budget_tokens * CHARS_PER_TOKEN)
+    windows = similar_windows(index, path, f"{code}\n{question}", stubs, budget, SIMILAR, private)
+    if not stubs and not windows:
         return Sources()
     fence = (language_of(path) or "").lower()
-    body = "\n\n".join(f"# {stub.path}\n{stub.text}" for stub in stubs)
-    prompt = (
-        "Definitions from other files of this project that this code uses (signatures "
-        f"and first docstring lines only):\n\n```{fence}\n{body}\n```\n\n"
-    )
-    return Sources(prompt, tuple(stubs))
+    prompt = ""
+    if stubs:
+        body = "\n\n".join(f"# {stub.path}\n{stub.text}" for stub in stubs)
+        prompt += (
+            "Definitions from other files of this project that this code uses (signatures "
+            f"and first docstring lines only):\n\n```{fence}\n{body}\n```\n\n"
+        )
+    if windows:
+        body = "\n\n".join(f"# {w.path}, from line {w.line + 1}\n{w.text}" for w in windows)
+        prompt += (
+            "Code from other files of this project that shares the most words with this "
+            f"question and code:\n\n```{fence}\n{body}\n```\n\n"
+        )
+    return Sources(prompt, (*stubs, *windows))

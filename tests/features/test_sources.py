@@ -55,6 +55,25 @@ def test_the_definitions_the_code_uses_and_the_question_names(index: RepositoryI
     assert sources_for(index, Path("/elsewhere/x.py"), VIEW, code, "", 512, ()).prompt == ""
 
 
+def test_a_question_gets_the_code_of_other_files_that_shares_its_words(tmp_path: Path) -> None:
+    """Nothing the code imports answers "how are invoices rounded?": the file that
+    rounds them does, found by its words; never a private file, whatever its words."""
+    root = tmp_path / "repo"
+    (root / "app").mkdir(parents=True)
+    billing = "def total(invoice):\n    return round(sum(invoice.lines), 2)  # invoices rounded\n"
+    (root / "app" / "billing.py").write_text(billing)
+    (root / "app" / "ledger_secret.py").write_text(billing.replace("total", "audit"))
+    (root / "app" / "views.py").write_text("def show(u): ...\n")
+    index = RepositoryIndex(root, store_dir(tmp_path / "cache", root))
+    index.refresh()
+    view = root / "app" / "views.py"
+    question = "how are invoices rounded?"
+    found = sources_for(index, view, "", "", question, 512, ("**/ledger_secret.py",))
+    assert "# app/billing.py, from line 1\ndef total(invoice):" in found.prompt
+    assert "`app/billing.py:1`" in found.listed() and "ledger_secret" not in found.prompt
+    assert sources_for(index, view, "", "", "what is the weather?", 512, ()).prompt == ""
+
+
 class Recorded(NoRoutes):
     def __init__(self) -> None:
         self.messages: list[ChatMessage] = []
