@@ -370,7 +370,16 @@ def main() -> None:
         "--sections", default="recall,replay", help="recall (the block's content), replay"
     )
     parser.add_argument("--keystrokes", type=int, default=120)
+    parser.add_argument(
+        "--packages",
+        default="",
+        help="installed packages to use as the tuning half instead (comma-separated), to "
+        "study misses on code not tuned on yet; never a held-out one",
+    )
     args = parser.parse_args()
+    tuning_packages = tuple(args.packages.split(",")) if args.packages else TUNING
+    if set(tuning_packages) & {pin.split("==")[0] for pin in HELD_OUT}:
+        parser.error("a held-out package cannot be tuned on")
     sections = args.sections.split(",")
     rng = random.Random(args.seed)
     tuning: list[dict[str, object]] = []
@@ -378,7 +387,7 @@ def main() -> None:
     replayed: dict[str, object] = {}
     with tempfile.TemporaryDirectory() as cache:
         if "recall" in sections:
-            tuning = run(TUNING, Path(cache), rng) if args.half != "held-out" else []
+            tuning = run(tuning_packages, Path(cache), rng) if args.half != "held-out" else []
             # Its own generator: the held-out tasks are the same whichever halves run.
             if args.half != "tuning":
                 held_out = run(HELD_OUT, Path(cache), random.Random(args.seed))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 from collections import Counter
+from collections.abc import Iterator
 from enum import StrEnum
 
 import msgspec
@@ -118,7 +119,7 @@ def python_symbols(source: str) -> FileSymbols:
         return FileSymbols(error=f"{type(error).__name__}: {error}")
     out: list[Definition] = []
     imports: list[Import] = []
-    for node in tree.body:
+    for node in _module_level(tree.body):
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
             out.append(
                 Definition(
@@ -148,6 +149,22 @@ def python_symbols(source: str) -> FileSymbols:
                 imports.append(Import(module, a.name, a.asname or a.name))
     used = tuple(name for name, _ in uses.most_common(MAX_USES))
     return FileSymbols(tuple(out), tuple(imports), uses=used)
+
+
+def _module_level(body: list[ast.stmt], depth: int = 2) -> Iterator[ast.stmt]:
+    """The statements of a module's body, and of the `if`/`try` blocks in it (`if
+    TYPE_CHECKING:`, `try: ... except ImportError:`), where a module defines many of its
+    classes and functions, `depth` levels down."""
+    for node in body:
+        if depth > 0 and isinstance(node, ast.If):
+            yield from _module_level([*node.body, *node.orelse], depth - 1)
+        elif depth > 0 and isinstance(node, ast.Try):
+            handlers = [n for h in node.handlers for n in h.body]
+            yield from _module_level(
+                [*node.body, *handlers, *node.orelse, *node.finalbody], depth - 1
+            )
+        else:
+            yield node
 
 
 def _class_definitions(node: ast.ClassDef) -> list[Definition]:

@@ -37,7 +37,7 @@ from aiguilleur.languages import language_of
 
 log = logging.getLogger(__name__)
 
-FORMAT = 2  # bump when IndexedFile changes: an older store is read as empty
+FORMAT = 3  # bump when IndexedFile changes: an older store is read as empty
 MAX_FILE_BYTES = 1 << 20
 MAX_FILES = 20_000
 STORE_MB = 64

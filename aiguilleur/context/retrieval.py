@@ -149,6 +149,11 @@ def _resolve(
             target = module_file(index, imp.module, file.path)
             if target is not None:
                 return _resolve(index, target, imp.name, hops - 1)
+    for imp in file.symbols.imports:  # `from .core import *`
+        target = module_file(index, imp.module, file.path) if imp.name == "*" else None
+        found = _resolve(index, target, name, hops - 1) if target is not None else None
+        if found is not None:
+            return found
     return None
 
 
@@ -179,10 +184,13 @@ def _module_picks(index: RepositoryIndex, module: IndexedFile) -> list[Pick]:
     most often holds nothing else), each in brief."""
     out = [Pick(module, None)]
     for imp in module.symbols.imports:
-        if not imp.name:
+        source = module_file(index, imp.module, module.path) if imp.name else None
+        if source is None:
             continue
-        source = module_file(index, imp.module, module.path)
-        found = _resolve(index, source, imp.name) if source is not None else None
+        if imp.name == "*":  # `from .core import *`: all of core's names
+            out.append(Pick(source, None))
+            continue
+        found = _resolve(index, source, imp.name)
         if found is not None:
             out.append(Pick(found[0], found[1], brief=True))
     return out

@@ -84,3 +84,25 @@ def test_a_file_that_does_not_parse_says_why_and_defines_nothing() -> None:
 def test_a_huge_default_value_is_cut() -> None:
     [table] = python_symbols("TABLE = " + repr(list(range(5000))) + "\n").definitions
     assert len(table.signature) <= 300 and table.signature.endswith("…")
+
+
+def test_definitions_inside_module_level_if_and_try_blocks_count() -> None:
+    """`if TYPE_CHECKING:` and `try: ... except ImportError:` are where many modules
+    define their protocols and fallbacks."""
+    symbols = python_symbols(
+        "import typing\n"
+        "if typing.TYPE_CHECKING:\n"
+        "    class Connection(typing.Protocol):\n"
+        "        def getresponse(self) -> bytes: ...\n"
+        "try:\n"
+        "    import ssl\n"
+        "except ImportError:\n"
+        "    def wrap(sock): ...\n"
+        "else:\n"
+        "    HAS_SSL = True\n"
+    )
+    found = {(d.name, d.kind, d.scope) for d in symbols.definitions}
+    assert ("Connection", DefinitionKind.CLASS, "") in found
+    assert ("getresponse", DefinitionKind.METHOD, "Connection") in found
+    assert ("wrap", DefinitionKind.FUNCTION, "") in found
+    assert ("HAS_SSL", DefinitionKind.VARIABLE, "") in found

@@ -316,3 +316,21 @@ def test_of_a_big_class_the_members_most_files_use_come_first(tmp_path: Path) ->
     [chunk] = dependencies(index, "main.py", text, len(text), 150)
     assert "def _strip_protocol(self, path: str) -> str" in chunk.text
     assert "method_number_59" not in chunk.text
+
+
+def test_a_package_that_star_imports_exports_those_names(tmp_path: Path) -> None:
+    """`pp/__init__.py` holds `from .core import *`: `pp.` lists core's names, and
+    `from pp import NotAny` resolves to core's class."""
+    index = _workspace(
+        tmp_path,
+        {
+            "pp/__init__.py": "from .core import *\n",
+            "pp/core.py": "class NotAny:\n    def parse(self, text: str) -> None: ...\n",
+        },
+    )
+    text = "import pp\n\n\ndef walk(element):\n    if isinstance(element, pp."
+    chunks = dependencies(index, "diagram.py", text, len(text), 1024)
+    assert any(c.path == "pp/core.py" and "class NotAny" in c.text for c in chunks)
+    text = "from pp import NotAny\n\n\ndef walk(element: NotAny):\n    element."
+    chunks = dependencies(index, "diagram.py", text, len(text), 1024)
+    assert chunks and "def parse(self, text: str) -> None" in chunks[0].text
