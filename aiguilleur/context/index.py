@@ -61,7 +61,7 @@ class IndexedFile(msgspec.Struct, frozen=True):
 
 
 _ByName = dict[str, list[tuple[IndexedFile, Definition]]]
-_Tables = tuple[_ByName, _ByName, dict[str, int]]
+_Tables = tuple[_ByName, _ByName, dict[str, int], dict[str, tuple[str, ...]]]
 
 
 class IndexStats(msgspec.Struct, frozen=True):
@@ -173,7 +173,7 @@ class RepositoryIndex:
         self._parser: Parser = parser or InProcess()
         self._files: dict[str, IndexedFile] = {}
         self.generation = 0  # changes whenever a file's entry does: lookups keyed on it
-        self._by_name: tuple[int, _ByName, _ByName, dict[str, int]] = (-1, {}, {}, {})
+        self._by_name: tuple[int, *_Tables] = (-1, {}, {}, {}, {})
         # A refresh runs in one thread while a save updates from another.
         self._lock = threading.RLock()
         self._stats = IndexStats(str(self.root), 0, 0, 0, 0, 0.0, 0.0)
@@ -401,13 +401,22 @@ class RepositoryIndex:
         """How many files of the workspace use each attribute name (`x.name`)."""
         return self._tables()[2]
 
+    def packages(self) -> dict[str, tuple[str, ...]]:
+        """For each package name, the directories that hold a package so named (its
+        `__init__.py`), relative ("" for the root)."""
+        return self._tables()[3]
+
     def _tables(self) -> _Tables:
         tables = self._by_name
         if tables[0] != self.generation:
             classes: dict[str, list[tuple[IndexedFile, Definition]]] = {}
             named: dict[str, list[tuple[IndexedFile, Definition]]] = {}
             uses: dict[str, int] = {}
+            packages: dict[str, list[str]] = {}
             for f in list(self._files.values()):
+                *parents, package, leaf = ["", *f.path.split("/")]
+                if leaf == "__init__.py" and package:
+                    packages.setdefault(package, []).append("/".join(parents).lstrip("/"))
                 for d in f.symbols.definitions:
                     if d.kind is DefinitionKind.CLASS:
                         classes.setdefault(d.name.lower(), []).append((f, d))
@@ -415,8 +424,9 @@ class RepositoryIndex:
                         named.setdefault(d.name, []).append((f, d))
                 for name in f.symbols.uses:
                     uses[name] = uses.get(name, 0) + 1
-            tables = self._by_name = (self.generation, classes, named, uses)
-        return tables[1], tables[2], tables[3]
+            dirs = {name: tuple(found) for name, found in packages.items()}
+            tables = self._by_name = (self.generation, classes, named, uses, dirs)
+        return tables[1], tables[2], tables[3], tables[4]
 
     def get(self, rel: str) -> IndexedFile | None:
         return self._files.get(rel)

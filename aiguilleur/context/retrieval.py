@@ -54,14 +54,12 @@ def module_file(index: RepositoryIndex, module: str, importer: str) -> IndexedFi
         candidates = ["/".join(parts)]
     else:
         dotted = module.replace(".", "/")
-        # A package may sit at the root or under src/ (or any one directory).
-        candidates = [dotted, f"src/{dotted}"]
+        # A package may sit at the root, under src/, or deeper (`libs/x/x/`, a vendored
+        # copy `pkg/_vendor/x/`): the directories holding one of that name, the nearest
+        # to the importer first.
         top = module.split(".")[0]
-        candidates += [
-            f"{f.path.split('/')[0]}/{dotted}"
-            for f in _package_roots(index, top)
-            if f.path.split("/")[0] != "src"
-        ]
+        parents = sorted(index.packages().get(top, ()), key=lambda d: -_shared(d, importer))
+        candidates = [dotted, f"src/{dotted}", *(f"{d}/{dotted}" for d in parents if d)]
     for c in candidates:
         for path in (f"{c}.py", f"{c}/__init__.py", f"{c}.pyi"):
             found = index.get(path)
@@ -70,11 +68,14 @@ def module_file(index: RepositoryIndex, module: str, importer: str) -> IndexedFi
     return None
 
 
-def _package_roots(index: RepositoryIndex, top: str) -> Iterable[IndexedFile]:
-    for f in index.files():
-        parts = f.path.split("/")
-        if len(parts) >= 3 and parts[1] == top and parts[-1] == "__init__.py":
-            yield f
+def _shared(directory: str, path: str) -> int:
+    """How many leading directories `path` shares with `directory`."""
+    n = 0
+    for a, b in zip(directory.split("/"), path.split("/")[:-1], strict=False):
+        if a != b:
+            break
+        n += 1
+    return n
 
 
 def _submodule(module: str, *parts: str) -> str:

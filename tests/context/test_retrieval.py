@@ -334,3 +334,23 @@ def test_a_package_that_star_imports_exports_those_names(tmp_path: Path) -> None
     text = "from pp import NotAny\n\n\ndef walk(element: NotAny):\n    element."
     chunks = dependencies(index, "diagram.py", text, len(text), 1024)
     assert chunks and "def parse(self, text: str) -> None" in chunks[0].text
+
+
+def test_an_absolute_import_finds_the_nearest_package_of_that_name(tmp_path: Path) -> None:
+    """`import pyparsing` inside a vendored copy (`tool/_vendor/pyparsing/`) is that copy,
+    not another one further away in the workspace."""
+    index = _workspace(
+        tmp_path,
+        {
+            "tool/__init__.py": "",
+            "tool/_vendor/pyparsing/__init__.py": "from .core import *\n",
+            "tool/_vendor/pyparsing/core.py": "class Each:\n    def streamline(self): ...\n",
+            "other/lib/pyparsing/__init__.py": "class Stale: ...\n",
+        },
+    )
+    text = "import pyparsing\n\n\ndef walk(element):\n    if isinstance(element, pyparsing."
+    chunks = dependencies(
+        index, "tool/_vendor/pyparsing/diagram/__init__.py", text, len(text), 1024
+    )
+    assert any("class Each" in c.text for c in chunks)
+    assert not any("Stale" in c.text for c in chunks)
