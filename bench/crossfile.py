@@ -17,7 +17,11 @@ starts with the needed name, edit similarity. Prints a table and writes
 bench/results/crossfile-<time>.json with every answer. `--tasks N` takes the first N
 tasks (in the bench's shuffled order) for a quick look. The full set takes hours on a
 laptop's CPU: each answer is also appended to a journal (`--journal`), and a run that
-finds one goes on from where the last stopped.
+finds one goes on from where the last stopped. `--reuse COMMIT` also takes the answers
+of the arms that use no index (file, ring, oracle) from that commit's journal rows, for
+the same line and the same expected rest, when only the index's code changed since (their
+prompts are then the same, and greedy answers too): every RECHECK-th such answer is asked
+again, and the run says how many came out the same.
 """
 
 from __future__ import annotations
@@ -45,6 +49,8 @@ from bench.common import isolated_env  # noqa: E402
 from bench.context import HELD_OUT, package_tasks  # noqa: E402
 
 ARMS = ("file", "ring", "block", "both", "oracle")
+UNINDEXED = ("file", "ring", "oracle")
+RECHECK = 8
 ORACLE_LINES = 30
 
 
@@ -96,14 +102,31 @@ async def run_all(
     done: dict[tuple[str, str, int], dict[str, Any]],
     journal: Path,
     commit: str,
+    reused: dict[tuple[str, str, int], dict[str, Any]],
 ) -> dict[str, list[dict[str, Any]]]:
     """Every arm's answers to every task, task after task (each through every arm, a
     server per arm): a run cut short still compares the arms on the same tasks. Answers
     in `done` (a run before this one, of the same tasks) are taken as they are; each new
-    one is appended to `journal` as it comes, so that a run goes on where one stopped."""
+    one is appended to `journal` as it comes, so that a run goes on where one stopped.
+    A `reused` answer (another commit's) stands for an unindexed arm's when it answered the
+    same line for the same expected rest; every RECHECK-th is asked again instead, and the
+    new answer says whether it came out the same."""
     out: dict[str, list[dict[str, Any]]] = {arm: [] for arm in arms}
     for root, tasks in workspaces:
-        left = [t for t in tasks if any(_key(arm, t) not in done for arm in arms)]
+        count = 0
+        for task in tasks:
+            for arm in UNINDEXED:
+                old = reused.get(_key(arm, task))
+                if arm not in arms or _key(arm, task) in done or old is None:
+                    continue
+                if (old["name"], old["expected"]) == (task["name"], task["expected"].rstrip()):
+                    done[_key(arm, task)] = {**old, "recheck": count % RECHECK == 0}
+                    count += 1
+        left = [
+            t
+            for t in tasks
+            if any(_key(a, t) not in done or done[_key(a, t)].get("recheck") for a in arms)
+        ]
         servers: dict[str, ServerProcess] = {}
         async with contextlib.AsyncExitStack() as stack:
             for arm in arms if left else []:
@@ -121,10 +144,13 @@ async def run_all(
             files = sorted(root.rglob("*.py"))
             for task in tasks:
                 for arm in arms:
-                    if _key(arm, task) in done:
-                        out[arm].append(done[_key(arm, task)])
+                    old = done.get(_key(arm, task))
+                    if old is not None and not old.get("recheck"):
+                        out[arm].append(old)
                         continue
                     row = await _answer(servers[arm], arm, root, files, task)
+                    if old is not None:  # a reused answer, asked again
+                        row["same_as_reused"] = row["answer"] == old["answer"]
                     out[arm].append(row)
                     with journal.open("a") as f:
                         f.write(json.dumps({"arm": arm, "commit": commit, **row}) + "\n")
@@ -180,6 +206,12 @@ def main() -> int:
     parser.add_argument("--arms", default=",".join(ARMS))
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument(
+        "--reuse",
+        default="",
+        help="a commit whose journal answers of the unindexed arms (file, ring, oracle) stand "
+        "for this one's, some asked again (only when the index's code alone changed since)",
+    )
+    parser.add_argument(
         "--journal",
         type=Path,
         default=ROOT / "bench" / "results" / "crossfile-journal.jsonl",
@@ -191,11 +223,14 @@ def main() -> int:
         ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
     ).stdout.strip()
     done: dict[tuple[str, str, int], dict[str, Any]] = {}
+    reused: dict[tuple[str, str, int], dict[str, Any]] = {}
     if args.journal.exists():
         for line in args.journal.read_text().splitlines():
             row = json.loads(line)
             if row.get("commit") == commit:
                 done[_key(row.pop("arm"), row)] = row
+            elif args.reuse and row.get("commit") == args.reuse:
+                reused[_key(row.pop("arm"), row)] = {**row, "reused_from": args.reuse}
         print(f"{len(done)} answers of commit {commit} taken from {args.journal.name}")
     args.journal.parent.mkdir(parents=True, exist_ok=True)
     model = mirror.fetch(mirror.QWEN_CODER_05B_INSTRUCT, mirror.weights_dir())
@@ -214,7 +249,7 @@ def main() -> int:
         total = sum(len(t) for _, t in workspaces)
         print(f"{total} held-out tasks from {len(workspaces)} packages; arms: {', '.join(arms)}")
         t0 = time.perf_counter()
-        results = asyncio.run(run_all(model, arms, workspaces, done, args.journal, commit))
+        results = asyncio.run(run_all(model, arms, workspaces, done, args.journal, commit, reused))
         print(f"  {time.perf_counter() - t0:.0f} s", flush=True)
     print(
         f"\n{'arm':<8}{'tasks':>6}{'exact %':>9}{'names it %':>12}{'similarity':>12}{'p50 ms':>9}"
@@ -233,6 +268,13 @@ def main() -> int:
         print(
             f"{arm:<8}{row['tasks']:>6}{row['exact']:>9.1f}{row['names_it']:>12.1f}"
             f"{row['similarity']:>12.1f}{row['ms_p50']:>9.0f}"
+        )
+    rows = [r for arm_rows in results.values() for r in arm_rows]
+    if args.reuse:
+        asked = [r["same_as_reused"] for r in rows if "same_as_reused" in r]
+        print(
+            f"\n{sum('reused_from' in r for r in rows)} answers taken from {args.reuse};"
+            f" {sum(asked)} of {len(asked)} asked again came out the same"
         )
     out = ROOT / "bench" / "results" / f"crossfile-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
