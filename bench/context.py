@@ -49,6 +49,7 @@ sys.path.insert(0, str(ROOT))
 
 from aiguilleur.backends import mirror  # noqa: E402
 from aiguilleur.commands.replay import Keystroke, ServerProcess, replay  # noqa: E402
+from aiguilleur.context.block import RepositoryBlock  # noqa: E402
 from aiguilleur.context.index import RepositoryIndex, store_dir  # noqa: E402
 from aiguilleur.context.retrieval import SIMILAR, dependencies  # noqa: E402
 from bench.common import isolated_env  # noqa: E402
@@ -258,10 +259,16 @@ def run(packages: tuple[str, ...], cache: Path, rng: random.Random) -> list[dict
                 : len(text[start:offset]) - len(text[start:offset].lstrip())
             ]
             entry = text[:start] + indent + text[offset:]
-            chunks = dependencies(
-                index, str(task["file"]), entry, start + len(indent), DEFAULT, similar=SIMILAR
-            )
+            block = RepositoryBlock()
+            path = str(task["file"])
+            chunks = block.chunks(index, path, entry, start + len(indent), DEFAULT)
             result["hit_entry"] = hit(chunks, task)
+            # Then the line typed up to the cursor: the keystroke keeps that block, and
+            # the server proposes one for a receiver it lacks, adopted after a pause.
+            proposed = block.propose(index, path, text, offset, DEFAULT)
+            if proposed is not None:
+                block.adopt(proposed)
+            result["hit_paused"] = hit(block.chunks(index, path, text, offset, DEFAULT), task)
             rows.append(result)
     return rows
 
@@ -279,9 +286,12 @@ def table(half: str, rows: list[dict[str, object]]) -> dict[str, object]:
         print(f"  {b:>16} {recall:>9.1f} {chars:>16.0f} {ms:>13.2f}")
     entry = 100 * sum(bool(r["hit_entry"]) for r in rows) / max(1, len(rows))
     out["recall_entry"] = entry
+    paused = 100 * sum(bool(r["hit_paused"]) for r in rows) / max(1, len(rows))
+    out["recall_paused"] = paused
     print(
         f"  recall at {DEFAULT} tokens of the block as kept (built when the cursor entered the "
-        f"function, before the line was typed): {entry:.1f} %"
+        f"function, before the line was typed): {entry:.1f} %; after a pause at the cursor "
+        f"(the block proposed for the receiver typed, adopted): {paused:.1f} %"
     )
     per_package: dict[str, list[bool]] = {}
     for r in rows:

@@ -135,18 +135,24 @@ class LlamaEngine:
             self._lock.notify()
         return job.future
 
-    def prefill(self, request: Request) -> None:
+    def prefill(self, request: Request) -> concurrent.futures.Future[Completion]:
         """Evaluate the text before the cursor of `request` when nothing else is queued, so
         that the first real request finds it in the KV cache. A real request preempts it
-        at once; whatever it evaluated by then stays useful."""
+        at once; whatever it evaluated by then stays useful. The future tells how far it
+        got (Usage: prompt_tokens, of which reused_tokens were in the cache and
+        evaluated_tokens evaluated now); it is cancelled when a request or another
+        prefill replaced it, and fails when the engine is closed or keeps no cache."""
+        job = FimJob(request, prefill=True)
         with self._lock:
             if self._closed or not self.settings.reuse_prefix:
-                return
+                _fail(job.future, BackendUnavailable("the local engine keeps no prompt cache"))
+                return job.future
             if self._prefill is not None:
                 self._prefill.future.cancel()
-            self._prefill = FimJob(request, prefill=True)
+            self._prefill = job
             self._prefill_paused = False
             self._lock.notify()
+        return job.future
 
     async def prefetch(self, request: Request) -> Completion:
         """The completion of `request` computed when the engine has nothing else to do, for

@@ -209,7 +209,8 @@ class FimRunner:
         )
         n_past, _ = self.keeper.reuse(self.llm, tokens[:target])
         done = self._eval(job, tokens[:target], n_past, yield_to_requests=True)
-        return Completion("", Usage(evaluated_tokens=done), route="local", model="")
+        usage = Usage(prompt_tokens=target, reused_tokens=n_past, evaluated_tokens=done)
+        return Completion("", usage, route="local", model="")
 
     def _eval(
         self, job: FimJob, tokens: list[int], n_past: int, yield_to_requests: bool = False

@@ -493,6 +493,27 @@ def dependency_stubs(
     return stubs
 
 
+def receiver_definitions(
+    index: RepositoryIndex,
+    path: str,
+    text: str,
+    offset: int,
+    private: Callable[[str], bool] | None = None,
+) -> set[tuple[str, int]]:
+    """Where what the receiver right before the cursor is comes from (`ctx.`: ctx's
+    class and its bases; `types.`: the module), as the (path, line) of each definition,
+    line 0 for a module, as dependency_stubs' stubs name them; empty when there is no
+    receiver at the cursor or nothing known of it."""
+    at = receiver_at(text, offset)
+    if at is None:
+        return set()
+    imported = {i.alias: i for i in scan_imports(text)}
+    picks = _Picks(path, private)
+    for pick in _receiver(index, path, text, imported, scope_at(text, offset), at):
+        picks.add(pick)
+    return {(p.file.path, p.definition.line if p.definition else 0) for p in picks.items}
+
+
 def stubs_size(stubs: list[Stub]) -> int:
     """What `stubs` take of a budget in characters, as render counts it (a header per
     file)."""

@@ -6,13 +6,14 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
 
 from aiguilleur.config.settings import CompletionConfig
 from aiguilleur.context.block import RepositoryBlock
-from aiguilleur.context.index import MAX_FILE_BYTES
+from aiguilleur.context.index import MAX_FILE_BYTES, RepositoryIndex
 from aiguilleur.context.privacy import is_private
 from aiguilleur.context.ring import ContextRing
 from aiguilleur.context.window import fim_context
@@ -39,6 +40,10 @@ log = logging.getLogger(__name__)
 _AFTER_CHARS = 256
 # Files bigger than this get no suggestions: a minified bundle or a data dump.
 MAX_DOCUMENT_CHARS = 4_000_000
+# A block proposed for a receiver the kept one lacks is evaluated once the user paused
+# this long after a suggestion: longer than between two keystrokes, so that typing on
+# does not start and stop it at each one.
+BLOCK_PROPOSAL_IDLE_S = 0.3
 
 
 class Suggestion(msgspec.Struct, frozen=True):
@@ -86,6 +91,7 @@ class CompletionFeature:
         # it is for: a request for exactly that text waits for it rather than stop it.
         self._ahead_running: dict[str, tuple[str, str, asyncio.Task[None]]] = {}
         self._tasks = TaskSet()
+        self._proposing: asyncio.Task[None] | None = None
         self._last_uri: str | None = None
         self._last_line: dict[str, int] = {}
         self.last: dict[str, Suggestion] = {}
@@ -154,6 +160,9 @@ class CompletionFeature:
         when there is nothing worth showing or the user typed meanwhile. Raises
         errors.Cancelled when the engine stopped the request (shutdown)."""
         t0 = time.perf_counter()
+        if self._proposing is not None:  # the user is typing: not idle any more
+            self._proposing.cancel()
+            self._proposing = None
         if len(text) > MAX_DOCUMENT_CHARS or not 0 <= offset <= len(text):
             return None
         line, line_start = line_at(text, offset)
@@ -215,7 +224,36 @@ class CompletionFeature:
         log.debug("completion.done uri=%s build_ms=%.2f", uri, build_ms)
         if s.text and completion.backend is Backend.LOCAL:
             self._look_ahead(uri, text, offset, completion.text)
+        if completion.backend is Backend.LOCAL:
+            self._propose_block(uri, text, version, offset)
         return s
+
+    def _propose_block(self, uri: str, text: str, version: int | None, offset: int) -> None:
+        """When the code at the cursor uses a receiver whose class the kept block lacks
+        (typed after the block was built): once the user paused, have the engine
+        evaluate a block that shows it, and make it the block when all of it is
+        evaluated. Until then the requests keep the old block, whose prompt the engine
+        holds: no keystroke waits for the new one."""
+        where = self._block_where(uri, text)
+        if where is None:
+            return
+        index, path, private, globs = where
+        budget = self.settings.repository_tokens
+
+        async def run() -> None:
+            await asyncio.sleep(BLOCK_PROPOSAL_IDLE_S)
+            if self._documents.version(uri) != version:
+                return
+            chunks = self.block.propose(index, path, text, offset, budget, private, globs)
+            if chunks is None:
+                return
+            _, start = line_at(text, offset)
+            end = line_end(text, start)
+            request = self._request(uri, text, start, start, end, repository=chunks)
+            if await self._routes.prefill(request) and self.block.adopt(chunks):
+                log.debug("completion.block_adopted uri=%s", uri)
+
+        self._proposing = self._tasks.spawn(run(), "repository block proposal")
 
     def _look_ahead(self, uri: str, text: str, offset: int, shown: str) -> None:
         """Compute, while the engine is idle, the suggestion for the text as it will be
@@ -245,7 +283,17 @@ class CompletionFeature:
         task = self._tasks.spawn(run(), "prefetch")
         self._ahead_running[uri] = (before, after, task)
 
-    def _request(self, uri: str, text: str, offset: int, line_start: int, line_end: int) -> Request:
+    def _request(
+        self,
+        uri: str,
+        text: str,
+        offset: int,
+        line_start: int,
+        line_end: int,
+        repository: tuple[ContextChunk, ...] | None = None,
+    ) -> Request:
+        """The request at `offset`; with the repository block as it stands, unless
+        `repository` says what block to put there."""
         cfg = self.settings
         rest_of_line = text[offset:line_end]
         ctx = fim_context(
@@ -254,7 +302,9 @@ class CompletionFeature:
             path_of(uri),
             prefix_tokens=cfg.prefix_tokens,
             suffix_tokens=cfg.suffix_tokens,
-            repository=self._repository_block(uri, text, offset),
+            repository=(
+                self._repository_block(uri, text, offset) if repository is None else repository
+            ),
             extra=self._context_ring().chunks(path_of(uri)),
         )
         current = text[line_start:line_end]
@@ -283,27 +333,31 @@ class CompletionFeature:
         index knows them; nothing for a file outside the workspace, or one bigger than
         the index reads (its scan would cost every keystroke). A failure to build it
         costs the suggestion its block, never the suggestion."""
-        index = self._editor.index
-        budget = self.settings.repository_tokens
-        if index is None or budget <= 0 or len(text) > MAX_FILE_BYTES:
+        where = self._block_where(uri, text)
+        if where is None:
             return ()
-        path = index.relative(Path(path_of(uri)))
-        if path is None:
-            return ()
-        globs = tuple(self._settings.policy.privacy.private)
+        index, path, private, globs = where
         try:
-            return self.block.chunks(
-                index,
-                path,
-                text,
-                offset,
-                budget,
-                private=lambda p: is_private(p, globs),
-                private_key=globs,
-            )
+            budget = self.settings.repository_tokens
+            return self.block.chunks(index, path, text, offset, budget, private, globs)
         except Exception:
             log.warning("completion.block_failed uri=%s", uri, exc_info=True)
             return ()
+
+    def _block_where(
+        self, uri: str, text: str
+    ) -> tuple[RepositoryIndex, str, Callable[[str], bool], tuple[str, ...]] | None:
+        """The index, the file's path in it, what is private and the globs that say so,
+        for a block of `uri`; None when it gets none (no index, the block turned off, a
+        file outside the workspace or bigger than the index reads)."""
+        index = self._editor.index
+        if index is None or self.settings.repository_tokens <= 0 or len(text) > MAX_FILE_BYTES:
+            return None
+        path = index.relative(Path(path_of(uri)))
+        if path is None:
+            return None
+        globs = tuple(self._settings.policy.privacy.private)
+        return index, path, lambda p: is_private(p, globs), globs
 
     def prefill_request(self, uri: str, text: str) -> Request | None:
         """What to evaluate ahead of the user for a document just opened: the text before

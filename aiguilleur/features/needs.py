@@ -34,6 +34,11 @@ class Routes(Protocol):
 
     async def prefetch(self, request: Request) -> Completion | None: ...
 
+    async def prefill(self, request: Request) -> bool:
+        """Evaluate the head of `request`'s prompt while the engine is idle; whether all
+        of it is in the engine's cache now."""
+        ...
+
     async def ask(
         self,
         kind: RequestKind,

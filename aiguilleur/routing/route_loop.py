@@ -193,6 +193,26 @@ class SessionRoutes:
             return None
         return _shaped(msgspec.structs.replace(done, route=routes[0].name), request)
 
+    async def prefill(self, request: Request) -> bool:
+        """Evaluate the head of `request`'s prompt (up to the cursor line) in the local
+        engine while it is idle, when the engine is the first route for this request
+        (a remote route has no cache of ours to warm); whether all of it is now in the
+        engine's cache. False when a request or another prefill came first."""
+        try:
+            engine = self.runtime.local_engine()
+        except BackendUnavailable:
+            return False
+        routes = self._completion_routes(request)
+        if not routes or routes[0].backend is not Backend.LOCAL:
+            return False
+        future = asyncio.wrap_future(engine.prefill(for_route(request, routes[0])))
+        # A cancelled prefill is an answer here ("not done"), not this task's cancellation.
+        await asyncio.wait([future])
+        if future.cancelled() or future.exception() is not None:
+            return False
+        usage = future.result().usage
+        return usage.reused_tokens + usage.evaluated_tokens >= usage.prompt_tokens
+
     async def ask(
         self,
         kind: RequestKind,

@@ -67,3 +67,60 @@ def test_it_is_rebuilt_in_another_function_on_an_import_or_a_save_keeping_its_he
     block.chunks(index, "app/views.py", imported, imported.index("g.") + 2, 1024)
     assert block.rebuilds == 4
     assert block.chunks(index, "app/views.py", VIEW, 3, 0) == ()
+
+
+STORE = """class Store:
+    def fetch_everything(self, key: str) -> bytes: ...
+
+
+def open_store() -> Store: ...
+"""
+
+REPORT = """from app.store import open_store
+
+
+def show() -> None:
+    pass
+"""
+
+
+def test_a_receiver_typed_after_the_block_was_built_gets_a_proposed_block(
+    tmp_path: Path,
+) -> None:
+    """`s = open_store()` then `s.`: the block built when the cursor entered the
+    function has open_store, not the Store it returns. The keystrokes keep that block;
+    a block with Store, the old head first, is proposed, and is the block once adopted."""
+    index = _index(tmp_path)
+    (index.root / "app" / "store.py").write_text(STORE)
+    assert index.update(index.root / "app" / "store.py")
+    block = RepositoryBlock()
+    path = "app/report.py"
+    first = block.chunks(index, path, REPORT, REPORT.index("pass"), 1024)
+    assert "def open_store" in first[0].text and "fetch_everything" not in first[0].text
+    typed = REPORT.replace("pass", "s = open_store()\n    s.")
+    at = typed.index("s.") + 2
+    assert block.chunks(index, path, typed, at, 1024) is first
+    proposed = block.propose(index, path, typed, at, 1024)
+    assert proposed is not None and "fetch_everything" in "".join(c.text for c in proposed)
+    assert proposed[: len(first)] == first  # what the engine holds stays the head
+    assert block.chunks(index, path, typed + "f", at + 1, 1024) is first  # not yet
+    assert not block.adopt(first)  # only the block proposed can be adopted
+    assert block.adopt(proposed)
+    assert block.chunks(index, path, typed + "f", at + 1, 1024) == proposed
+    assert block.rebuilds == 1 and block.adopted == 1
+    assert block.propose(index, path, typed + "f", at + 1, 1024) is None  # it has Store now
+
+
+def test_nothing_is_proposed_for_a_receiver_the_block_shows_or_nobody_knows(
+    tmp_path: Path,
+) -> None:
+    index = _index(tmp_path)
+    block = RepositoryBlock()
+    at = VIEW.index("u.") + 2
+    block.chunks(index, "app/views.py", VIEW, at, 1024)
+    assert block.propose(index, "app/views.py", VIEW, at, 1024) is None  # User is there
+    unknown = VIEW.replace("name = u.", "name = mystery.")
+    at = unknown.index("mystery.") + len("mystery.")
+    assert block.propose(index, "app/views.py", unknown, at, 1024) is None
+    # A cursor in another function: the next request rebuilds the block anyway.
+    assert block.propose(index, "app/views.py", VIEW, VIEW.index("g.") + 2, 1024) is None

@@ -130,3 +130,47 @@ async def test_a_save_that_changes_the_block_is_prefilled_before_the_next_keystr
     grown = len("    def promote_to_administrator(self, reason: str) -> None: ...\n")
     assert after["usage"]["prompt_tokens"] >= before["usage"]["prompt_tokens"] + grown - 8
     assert after["usage"]["evaluated_tokens"] <= 40, after["usage"]
+
+
+async def test_a_receiver_typed_after_the_block_was_built_gets_its_class_while_idle(
+    home: TestHome, tiny_model: Path
+) -> None:
+    """`s = open_store()` then `s.` in a function whose block was built before: the
+    keystroke is answered with the old block (nothing more to evaluate); while the editor
+    is idle the engine evaluates a block that shows Store, and the next suggestion's
+    prompt holds it at the cost of a few tokens."""
+    from tests.support.lsp import change_doc, idle, inline, last_completion, open_doc
+
+    home.write_config(
+        f'[local]\nmodel = "{tiny_model}"\nn_ctx = 2048\nadapt_to_load = false\nn_threads = 1\n'
+        "[completion]\nmax_tokens = 4\nprefix_tokens = 1200\nsuffix_tokens = 32\n"
+        "extra_tokens = 0\nrepository_tokens = 600\ntime_budget_ms = 600000\n"
+        "[cache]\nkv_disk_mb = 0\nkv_ram_mb = 0\n"
+    )
+    pkg = home.workspace / "pkg"
+    pkg.mkdir()
+    (pkg / "store.py").write_text(
+        "class Store:\n    def fetch_everything_for(self, key: str) -> bytes: ...\n"
+        "    def forget_everything_about(self, key: str) -> None: ...\n\n\n"
+        "def open_store() -> Store: ...\n"
+    )
+    text = "from pkg.store import open_store\n\n\ndef show() -> None:\n    \n"
+    async with lsp_session(home) as client:
+        await index_when(client, lambda i: i.files == 1)
+        uri = open_doc(client, pkg / "report.py", text)
+        await inline(client, uri, 4, 4)
+        entered = await last_completion(client, uri)
+        change_doc(client, uri, 2, 4, 4, "s = open_store()\n    s.")
+        await inline(client, uri, 5, 6)
+        typed = await last_completion(client, uri)
+        prefilled = (await idle(client)).engine.prefilled_tokens
+        await idle(client, lambda s: s.engine.prefilled_tokens > prefilled)
+        await inline(client, uri, 5, 4)  # elsewhere on the line: not the answer shown
+        after = await last_completion(client, uri)
+    assert entered is not None and typed is not None and after is not None
+    # The keystroke's prompt kept the old block (it grew by the typed line alone); the
+    # block that shows Store, with its two methods, came after the pause.
+    typed_grew = typed["usage"]["prompt_tokens"] - entered["usage"]["prompt_tokens"]
+    block_grew = after["usage"]["prompt_tokens"] - typed["usage"]["prompt_tokens"]
+    assert block_grew > 2 * typed_grew > 0, (entered, typed, after)
+    assert after["usage"]["evaluated_tokens"] <= 40, after["usage"]

@@ -21,6 +21,9 @@ class NoRoutes:
     async def prefetch(self, request: Request) -> Completion | None:
         return None
 
+    async def prefill(self, request: Request) -> bool:
+        return False
+
     async def ask(
         self,
         kind: RequestKind,
