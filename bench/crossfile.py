@@ -17,11 +17,12 @@ starts with the needed name, edit similarity. Prints a table and writes
 bench/results/crossfile-<time>.json with every answer. `--tasks N` takes the first N
 tasks (in the bench's shuffled order) for a quick look. The full set takes hours on a
 laptop's CPU: each answer is also appended to a journal (`--journal`), and a run that
-finds one goes on from where the last stopped. `--reuse COMMIT` also takes the answers
-of the arms that use no index (file, ring, oracle) from that commit's journal rows, for
-the same line and the same expected rest, when only the index's code changed since (their
-prompts are then the same, and greedy answers too): every RECHECK-th such answer is asked
-again, and the run says how many came out the same.
+finds one goes on from where the last stopped. `--reuse file@COMMIT,...` also takes the
+answers of an arm that uses no index (file, ring, oracle) from that commit's journal rows,
+for the same line and the same expected rest, when neither that arm's settings nor the
+code outside the index changed since (its prompts are then the same, and greedy answers
+too): every RECHECK-th such answer is asked again, and the run says how many came out the
+same.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from bench.context import HELD_OUT, package_tasks  # noqa: E402
 
 ARMS = ("file", "ring", "block", "both", "oracle")
 UNINDEXED = ("file", "ring", "oracle")
+OPENED = {"ring": 3, "both": 3, "oracle": 1}  # files opened before the task's
 RECHECK = 8
 ORACLE_LINES = 30
 
@@ -65,7 +67,9 @@ def options(model: Path, arm: str) -> dict[str, Any]:
             "prefetch": False,
             "repository_tokens": 1024 if block else 0,
             "extra_tokens": 1024 if ring else 0,
-            "extra_chunks": 3,  # the task's own opened files push out the task before's
+            # Room for the files this arm opens and the cursor's own (the ring holds it too,
+            # and leaves it out of the prompt): the task before's files are pushed out.
+            "extra_chunks": OPENED.get(arm, 0) + 1,
         },
         "index": {"enabled": block},
     }
@@ -208,8 +212,9 @@ def main() -> int:
     parser.add_argument(
         "--reuse",
         default="",
-        help="a commit whose journal answers of the unindexed arms (file, ring, oracle) stand "
-        "for this one's, some asked again (only when the index's code alone changed since)",
+        help="ARM@COMMIT,...: that commit's journal answers of that arm stand for this one's, "
+        "some asked again; for an arm that uses no index (file, ring, oracle), when only the "
+        "index's code and other arms' settings changed since",
     )
     parser.add_argument(
         "--journal",
@@ -229,8 +234,8 @@ def main() -> int:
             row = json.loads(line)
             if row.get("commit") == commit:
                 done[_key(row.pop("arm"), row)] = row
-            elif args.reuse and row.get("commit") == args.reuse:
-                reused[_key(row.pop("arm"), row)] = {**row, "reused_from": args.reuse}
+            elif f"{row['arm']}@{row.get('commit')}" in args.reuse.split(","):
+                reused[_key(row.pop("arm"), row)] = {**row, "reused_from": row["commit"]}
         print(f"{len(done)} answers of commit {commit} taken from {args.journal.name}")
     args.journal.parent.mkdir(parents=True, exist_ok=True)
     model = mirror.fetch(mirror.QWEN_CODER_05B_INSTRUCT, mirror.weights_dir())
