@@ -27,7 +27,8 @@ from aiguilleur.context.cursor_scan import (
     scan_imports,
     scope_at,
 )
-from aiguilleur.context.definitions import Definition, DefinitionKind
+from aiguilleur.context.definitions import Definition, DefinitionKind, Import
+from aiguilleur.context.grammars import grammar_symbols, supported
 from aiguilleur.context.index import IndexedFile, RepositoryIndex
 from aiguilleur.context.stubs import Found, Pick, Relevance, Stub, as_chunks, render, subwords
 from aiguilleur.types import ContextChunk
@@ -40,6 +41,8 @@ LINES_BELOW = 10
 # of stubs per token (httpx's blocks, 23,242 tokens): a little fewer, so the block fits.
 CHARS_PER_TOKEN = 3.5
 
+# Where a JavaScript, TypeScript, Go or Rust file's imports are looked for: its head.
+IMPORTS_HEAD_CHARS = 32_000
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _IMPORT_LINE = re.compile(r"(?m)^[ \t]*(?:from|import)[ \t]")
 _DOTTED = re.compile(r"(?<![\w.])([A-Za-z_]\w*)((?:\.[A-Za-z_]\w*)+)")
@@ -47,6 +50,10 @@ _DOTTED = re.compile(r"(?<![\w.])([A-Za-z_]\w*)((?:\.[A-Za-z_]\w*)+)")
 
 def module_file(index: RepositoryIndex, module: str, importer: str) -> IndexedFile | None:
     """The indexed file of `module` as imported from the file `importer` (relative)."""
+    if importer.endswith(_SCRIPTS):
+        return _script_module(index, module, importer)
+    if importer.endswith(".rs"):
+        return _rust_module(index, module, importer)
     if module.startswith("."):
         level = len(module) - len(module.lstrip("."))
         base = importer.split("/")[:-level] if level else importer.split("/")
@@ -65,6 +72,56 @@ def module_file(index: RepositoryIndex, module: str, importer: str) -> IndexedFi
             found = index.get(path)
             if found is not None:
                 return found
+    return None
+
+
+def _script_module(index: RepositoryIndex, module: str, importer: str) -> IndexedFile | None:
+    """A JavaScript or TypeScript module imported by a relative path (`./store`,
+    `../lib/util.js` for util.ts, `./widgets` for widgets/index.ts); None for a package
+    (`react`), which lives outside the workspace's sources."""
+    if not module.startswith("."):
+        return None
+    parts = importer.split("/")[:-1]
+    for part in module.split("/"):
+        if part == "..":
+            if not parts:
+                return None
+            parts.pop()
+        elif part not in ("", "."):
+            parts.append(part)
+    base = "/".join(parts)
+    stem = next((base[: -len(s)] for s in _SCRIPTS if base.endswith(s)), base)
+    for path in (base, *(stem + s for s in _SCRIPTS), *(f"{base}/index{s}" for s in _SCRIPTS)):
+        found = index.get(path)
+        if found is not None:
+            return found
+    return None
+
+
+def _rust_module(index: RepositoryIndex, module: str, importer: str) -> IndexedFile | None:
+    """A Rust module a `use` names within its crate (`crate::store`, `super::item`,
+    `self::parts`): its file, `store.rs` or `store/mod.rs`; None for another crate."""
+    steps = module.split("::")
+    folders, name = importer.split("/")[:-1], importer.rsplit("/", 1)[-1]
+    # Where the importer's own submodules live: beside a mod.rs, lib.rs or main.rs,
+    # else in the folder named after the file.
+    here = folders if name in ("mod.rs", "lib.rs", "main.rs") else [*folders, name[:-3]]
+    if steps[0] == "crate":
+        if "src" not in folders:
+            return None
+        here = folders[: len(folders) - folders[::-1].index("src")]
+        steps = steps[1:]
+    elif steps[0] in ("self", "super"):
+        while steps and steps[0] in ("self", "super"):
+            here = here[:-1] if steps[0] == "super" else here
+            steps = steps[1:]
+    else:
+        return None
+    base = "/".join([*here, *steps])
+    for path in (f"{base}.rs", f"{base}/mod.rs"):
+        found = index.get(path)
+        if found is not None:
+            return found
     return None
 
 
@@ -242,12 +299,8 @@ def _class_named(
     return _like(path, index.classes().get(name.lower(), []))
 
 
-_FAMILIES = (
-    (".py", ".pyi"),
-    (".js", ".mjs", ".cjs", ".jsx", ".ts", ".mts", ".tsx"),
-    (".go",),
-    (".rs",),
-)
+_SCRIPTS = (".ts", ".tsx", ".mts", ".js", ".jsx", ".mjs", ".cjs")
+_FAMILIES = ((".py", ".pyi"), _SCRIPTS, (".go",), (".rs",))
 
 
 def _like(path: str, found: list[Found]) -> list[Found]:
@@ -259,7 +312,23 @@ def _like(path: str, found: list[Found]) -> list[Found]:
 
 
 def _imports_of(file: IndexedFile) -> dict[str, Imported]:
-    return {i.alias: Imported(i.alias, i.module, i.name) for i in file.symbols.imports}
+    return {i.alias: _imported_as(i) for i in file.symbols.imports}
+
+
+def _imported_as(i: Import) -> Imported:
+    # `import Store from "./store"` binds the module's default export, most often
+    # declared under the same name (`export default class Store`).
+    return Imported(i.alias, i.module, i.alias if i.name == "default" else i.name)
+
+
+def file_imports(path: str, text: str) -> dict[str, Imported]:
+    """The names the text of the file `path` binds by importing them: Python's read by a
+    line scan, as the user types; other languages' by their grammar, from the head of
+    the file where imports stand."""
+    if path.endswith(_FAMILIES[0]) or not supported(path):
+        return {i.alias: i for i in scan_imports(text)}
+    head = text[:IMPORTS_HEAD_CHARS]
+    return {i.alias: _imported_as(i) for i in grammar_symbols(path, head).imports}
 
 
 def _bases(index: RepositoryIndex, file: IndexedFile, header: str, depth: int) -> list[Found]:
@@ -330,7 +399,14 @@ def _receiver(
                 if m.scope == base.name and m.name == last:
                     for name in said_classes(m.signature, last, 0):
                         out += _class_named(index, name, _imports_of(file), file.path)
-    out += _like(path, index.classes().get(last.replace("_", "").lower(), []))
+    # A class named like the receiver (`store.` for a Store): the one the file imports
+    # when it imports one, else every one of the workspace so named.
+    like = last.replace("_", "").lower()
+    named = [alias for alias in imported if alias.lower() == like]
+    for alias in named:
+        out += _class_named(index, alias, imported, path)
+    if not named:
+        out += _like(path, index.classes().get(like, []))
     return _with_bases(index, out)
 
 
@@ -465,7 +541,7 @@ def dependency_stubs(
     those used closest to the cursor first; then, in the room they leave, at most
     `similar` windows of other files sharing the most words with the code before the
     cursor (BM25)."""
-    imported = {i.alias: i for i in scan_imports(text)}
+    imported = file_imports(path, text)
     scope = scope_at(text, offset)
     picks = _Picks(path, private)
     for name in named:
@@ -507,7 +583,7 @@ def receiver_definitions(
     at = receiver_at(text, offset)
     if at is None:
         return set()
-    imported = {i.alias: i for i in scan_imports(text)}
+    imported = file_imports(path, text)
     picks = _Picks(path, private)
     for pick in _receiver(index, path, text, imported, scope_at(text, offset), at):
         picks.add(pick)

@@ -122,3 +122,48 @@ def test_the_index_reads_them_and_a_typed_receiver_gets_its_class(tmp_path: Path
     assert chunk.path == "src/store.ts"
     assert chunk.text.startswith("// Keeps items by key.\nclass Store extends B {")
     assert "    get(key: string): Item | undefined;" in chunk.text
+
+
+def test_script_and_rust_imports_resolve_to_the_files_they_name(tmp_path: Path) -> None:
+    """`./store` is src/store.ts, not the other file defining a Store; an imported
+    function, a default export and a namespace import come from the files named; a Rust
+    `use crate::...` / `super::...` is the module's file."""
+    root = tmp_path / "repo"
+    for folder in ("src/lib", "legacy", "crate/src/store"):
+        (root / folder).mkdir(parents=True)
+    (root / "src" / "store.ts").write_text(
+        "export class Store {\n  fetchEverything(key: string): Item { }\n}\n"
+        "export function openStore(path: string): Store { }\n"
+    )
+    (root / "legacy" / "store.ts").write_text("export class Store {\n  oldFetch(): void { }\n}\n")
+    (root / "src" / "lib" / "index.ts").write_text(
+        "export function slugify(t: string): string {}\n"
+    )
+    (root / "src" / "widget.ts").write_text(
+        "export default class Widget {\n  paint(): void {}\n}\n"
+    )
+    (root / "crate" / "src" / "store" / "mod.rs").write_text(
+        "pub struct Shelf { pub size: usize }\nimpl Shelf {\n    pub fn stack_up(&self) {}\n}\n"
+    )
+    (root / "crate" / "src" / "store" / "item.rs").write_text("pub fn weigh_item(n: u8) -> u8 {}\n")
+    index = RepositoryIndex(root, store_dir(tmp_path / "cache", root))
+    index.refresh()
+
+    def block(path: str, text: str) -> str:
+        chunks = dependencies(index, path, text, len(text), 1024)
+        return "".join(f"<{c.path}>\n{c.text}" for c in chunks)
+
+    ts = (
+        'import { Store, openStore } from "./store.js";\nimport Widget from "./widget";\n'
+        'import * as lib from "./lib";\n\nfunction show(s: Store) {\n'
+        "  const w = new Widget();\n  openStore(lib.slugify(w.paint()));\n  return s."
+    )
+    got = block("src/app.ts", ts)
+    assert "fetchEverything(key: string)" in got and "oldFetch" not in got
+    assert "openStore(path: string)" in got
+    assert "paint()" in got and "slugify(t: string)" in got
+    rust = (
+        "use crate::store::Shelf;\nuse super::item::weigh_item;\n\nfn f() {\n    weigh_item(1);\n"
+    )
+    got = block("crate/src/store/view.rs", rust)  # the module store::view
+    assert "stack_up" in got and "weigh_item(n: u8)" in got
