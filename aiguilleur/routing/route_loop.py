@@ -19,6 +19,7 @@ from typing import Protocol, TypeVar
 import msgspec
 
 from aiguilleur.backends import answer
+from aiguilleur.backends.llama import LlamaEngine
 from aiguilleur.config.settings import Config
 from aiguilleur.context.privacy import find_secret, is_private
 from aiguilleur.errors import AnswerCut, BackendError, BackendUnavailable, BudgetRefused, Cancelled
@@ -180,6 +181,19 @@ class SessionRoutes:
         """The completion of `request` ahead of time, when the engine is idle: from the
         local engine only, and only when it is the first route for this request, so that
         a guess never sends code anywhere nor costs anything. None when it gave way."""
+        local = self._local_first(request)
+        if local is None:
+            return None
+        engine, route = local
+        try:
+            done = await engine.prefetch(for_route(request, route))
+        except (Cancelled, BackendUnavailable):
+            return None
+        return _shaped(msgspec.structs.replace(done, route=route.name), request)
+
+    def _local_first(self, request: Request) -> tuple[LlamaEngine, Route] | None:
+        """The local engine and its route, when that route is the first for `request`
+        (background work for it never sends code anywhere nor costs anything)."""
         try:
             engine = self.runtime.local_engine()
         except BackendUnavailable:
@@ -187,25 +201,18 @@ class SessionRoutes:
         routes = self._completion_routes(request)
         if not routes or routes[0].backend is not Backend.LOCAL:
             return None
-        try:
-            done = await engine.prefetch(for_route(request, routes[0]))
-        except (Cancelled, BackendUnavailable):
-            return None
-        return _shaped(msgspec.structs.replace(done, route=routes[0].name), request)
+        return engine, routes[0]
 
     async def prefill(self, request: Request) -> bool:
         """Evaluate the head of `request`'s prompt (up to the cursor line) in the local
         engine while it is idle, when the engine is the first route for this request
         (a remote route has no cache of ours to warm); whether all of it is now in the
         engine's cache. False when a request or another prefill came first."""
-        try:
-            engine = self.runtime.local_engine()
-        except BackendUnavailable:
+        local = self._local_first(request)
+        if local is None:
             return False
-        routes = self._completion_routes(request)
-        if not routes or routes[0].backend is not Backend.LOCAL:
-            return False
-        future = asyncio.wrap_future(engine.prefill(for_route(request, routes[0])))
+        engine, route = local
+        future = asyncio.wrap_future(engine.prefill(for_route(request, route)))
         # A cancelled prefill is an answer here ("not done"), not this task's cancellation.
         await asyncio.wait([future])
         if future.cancelled() or future.exception() is not None:
