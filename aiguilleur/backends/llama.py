@@ -312,7 +312,7 @@ class LlamaEngine:
                 with self._lock:
                     self._running = None
                 self._idle_save_at = time.monotonic() + _IDLE_SAVE_S
-        self._keeper.save_if_dirty(self._llm)  # the next start begins where this one ends
+        self._keeper.save_if_dirty(self._llm, at_least=1)  # the next start begins here
         llm, self._llm = self._llm, None
         self._runner = self._threads = None
         release(llm)  # an engine replaced by new settings leaves one model in memory

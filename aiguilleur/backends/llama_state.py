@@ -145,9 +145,12 @@ class StateKeeper:
         if llm.n_tokens - keep >= LOSS_MIN:
             self.save_if_dirty(llm)
 
-    def save_if_dirty(self, llm: Any) -> None:
+    def save_if_dirty(self, llm: Any, at_least: int = SAVE_MIN) -> None:
+        """Save the live state if at least `at_least` of its tokens are in no stored
+        state: a pause saves only what is worth a disk write; shutdown saves any gain, for
+        the next start must not re-evaluate the line the user typed last."""
         store = self.store
-        if store is None or llm is None or llm.n_tokens - self.stored_upto < SAVE_MIN:
+        if store is None or llm is None or llm.n_tokens - self.stored_upto < max(1, at_least):
             return
         t0 = time.perf_counter()
         try:

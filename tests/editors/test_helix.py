@@ -178,9 +178,13 @@ class Helix:
 
         # Read once written, in the same probe: Helix swaps a new copy in, so a second
         # read can fall between its removal and the rename.
+        # Helix first renames the old file away: a read that came before the rename and
+        # an mtime taken after it would pass the old text off as written.
         def written() -> str | None:
+            first = self.mtime()
             text = read(self.file)
-            return text if text and self.mtime() != before else None
+            settled = first == self.mtime() and first not in (before, 0)
+            return text if text and settled else None
 
         return wait_for("the file to be written", written)
 
