@@ -13,6 +13,14 @@ class Backend(StrEnum):
     LOCAL = "local"
     OPENROUTER = "openrouter"
     OPENAI_COMPATIBLE = "openai-compatible"
+    # llama.cpp's server, driven natively (token prompts, its cache and slots).
+    LLAMA_SERVER = "llama-server"
+
+    @property
+    def shared_server(self) -> bool:
+        """A server the user's team runs: it takes their own key, never an OpenRouter
+        one, and costs nothing per request."""
+        return self in (Backend.OPENAI_COMPATIBLE, Backend.LLAMA_SERVER)
 
     @property
     def remote(self) -> bool:
@@ -147,6 +155,9 @@ class Route(msgspec.Struct, frozen=True):
     temperature: float | None = None
     max_price: float | None = None
     allow_data_collection: bool = False
+    first_token_ms: int | None = None
+    retry_s: float = 30.0
+    raw_fim: bool = True
 
 
 class FimTokens(msgspec.Struct, frozen=True):

@@ -15,9 +15,12 @@ from collections.abc import Callable, Sequence
 import msgspec
 
 from aiguilleur.context.window import prefix_start, suffix_end
-from aiguilleur.types import ContextChunk, FimContext, FimTokens
+from aiguilleur.types import ContextChunk, FimContext, FimTokens, Request
 
 Tokenize = Callable[[str], list[int]]
+
+# Tokens kept free at the end of the context for generation, beyond max_tokens.
+CTX_MARGIN = 8
 
 # Separator between extra-context chunks for models without a file-separator token
 # (the one llama-server uses).
@@ -240,6 +243,43 @@ def build_prompt(
     stable = len(head) + len(extra) + 1
     tokens = [*head, *extra, fim.pre, *prefix, fim.suf, *suffix, fim.mid, *current]
     return FimPrompt(tokens, stable, stable + len(prefix), heal)
+
+
+def fitted_prompt(
+    req: Request,
+    fim: FimTokens,
+    n_ctx: int,
+    tokenize: Tokenize,
+    count: TokenCounter,
+    *,
+    token_text: Callable[[int], bytes] | None,
+    tokenize_chunk: Tokenize | None = None,
+) -> tuple[FimPrompt, list[int]]:
+    """The prompt for `req` in a context of `n_ctx` tokens (the engine's, or a shared
+    server's slot), and its tokens cut to fit: the same prompt for every backend that
+    takes tokens. The cursor's windows come first; what they leave goes to the repository
+    block, then to the ring."""
+    room = n_ctx - req.params.max_tokens - CTX_MARGIN
+    budget = max(16, min(req.prefix_tokens, room - req.suffix_tokens))
+    left = max(0, room - req.suffix_tokens - budget)
+    repository = min(req.repository_tokens, left)
+    extra = max(0, min(req.extra_tokens, left - repository))
+    prompt = build_prompt(
+        req.context,
+        fim,
+        tokenize,
+        count,
+        prefix_tokens=budget,
+        suffix_tokens=req.suffix_tokens,
+        extra_tokens=extra,
+        repository_tokens=repository,
+        token_text=token_text,
+        tokenize_chunk=tokenize_chunk,
+    )
+    tokens = prompt.tokens
+    if len(tokens) > room:  # only when the budgets themselves exceed the context
+        tokens = tokens[-room:]
+    return prompt, tokens
 
 
 def _chunks(

@@ -18,7 +18,7 @@ from typing import Any
 from aiguilleur.backends import llama_native as native
 from aiguilleur.backends.answer import cut_at_token, stop_point
 from aiguilleur.backends.counts import Count
-from aiguilleur.backends.fim import FimPrompt, TokenCounter, build_prompt
+from aiguilleur.backends.fim import FimPrompt, TokenCounter, fitted_prompt
 from aiguilleur.backends.healing import VocabIndex
 from aiguilleur.backends.llama_model import EngineSettings, LiveThreads, next_token, tokenize
 from aiguilleur.backends.llama_state import StateKeeper
@@ -28,8 +28,6 @@ from aiguilleur.types import Completion, FimTokens, Request, StopReason, Usage
 
 log = logging.getLogger(__name__)
 
-# Tokens kept free at the end of the context for generation, beyond max_tokens.
-_CTX_MARGIN = 8
 _CHUNK_MEMO = 256  # chunks' tokens remembered (the block's and the ring's, several files)
 # Tokens per evaluation slice of background work: the longest a request waits for it
 # (0.5B Q4_K_M, 2 threads here: 16 tokens 141 ms at 113 tok/s, 32 tokens 240 ms at 133).
@@ -127,29 +125,15 @@ class FimRunner:
                 f"{self.model_name} has no fill-in-the-middle tokens: use a code model "
                 "(e.g. Qwen2.5-Coder; `aiguilleur pull`)"
             )
-        room = self.settings.n_ctx - req.params.max_tokens - _CTX_MARGIN
-        budget = max(16, min(req.prefix_tokens, room - req.suffix_tokens))
-        # What the context leaves after the cursor's windows goes to the repository block
-        # first, then to the ring.
-        left = max(0, room - req.suffix_tokens - budget)
-        repository = min(req.repository_tokens, left)
-        extra = max(0, min(req.extra_tokens, left - repository))
-        prompt = build_prompt(
-            req.context,
+        return fitted_prompt(
+            req,
             fim,
+            self.settings.n_ctx,
             self.tokenize,
             self.tokens,
-            prefix_tokens=budget,
-            suffix_tokens=req.suffix_tokens,
-            extra_tokens=extra,
-            repository_tokens=repository,
             token_text=self.vocab.piece,
             tokenize_chunk=self.tokenize_chunk,
         )
-        tokens = prompt.tokens
-        if len(tokens) > room:  # only when the budgets themselves exceed the context
-            tokens = tokens[-room:]
-        return prompt, tokens
 
     def complete(self, job: FimJob) -> Completion:
         req = job.request

@@ -53,11 +53,13 @@ async def complete_once(location: str, timeout: float) -> int:
     offset = min(bounds[0] + max(0, col - 1), bounds[1])  # COL counts characters
     runtime = Runtime(ConfigLayers(path.resolve().parent).load().config)
     choice = await asyncio.to_thread(runtime.start)
-    if choice.path is None or runtime.engine is None:
+    if not runtime.deferred and (choice.path is None or runtime.engine is None):
         print(f"aiguilleur complete: {choice.problem}", file=sys.stderr)
         return 1
     try:
-        await asyncio.wait_for(asyncio.wrap_future(runtime.engine.loaded), timeout)
+        await runtime.start_remote()
+        if runtime.engine is not None:
+            await asyncio.wait_for(asyncio.wrap_future(runtime.engine.loaded), timeout)
         # One suggestion and out: nothing to compute ahead of the next one.
         cfg = runtime.config
         policy = msgspec.structs.replace(
@@ -76,6 +78,8 @@ async def complete_once(location: str, timeout: float) -> int:
         print(f"aiguilleur complete: {error}", file=sys.stderr)
         return 1
     finally:
+        if runtime.remote is not None:
+            await runtime.remote.close()
         runtime.close()
     if s is None:
         print("aiguilleur complete: no suggestion at that position", file=sys.stderr)

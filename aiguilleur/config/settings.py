@@ -90,18 +90,36 @@ class RouteConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     name: str
     backend: Backend = Backend.LOCAL
-    """`local`, `openrouter` (needs `key`) or `openai-compatible` (needs `base_url`)."""
+    """`local`, `openrouter` (needs `key`), `llama-server` or `openai-compatible` (both
+    need `base_url`)."""
     model: str = ""
+    """The model's id (openrouter, openai-compatible); a llama-server serves one model,
+    which it names itself."""
     key: str = ""
-    """Label of a [keys.<label>] entry (openrouter)."""
+    """Label of a [keys.<label>] entry: the OpenRouter key (openrouter), or the key a
+    shared server was started with (llama-server, openai-compatible: sent as
+    `Authorization: Bearer`). One key serves one kind: an OpenRouter key is never sent
+    to a shared server."""
     base_url: str = ""
-    """Server of an openai-compatible route (llama-server, vLLM, Ollama, LM Studio)."""
+    """The server of a llama-server route (its root: `http://gpu.lan:8080`) or of an
+    openai-compatible route (its `/v1`: vLLM, Ollama, LM Studio)."""
     max_tokens: int | None = None
     temperature: float | None = None
     max_price: float | None = None
     """USD a request may cost at most, for models whose price OpenRouter cannot say."""
     allow_data_collection: bool = False
     """Allow providers that may train on prompts (required for free models)."""
+    first_token_ms: int | None = None
+    """A shared server (llama-server, openai-compatible) that sends nothing for this
+    long is passed over: the next route answers, and the server rests for a while.
+    Default: the completion's `time_budget_ms` for completions, 30 s for the rest."""
+    retry_s: float = 30.0
+    """How long a shared server that failed or was too slow is passed over."""
+    raw_fim: bool = True
+    """Completions through `/completions` with the model's own FIM sentinels, when its
+    family's are known (Qwen2.5-Coder, DeepSeek-Coder, Codestral); otherwise, or when
+    false, a chat prompt whose answer is fitted to the cursor. False for a server that
+    wraps every prompt in a template (Ollama)."""
 
 
 def _local_route() -> list[RouteConfig]:

@@ -377,8 +377,11 @@ class CompletionFeature:
         else:
             start, end = bounds
             offset = start
+        request = self._request(uri, text, offset, start, end)
+        if not self._routes.local_first(request):
+            return None  # a remote route answers here: the engine would warm up for nothing
         log.debug("prefill.request uri=%s line=%s offset=%d", uri, line, offset)
-        return self._request(uri, text, offset, start, end)
+        return request
 
     def _remember(self, uri: str, s: Suggestion, before: str, after: str, t0: float) -> Suggestion:
         u = s.usage

@@ -34,6 +34,10 @@ class Routes(Protocol):
 
     async def prefetch(self, request: Request) -> Completion | None: ...
 
+    def local_first(self, request: Request) -> bool:
+        """Whether the local engine is the first route for `request` (loaded or not)."""
+        ...
+
     async def prefill(self, request: Request) -> bool:
         """Evaluate the head of `request`'s prompt while the engine is idle; whether all
         of it is in the engine's cache now."""

@@ -146,7 +146,10 @@ class OpenAICompatClient:
         temperature: float = 0.0,
         extra: dict[str, Any] | None = None,
         on_text: Callable[[str], None] | None = None,
+        timeout: float | None = None,
     ) -> WireResult:
+        """`timeout`: the longest wait for any byte of the answer, the first included
+        (default: the client's)."""
         body: dict[str, Any] = {
             "model": model,
             "messages": [msgspec.to_builtins(m) for m in messages],
@@ -154,7 +157,9 @@ class OpenAICompatClient:
             "temperature": temperature,
             **(extra or {}),
         }
-        return await self._stream("/chat/completions", body, chat=True, on_text=on_text)
+        return await self._stream(
+            "/chat/completions", body, chat=True, on_text=on_text, timeout=timeout
+        )
 
     async def complete(
         self,
@@ -166,6 +171,7 @@ class OpenAICompatClient:
         stop: list[str] | None = None,
         extra: dict[str, Any] | None = None,
         on_text: Callable[[str], None] | None = None,
+        timeout: float | None = None,
     ) -> WireResult:
         body: dict[str, Any] = {
             "model": model,
@@ -175,7 +181,9 @@ class OpenAICompatClient:
             **({"stop": stop} if stop else {}),
             **(extra or {}),
         }
-        return await self._stream("/completions", body, chat=False, on_text=on_text)
+        return await self._stream(
+            "/completions", body, chat=False, on_text=on_text, timeout=timeout
+        )
 
     async def _stream(
         self,
@@ -184,8 +192,11 @@ class OpenAICompatClient:
         *,
         chat: bool,
         on_text: Callable[[str], None] | None,
+        timeout: float | None = None,
     ) -> WireResult:
         body = {**body, "stream": True, "stream_options": {"include_usage": True}}
+        wait = httpx.Timeout(timeout, connect=min(5.0, timeout)) if timeout is not None else None
+        options: dict[str, Any] = {"timeout": wait} if wait is not None else {}
         where = f"{self.name} {body.get('model')}"
         parts: list[str] = []
         generation_id = ""
@@ -208,7 +219,7 @@ class OpenAICompatClient:
             )
 
         try:
-            async with aconnect_sse(self.http, "POST", path, json=body) as source:
+            async with aconnect_sse(self.http, "POST", path, json=body, **options) as source:
                 response = source.response
                 generation_id = response.headers.get("X-Generation-Id", "")
                 if response.status_code >= 400:

@@ -20,11 +20,19 @@ from aiguilleur.backends.remote_fim import (
     raw_fim_prompt,
 )
 from aiguilleur.config.loading import cache_dir
-from aiguilleur.config.settings import Config
+from aiguilleur.config.settings import Config, RouteConfig
 from aiguilleur.context.window import fitted
-from aiguilleur.errors import BudgetRefused, OutOfCredit, RateLimited, Transient
+from aiguilleur.errors import (
+    BackendUnavailable,
+    BudgetRefused,
+    OutOfCredit,
+    RateLimited,
+    StreamFailed,
+    Transient,
+)
 from aiguilleur.remote.keys import KeyProblem, read_key
 from aiguilleur.remote.ledger import Budget, SpendLedger
+from aiguilleur.remote.llama_server import server_root
 from aiguilleur.remote.openai_compat import OpenAICompatClient, WireResult
 from aiguilleur.remote.openrouter import (
     OpenRouterClient,
@@ -32,6 +40,7 @@ from aiguilleur.remote.openrouter import (
 )
 from aiguilleur.remote.prices import PriceBook
 from aiguilleur.remote.responses import CachedAnswer, ResponseCache, cache_key
+from aiguilleur.remote.shared_server import SharedServer
 from aiguilleur.remote.spending import Spender
 from aiguilleur.tasks import TaskSet
 from aiguilleur.types import (
@@ -53,6 +62,8 @@ EXHAUSTED_S = 300.0
 FIRST_REFRESH_WAIT_S = 5.0
 # Closing (new settings) waits this long for costs still being asked after the fact.
 SETTLE_WAIT_S = 10.0
+# A shared server's chat answer may take this long to start, by default.
+CHAT_FIRST_TOKEN_S = 30.0
 
 
 def _fill(text: str, ctx: FimContext, raw: bool) -> str:
@@ -78,7 +89,7 @@ class RemoteRoutes:
         self.spenders: dict[str, Spender] = {}
         self.exhausted: dict[str, float] = {}  # key -> until (epoch)
         self.cooling: dict[str, float] = {}  # route -> until (epoch)
-        self._compat: dict[str, OpenAICompatClient] = {}
+        self._compat: dict[tuple[str, str], OpenAICompatClient] = {}
         self._tasks = TaskSet()
         c = config.cache
         self.responses = (
@@ -88,6 +99,17 @@ class RemoteRoutes:
             if c.responses_mb > 0
             else None
         )
+        self._servers: dict[tuple[str, str], SharedServer] = {}
+        # Keys of shared servers (their secret only says who may use the server).
+        self.server_keys: dict[str, str] = {}
+        server_labels = {r.key for r in self._every_route() if r.backend.shared_server and r.key}
+        paid_labels = {r.key for r in self._every_route() if r.backend is Backend.OPENROUTER}
+        for label in sorted(server_labels & paid_labels):
+            self.tell(
+                f"key '{label}' is used by an OpenRouter route and by a shared server's: an "
+                "OpenRouter key is never sent to another server. Give the server its own "
+                "[keys.<label>] in your user config."
+            )
         for label, key in config.keys.items():
             try:
                 secret = read_key(label, key)
@@ -95,14 +117,36 @@ class RemoteRoutes:
                 if self._uses(label):
                     self.tell(str(problem))
                 continue
+            if label in server_labels and label not in paid_labels:
+                self.server_keys[label] = secret
+                continue
             client = OpenRouterClient(secret, base_url=key.base_url, label=label)
             budget = Budget(key.daily, key.weekly, key.monthly, key.total)
             self.spenders[label] = Spender(client, self.ledger, budget, self.price_book)
 
-    def _uses(self, label: str) -> bool:
+    def _every_route(self) -> tuple[RouteConfig, ...]:
         routes = self.config.routes
-        every = (*routes.completion, *routes.code_action, *routes.chat)
-        return any(r.key == label for r in every)
+        return (*routes.completion, *routes.code_action, *routes.chat)
+
+    def _uses(self, label: str) -> bool:
+        return any(r.key == label for r in self._every_route())
+
+    def _server(self, route: Route) -> SharedServer:
+        """The llama-server of `route`, shared by the routes that name it with one key."""
+        at = (server_root(route.base_url), route.key)
+        server = self._servers.get(at)
+        if server is None:
+            key = self.server_keys.get(route.key)
+            server = self._servers[at] = SharedServer(route.base_url, key, f"llama-server {at[0]}")
+        return server
+
+    def _compat_client(self, route: Route) -> OpenAICompatClient:
+        at = (route.base_url, route.key)
+        client = self._compat.get(at)
+        if client is None:
+            key = self.server_keys.get(route.key)
+            client = self._compat[at] = OpenAICompatClient(route.base_url, key)
+        return client
 
     def tell(self, message: str) -> None:
         """Tell the user once per distinct message."""
@@ -123,7 +167,7 @@ class RemoteRoutes:
     # -- answering ----------------------------------------------------------------------
 
     def usable_keys(self) -> frozenset[str]:
-        return frozenset(self.spenders)
+        return frozenset(self.spenders) | frozenset(self.server_keys)
 
     def exhausted_keys(self, now: float) -> frozenset[str]:
         return frozenset(k for k, until in self.exhausted.items() if until > now)
@@ -134,6 +178,11 @@ class RemoteRoutes:
             await self.price_book.ready(FIRST_REFRESH_WAIT_S)
 
     async def complete(self, route: Route, request: Request) -> Completion:
+        if route.backend is Backend.LLAMA_SERVER:
+            # The request as the embedded engine gets it, with the chunks of other files
+            # the route loop let through (a shared server is the user's own machine).
+            wait = _first_token_s(route, request.params.time_budget_ms)
+            return await self._server(route).complete(route, request, wait)
         await self._prices_ready(route)
         # The cursor's file only (never the chunks of other files), fitted to the route.
         ctx = msgspec.structs.replace(
@@ -144,13 +193,9 @@ class RemoteRoutes:
         gen = request.params
         max_tokens = route.max_tokens or gen.max_tokens
         temperature = route.temperature if route.temperature is not None else gen.temperature
-        # A raw FIM prompt goes to OpenRouter only: an openai-compatible server is sent a
-        # chat, and its answer is fitted as one whatever the model's family.
-        raw = (
-            raw_fim_prompt(route.model, ctx.prefix, ctx.suffix)
-            if route.backend is Backend.OPENROUTER
-            else None
-        )
+        # A model whose family's sentinels are known gets a raw FIM prompt (vLLM and
+        # others take no `suffix`); any other is sent a chat, whose answer is fitted.
+        raw = raw_fim_prompt(route.model, ctx.prefix, ctx.suffix) if route.raw_fim else None
         messages = chat_fim_messages(ctx)
         started = time.perf_counter()
         key = None
@@ -214,6 +259,17 @@ class RemoteRoutes:
     ) -> WireResult:
         if raw is None:
             return await self._chat(route, request.kind.value, messages, max_tokens, temperature)
+        if route.backend is Backend.OPENAI_COMPATIBLE:
+            client = self._compat_client(route)
+            # No second try: a server too slow for this keystroke is passed over now.
+            return await client.complete(
+                route.model,
+                raw.prompt,
+                max_tokens=max_tokens,
+                stop=raw.stop,
+                temperature=temperature,
+                timeout=_first_token_s(route, request.params.time_budget_ms),
+            )
         spender = self.spenders[route.key]
         return await self._retry_once(
             lambda: spender.complete(
@@ -240,18 +296,24 @@ class RemoteRoutes:
     ) -> WireResult:
         """A chat request through `route`: an openai-compatible server's, or through the
         route key's Spender (a budget reserved before, settled after)."""
+        if route.backend is Backend.LLAMA_SERVER:
+            server = self._server(route)
+            return await server.chat(
+                route,
+                messages,
+                max_tokens=max_tokens,
+                temperature=temperature,
+                first_token_s=_first_token_s(route, None),
+                on_text=on_text,
+            )
         if route.backend is Backend.OPENAI_COMPATIBLE:
-            client = self._compat.get(route.base_url)
-            if client is None:
-                client = self._compat[route.base_url] = OpenAICompatClient(route.base_url, None)
-            return await self._retry_once(
-                lambda: client.chat(
-                    route.model,
-                    messages,
-                    max_tokens=max_tokens,
-                    temperature=temperature,
-                    on_text=on_text,
-                )
+            return await self._compat_client(route).chat(
+                route.model,
+                messages,
+                max_tokens=max_tokens,
+                temperature=temperature,
+                on_text=on_text,
+                timeout=_first_token_s(route, None),
             )
         spender = self.spenders[route.key]
         return await self._retry_once(
@@ -316,6 +378,18 @@ class RemoteRoutes:
             self.cooling[route.name] = now + wait
             log.info("route.rate_limited route=%s wait=%.0f", route.name, wait)
             return None
+        if route.backend.shared_server and isinstance(
+            error, Transient | StreamFailed | BackendUnavailable
+        ):
+            # Down, restarting, or too slow for the user's flow: the next route answers
+            # meanwhile, and the server is tried again after a rest.
+            self.cooling[route.name] = now + route.retry_s
+            log.info("route.server_resting route=%s error=%s", route.name, type(error).__name__)
+            return (
+                f"route '{route.name}': the shared server {route.base_url} did not answer "
+                f"in time or failed ({error}); using the next route, and trying it again "
+                f"in {route.retry_s:.0f} s"
+            )
         if route.key and isinstance(error, BudgetRefused | OutOfCredit):
             self.exhausted[route.key] = now + EXHAUSTED_S
             return (
@@ -332,9 +406,19 @@ class RemoteRoutes:
             await s.client.aclose()
         for c in self._compat.values():
             await c.aclose()
+        for server in self._servers.values():
+            await server.aclose()
         self.ledger.close()
         if self.responses is not None:
             self.responses.close()
+
+
+def _first_token_s(route: Route, time_budget_ms: int | None) -> float:
+    """How long a shared server may take to send anything: the route's own limit, else a
+    completion's time budget (a later suggestion is no use), else a chat's patience."""
+    if route.first_token_ms is not None:
+        return route.first_token_ms / 1000
+    return time_budget_ms / 1000 if time_budget_ms is not None else CHAT_FIRST_TOKEN_S
 
 
 def _usage(result: WireResult, started: float) -> Usage:

@@ -30,6 +30,7 @@ from aiguilleur.types import (
     Backend,
     ChatMessage,
     Completion,
+    ContextChunk,
     Request,
     RequestKind,
     Route,
@@ -102,6 +103,23 @@ def _shaped(done: Completion, request: Request) -> Completion:
     )
 
 
+def shareable(request: Request, policy: Config) -> Request:
+    """`request` with only the chunks of other files (repository block, ring) that may
+    leave the machine: none of a private file, none holding a secret. The cursor's own
+    text was checked when the routes were chosen."""
+    ctx = request.context
+
+    def may_leave(chunk: ContextChunk) -> bool:
+        return private_reason(chunk.path, (chunk.text,), policy, "") is None
+
+    kept = msgspec.structs.replace(
+        ctx,
+        repository=tuple(c for c in ctx.repository if may_leave(c)),
+        extra=tuple(c for c in ctx.extra if may_leave(c)),
+    )
+    return msgspec.structs.replace(request, context=kept)
+
+
 def for_route(request: Request, route: Route) -> Request:
     """`request` under a local route's own settings (`max_tokens`, `temperature`), as the
     remote routes apply theirs."""
@@ -125,17 +143,27 @@ class SessionRoutes:
     def policy(self) -> Config:
         return self._caller.policy
 
-    def _routes(self, kind: RequestKind, private: str | None) -> Selection:
+    def _routes(
+        self, kind: RequestKind, private: str | None, assume_local: bool = False
+    ) -> Selection:
         now = time.time()
-        return select_routes(
-            kind, self.policy, self.runtime.availability(now), private=private, now=now
-        )
+        available = self.runtime.availability(now)
+        if assume_local:
+            available = msgspec.structs.replace(available, local=True)
+        return select_routes(kind, self.policy, available, private=private, now=now)
 
-    def _completion_routes(self, request: Request) -> list[Route]:
+    def _completion_routes(self, request: Request, assume_local: bool = False) -> list[Route]:
         ctx = request.context
         where = "the text around the cursor contains a"
         private = private_reason(ctx.path, (ctx.prefix, ctx.suffix), self.policy, where)
-        return list(self._routes(request.kind, private).routes)
+        return list(self._routes(request.kind, private, assume_local).routes)
+
+    def local_first(self, request: Request) -> bool:
+        """Whether the local engine is the first route for `request` under this policy,
+        loaded or not: only then is work done ahead of the user in it (a file's prefill
+        on open), for a remote route would never use it."""
+        routes = self._completion_routes(request, assume_local=True)
+        return bool(routes) and routes[0].backend is Backend.LOCAL
 
     async def _first_answer(
         self,
@@ -172,7 +200,7 @@ class SessionRoutes:
             if route.backend is Backend.LOCAL:
                 done = await runtime.local_engine().complete(for_route(request, route))
                 return msgspec.structs.replace(done, route=route.name)
-            return await runtime.remote_routes().complete(route, request)
+            return await runtime.remote_routes().complete(route, shareable(request, self.policy))
 
         done = await self._first_answer(self._completion_routes(request), complete_on, [])
         return None if done is None else _shaped(done, request)

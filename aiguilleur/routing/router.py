@@ -40,7 +40,7 @@ def _why_not(
         return None if available.local else "no local model is loaded"
     if private is not None:
         return f"kept on this machine: {private}"
-    if not r.model:
+    if not r.model and r.backend is not Backend.LLAMA_SERVER:
         return "no `model` set"
     if r.backend is Backend.OPENROUTER:
         if not r.key or r.key not in config.keys:
@@ -50,7 +50,11 @@ def _why_not(
         if r.key in available.exhausted:
             return f"key '{r.key}' has no budget or credit left for now"
     elif not r.base_url:
-        return "an openai-compatible route needs `base_url`"
+        return f"a {r.backend.value} route needs `base_url`"
+    elif r.key and r.key not in config.keys:
+        return f"key {r.key!r} is not defined in [keys] of your user config"
+    elif r.key and r.key not in available.keys:
+        return f"key '{r.key}' has no secret (set its `env` variable or `file`)"
     if is_free_model(r.model) and not r.allow_data_collection:
         return (
             f"{r.model} is free because its providers may train on prompts; set "
@@ -58,7 +62,7 @@ def _why_not(
         )
     until = available.cooling.get(r.name)
     if until is not None and until > now:
-        return f"rate limited for {until - now:.0f} s more"
+        return f"resting for {until - now:.0f} s more (rate limited, or it failed)"
     return None
 
 

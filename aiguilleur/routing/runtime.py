@@ -31,6 +31,7 @@ from aiguilleur.errors import (
 from aiguilleur.remote.routes import RemoteRoutes
 from aiguilleur.routing.router import Availability
 from aiguilleur.types import (
+    Backend,
     ModelInfo,
     Request,
 )
@@ -74,11 +75,22 @@ def _has_remote_routes(config: Config) -> bool:
     return any(r.backend.remote for r in every)
 
 
+def _uses_local(config: Config) -> bool:
+    routes = config.routes
+    every = (*routes.completion, *routes.code_action, *routes.chat)
+    return any(r.backend is Backend.LOCAL for r in every)
+
+
 class Runtime:
     def __init__(self, config: Config, on_problem: ProblemCallback | None = None) -> None:
         self.config = config
         self.model: ModelChoice | None = None
         self.engine: LlamaEngine | None = None
+        # No route of the user file uses the local model: it is not loaded (no memory, no
+        # core, no battery spent) until a request is routed to it after all (a
+        # workspace's local route); that request falls back while it loads.
+        self.deferred = False
+        self._deferred_callback: LoadCallback | None = None
         # A file opened before the engine exists (the editor sends didOpen right after
         # `initialized`, while the engine starts): prefilled once it does.
         self._early_prefill: Request | None = None
@@ -132,7 +144,12 @@ class Runtime:
         with self._engine_lock:
             return self._start(on_loaded)
 
-    def _start(self, on_loaded: LoadCallback | None) -> ModelChoice:
+    def _start(self, on_loaded: LoadCallback | None, needed: bool = False) -> ModelChoice:
+        if not needed and not _uses_local(self.config):
+            self.deferred, self._deferred_callback = True, on_loaded
+            log.info("model.deferred reason=no route of the user config is local")
+            return ModelChoice(None, "not loaded: no route uses the local model")
+        self.deferred = False
         choice = discover(
             self.config.local.model, models_dir(self.config), self.config.local.search_common_places
         )
@@ -165,6 +182,11 @@ class Runtime:
         with self._engine_lock:
             old = self.config
             self.config = config
+            if self.deferred:
+                if not _uses_local(config):
+                    return False
+                self._start(on_loaded)
+                return True
             if old.local == config.local and old.cache == config.cache:
                 return False
             self.close(timeout=RESTART_WAIT_S)
@@ -173,7 +195,8 @@ class Runtime:
             return True
 
     def availability(self, now: float = 0.0) -> Availability:
-        ready = self.engine is not None and self.load_error is None
+        # A deferred model counts as there: a request routed to it starts the load.
+        ready = (self.engine is not None and self.load_error is None) or self.deferred
         name = self.model_info.name if self.model_info else ""
         remote = self.remote
         if remote is None:
@@ -189,9 +212,24 @@ class Runtime:
     def local_engine(self) -> LlamaEngine:
         """The engine, for a route that needs it; BackendUnavailable when no model is
         loaded."""
+        if self.deferred:
+            self.deferred = False
+            callback = self._deferred_callback
+            threading.Thread(
+                target=lambda: self._start_needed(callback), name="model-load", daemon=True
+            ).start()
+            raise BackendUnavailable(
+                "the local model is loading: no route of your user config uses it, so it "
+                "was not loaded at start"
+            )
         if self.engine is None or self.load_error is not None:
             raise BackendUnavailable("no local model is loaded")
         return self.engine
+
+    def _start_needed(self, on_loaded: LoadCallback | None) -> None:
+        with self._engine_lock:
+            if self.engine is None:
+                self._start(on_loaded, needed=True)
 
     def remote_routes(self) -> RemoteRoutes:
         """The remote routes; BackendUnavailable when none are set up."""

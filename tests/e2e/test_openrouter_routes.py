@@ -247,12 +247,40 @@ async def test_a_raw_fim_answer_is_shaped_as_a_local_one(home: TestHome, tiny_mo
     assert mid_line == [", b"]
 
 
-async def test_an_openai_compatible_chat_answer_is_fitted_whatever_the_models_family(
+async def test_an_openai_compatible_server_gets_the_models_fim_prompt_and_its_key(
     home: TestHome, tiny_model: Path
 ) -> None:
-    """An openai-compatible route is sent a chat; its answer is fitted to the hole even
-    when the model's family has known FIM sentinels (it was taken for a raw fill, so the
-    code fences reached the editor)."""
+    """vLLM takes no `suffix`: a model whose family's sentinels are known is sent them as
+    a raw prompt through `/completions`, with the server's own key, and nothing is
+    budgeted (a team's server bills no one)."""
+    coder = "Qwen/Qwen2.5-Coder-7B"
+    team = FakeKey("team-key-0c2d", label="team")
+    with FakeOpenRouter(
+        models=[FakeModel(coder, reply_for=lambda _: "return a + b")], keys=[team]
+    ) as fake:
+        home.write_config(
+            f'[local]\nmodel = "{tiny_model}"\n[completion]\nmax_tokens = 16\n'
+            '[keys.team]\nenv = "AIGUILLEUR_TEAM_KEY"\n'
+            + compat_route("completion", fake, coder)
+            + 'key = "team"\n'
+        )
+        async with lsp_session(home, env={"AIGUILLEUR_TEAM_KEY": team.key}) as client:
+            last = await ask(client, home, "a.py")
+        [sent] = [r for r in fake.requests if r.path == "/api/v1/completions"]
+        assert chat_requests(fake) == 0
+    assert last["route"] == "team" and last["text"] == "return a + b"
+    assert sent.body is not None and sent.body["prompt"].startswith("<|fim_prefix|>")
+    assert "suffix" not in sent.body
+    assert sent.headers["Authorization"] == f"Bearer {team.key}"
+    assert ledger(home).count(Status.SETTLED) == 0
+
+
+async def test_a_chat_answer_to_a_completion_is_fitted_whatever_the_models_family(
+    home: TestHome, tiny_model: Path
+) -> None:
+    """A route with `raw_fim = false` (Ollama wraps every prompt in a template) is sent a
+    chat; its answer is fitted to the hole even when the model's family has known FIM
+    sentinels (it was taken for a raw fill, so the code fences reached the editor)."""
     coder = "qwen2.5-coder-7b-instruct"
     fenced = "```python\nreturn a + b\n```"
     with FakeOpenRouter(models=[FakeModel(coder, reply_for=lambda _: fenced)]) as fake:
@@ -260,6 +288,7 @@ async def test_an_openai_compatible_chat_answer_is_fitted_whatever_the_models_fa
         home.write_config(
             f'[local]\nmodel = "{tiny_model}"\n[completion]\nmax_tokens = 16\n'
             + compat_route("completion", fake, coder)
+            + "raw_fim = false\n"
         )
         async with lsp_session(home) as client:
             last = await ask(client, home, "a.py")

@@ -26,6 +26,7 @@ from aiguilleur.types import (
     Backend,
     ChatMessage,
     Completion,
+    ContextChunk,
     FimContext,
     Request,
     RequestKind,
@@ -245,3 +246,52 @@ def test_a_local_routes_own_settings_apply_and_its_name_is_the_answers() -> None
     done = asyncio.run(session(rt, FixedPolicy(plain)).complete(REQUEST))
     assert done is not None and done.route == "local"
     assert engine.requests[-1].params == REQUEST.params
+
+
+SERVER = {"name": "gpu", "backend": "llama-server", "base_url": "http://gpu.lan:8080"}
+
+
+class Recording(FakeRemote):
+    """Remote routes that keep the requests they were sent."""
+
+    def __init__(self) -> None:
+        super().__init__(answers("server's"))
+        self.sent: list[Request] = []
+
+    async def complete(self, route: Route, request: Request) -> Completion:
+        self.sent.append(request)
+        return await super().complete(route, request)
+
+
+def test_a_shared_server_gets_the_repository_context_but_nothing_private() -> None:
+    # The team's server is the user's own: it gets the block and the ring the embedded
+    # engine would, except a private file's chunk and a chunk holding a secret.
+    config = msgspec.convert({"routes": {"completion": [SERVER, LOCAL]}}, Config)
+    chunks = (
+        ContextChunk("app/store.py", "class Store:\n    def get(self, key): ...\n"),
+        ContextChunk("secrets/prod.env", "DB_HOST=db\n"),
+        ContextChunk("app/keys.py", 'TOKEN = "sk-or-v1-' + "0" * 40 + '"\n'),
+    )
+    ring = (ContextChunk("app/views.py", "def index(): ...\n"),)
+    ctx = FimContext("app/main.py", "s = Store()\ns.", "", repository=chunks, extra=ring)
+    remote = Recording()
+    rt = runtime(FakeEngine(), remote)
+    policy = msgspec.structs.replace(
+        config, privacy=msgspec.structs.replace(config.privacy, private=["secrets/*"])
+    )
+    done = asyncio.run(session(rt, FixedPolicy(policy)).complete(Request(REQUEST.kind, "k", ctx)))
+    assert done is not None and done.route == "gpu"
+    [sent] = remote.sent
+    assert [c.path for c in sent.context.repository] == ["app/store.py"]
+    assert sent.context.extra == ring
+
+
+def test_work_ahead_of_the_user_is_done_only_when_the_local_engine_answers_first() -> None:
+    remote_first = msgspec.convert({"routes": {"completion": [SERVER, LOCAL]}}, Config)
+    local_first = msgspec.convert({"routes": {"completion": [LOCAL, SERVER]}}, Config)
+    rt = runtime(None, FakeRemote(answers("x")))  # the model not even loaded yet
+    assert not session(rt, FixedPolicy(remote_first)).local_first(REQUEST)
+    assert session(rt, FixedPolicy(local_first)).local_first(REQUEST)
+    # A private file never goes out: the local engine is its first route after all.
+    private = msgspec.structs.replace(REQUEST, context=FimContext(".env", "KEY=", ""))
+    assert session(rt, FixedPolicy(remote_first)).local_first(private)

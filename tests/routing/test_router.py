@@ -60,7 +60,7 @@ READY = Availability(local=True, local_model="qwen-1.5b", keys=frozenset({"work"
             None,
             40.0,
             ["team", "local"],
-            {"strong": "rate limited for 60 s"},
+            {"strong": "resting for 60 s more (rate limited"},
         ),
         (
             msgspec.structs.replace(READY, cooling={"strong": 100.0}),

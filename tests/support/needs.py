@@ -24,6 +24,9 @@ class NoRoutes:
     async def prefill(self, request: Request) -> bool:
         return False
 
+    def local_first(self, request: Request) -> bool:
+        return True
+
     async def ask(
         self,
         kind: RequestKind,
