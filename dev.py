@@ -41,7 +41,7 @@ def main(argv: list[str]) -> int:
     if not argv or argv[0] not in {"demo", "test", "bench"}:
         print(
             "usage: python3 dev.py demo|test|bench [replay|kv|openrouter|chat|quality|daemon|"
-            "load|soak|structure|index|context|crossfile] [args...]"
+            "load|soak|structure|index|context|crossfile|shared] [args...]"
         )
         return 2
     command, rest = argv[0], argv[1:]
@@ -64,6 +64,7 @@ def main(argv: list[str]) -> int:
             "index": "bench/index.py",
             "context": "bench/context.py",
             "crossfile": "bench/crossfile.py",
+            "shared": "bench/shared_server.py",
         }
         script = scripts.get(rest[0], "bench/run.py") if rest else "bench/run.py"
         if rest[:1] and (rest[0] in scripts or rest[0] == "replay"):

@@ -8,7 +8,11 @@ the verified PyPI mirror (or `--model`). Arms, same model, greedy, same token li
   (c) the plain PSM prompt (<fim_prefix> all before the cursor <fim_suffix> all after
       <fim_middle>) through llama-cpp-python;
   (d) aiguilleur with speculative decoding on (`--arms a,d`, off by default): how many
-      answers it changes, how much sooner; the share of drafted tokens the model kept.
+      answers it changes, how much sooner; the share of drafted tokens the model kept;
+  (e) aiguilleur through a llama-server route (`--arms e`): the same server as (b), the
+      embedded engine's prompt sent as tokens; the local model is not loaded.
+(b) and (e) use LLAMA_SERVER if it names a binary, else the one tests/support builds from
+llama-cpp-python's sdist (built once, cached).
 Every arm's answer is shaped the same way before scoring: its first line for line tasks,
 cut at the end of the block (a line indented less than the cursor) for block tasks.
 Scores: exact first line, edit similarity, pass@1 (the problem's tests run on the filled-in
@@ -40,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 from aiguilleur.backends import mirror  # noqa: E402
 from aiguilleur.backends.answer import stop_point  # noqa: E402
 from aiguilleur.commands.replay import ServerProcess  # noqa: E402
-from bench.common import isolated_env  # noqa: E402
+from bench.common import isolated_env, write_user_file  # noqa: E402
 from bench.humaneval import KINDS, Problem, Task, all_tasks, filled, load_problems  # noqa: E402
 from bench.humaneval import passes as run_tests  # noqa: E402
 
@@ -68,7 +72,12 @@ def progress(total: int, desc: str) -> Any:
 
 
 async def aiguilleur_arm(
-    model: Path, tasks: list[Task], max_tokens: int, threads: int, speculative: bool = False
+    model: Path,
+    tasks: list[Task],
+    max_tokens: int,
+    threads: int,
+    speculative: bool = False,
+    server_url: str | None = None,
 ) -> list[Answer]:
     options = {
         "local": {"model": str(model), "n_threads": threads, "speculative": speculative},
@@ -78,11 +87,18 @@ async def aiguilleur_arm(
     out: list[Answer] = []
     with tempfile.TemporaryDirectory(prefix="aiguilleur-quality-") as tmp:
         home = Path(tmp)
+        if server_url is not None:  # a route is the user file's to give
+            write_user_file(
+                home,
+                '[[routes.completion]]\nname = "server"\nbackend = "llama-server"\n'
+                f'base_url = "{server_url}"\nfirst_token_ms = 600000\n',
+            )
         async with ServerProcess(home, env=isolated_env(home), init_options=options) as server:
             status = await server.wait_ready()
-            if status.model is None:
+            if status.model is None and server_url is None:
                 raise SystemExit(f"quality: the model did not load: {status.model_problem}")
-            bar = progress(len(tasks), "(d) speculative" if speculative else "(a) aiguilleur")
+            name = "(d) speculative" if speculative else "(a) aiguilleur"
+            bar = progress(len(tasks), "(e) llama-server route" if server_url else name)
             for i, task in enumerate(tasks):
                 uri = server.open(home / f"task{i}.py", task.prefix + task.suffix)
                 t0 = time.perf_counter()
@@ -100,14 +116,29 @@ async def aiguilleur_arm(
 # -- (b) llama-server /infill, as llama.vim sends it -----------------------------------
 
 
-def llama_server_arm(
-    binary: str, model: Path, tasks: list[Task], max_tokens: int, threads: int
-) -> list[Answer]:
+def server_binary() -> str:
+    from tests.support.llama_server import llama_server_binary
+
+    return os.environ.get("LLAMA_SERVER") or str(llama_server_binary())
+
+
+def route_arm(model: Path, tasks: list[Task], max_tokens: int, threads: int) -> list[Answer]:
+    from bench.llama_server import LlamaServer
+
+    server = LlamaServer(server_binary(), model, 4096, 512, (threads, threads))
+    try:
+        server.wait_ready()
+        return asyncio.run(aiguilleur_arm(model, tasks, max_tokens, threads, server_url=server.url))
+    finally:
+        server.close()
+
+
+def llama_server_arm(model: Path, tasks: list[Task], max_tokens: int, threads: int) -> list[Answer]:
     import httpx
 
     from bench.llama_server import LlamaServer
 
-    server = LlamaServer(binary, model, 4096, 512, (threads, threads))
+    server = LlamaServer(server_binary(), model, 4096, 512, (threads, threads))
     out: list[Answer] = []
     try:
         server.wait_ready()
@@ -296,9 +327,7 @@ def main() -> int:
     parser.add_argument("--half", choices=["tuning", "held-out", "both"], default="both")
     parser.add_argument("--kinds", default=",".join(KINDS))
     parser.add_argument("--limit", type=int, default=0, help="tasks per kind and half (0: all)")
-    parser.add_argument(
-        "--arms", default="a,b,c", help="which arms to run: a b c d (b needs LLAMA_SERVER)"
-    )
+    parser.add_argument("--arms", default="a,b,c,e", help="which arms to run: a b c d e")
     parser.add_argument("--max-tokens", type=int, default=48)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 2)
     args = parser.parse_args()
@@ -332,13 +361,8 @@ def main() -> int:
             aiguilleur_arm(model, tasks, args.max_tokens, args.threads, speculative=True)
         ),
     }
-    server = os.environ.get("LLAMA_SERVER")
-    if server:
-        runs["b_llama_server"] = lambda: llama_server_arm(
-            server, model, tasks, args.max_tokens, args.threads
-        )
-    elif "b" in args.arms.split(","):
-        print("(b) skipped: set LLAMA_SERVER=/path/to/llama-server to compare with it")
+    runs["b_llama_server"] = lambda: llama_server_arm(model, tasks, args.max_tokens, args.threads)
+    runs["e_server_route"] = lambda: route_arm(model, tasks, args.max_tokens, args.threads)
     wanted = {name for name in runs if name[0] in args.arms.split(",")}
     scored = {name: score(by_id, problems, runs[name]()) for name in sorted(wanted)}
     rows = [row for half in halves for row in table(scored, half)]
@@ -350,6 +374,10 @@ def main() -> int:
         a_ms = statistics.median(x.latency_ms for x in scored["a_aiguilleur"])
         d_ms = statistics.median(x.latency_ms for x in scored["d_speculative"])
         print(f"p50 latency, plain (a) / speculative (d): {a_ms / d_ms:.2f}x")
+    if "a_aiguilleur" in scored and "e_server_route" in scored:
+        pairs = zip(scored["a_aiguilleur"], scored["e_server_route"], strict=True)
+        same = sum(x.answer == y.answer for x, y in pairs)
+        print(f"embedded (a) and llama-server route (e): the same answer on {same} of {len(tasks)}")
     out = ROOT / "bench" / "results" / f"quality-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     report = {

@@ -197,7 +197,8 @@ class LlamaServerClient:
         path = str(body.get("model_path") or "")
         alias = str(body.get("model_alias") or "")
         return ServerInfo(
-            model=alias or PurePath(path).name or "llama-server",
+            # The alias defaults to the model's path: its file name is what users know.
+            model=PurePath(alias or path).name or "llama-server",
             model_path=path,
             slots=int(body.get("total_slots") or 1),
             n_ctx=int(n_ctx or 4096),
@@ -240,7 +241,8 @@ class LlamaServerClient:
                         raise StreamFailed(f"{where}: {message}")
                     parts.append(str(event.get("content") or ""))
                     timings = _timings(event.get("timings")) or timings
-                    slot = int(event.get("id_slot", slot))
+                    # Only the last event says which slot answered (the others say -1).
+                    slot = max(slot, int(event.get("id_slot", -1)))
                     if event.get("stop"):
                         stop = str(event.get("stop_type") or "eos")
                         return ServerAnswer("".join(parts), timings, stop, slot)

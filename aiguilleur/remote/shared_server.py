@@ -13,12 +13,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 
 import msgspec
 
 from aiguilleur.backends.answer import stop_point
-from aiguilleur.backends.fim import TokenCounter, fitted_prompt, resolve_fim_tokens
+from aiguilleur.backends.fim import FimPrompt, TokenCounter, fitted_prompt, resolve_fim_tokens
 from aiguilleur.errors import BackendUnavailable, StreamFailed, Transient
 from aiguilleur.remote.llama_server import (
     LlamaServerClient,
@@ -39,6 +40,9 @@ from aiguilleur.types import (
 
 log = logging.getLogger(__name__)
 
+# A session's requests go to the slot of its last answer for this long after it.
+PIN_S = 2.0
+_SESSIONS_KEPT = 256
 # Tokens beyond `max_tokens` for the answer to spell the healed text again first.
 _HEAL_TOKENS = 2
 _TOKENIZE_TIMEOUT_S = 10.0
@@ -87,6 +91,7 @@ class SharedServer:
         self._chat = OpenAICompatClient(self.client.root + "/v1", api_key, name=name)
         self._model: _Model | None = None
         self._learning = asyncio.Lock()
+        self._slots: OrderedDict[str, tuple[int, float]] = OrderedDict()  # session -> slot, when
 
     def __repr__(self) -> str:
         return f"SharedServer({self.client.root})"
@@ -138,31 +143,17 @@ class SharedServer:
         self, route: Route, request: Request, first_token_s: float, started: float
     ) -> Completion:
         m = await self.model()
-        tok = self.tokenizer
-        prompt, tokens = await asyncio.to_thread(
-            fitted_prompt,
-            request,
-            m.fim,
-            m.info.n_ctx,
-            tok.tokenize,
-            self.count,
-            token_text=tok.piece,
-            tokenize_chunk=tok.tokenize,
-        )
-        gen = request.params
+        prompt, tokens = await asyncio.to_thread(self._prompt, request, m, True)
         grammar = heal_grammar(prompt.heal) if prompt.heal else None
+        if prompt.heal and grammar is None:  # a cut inside a character: the line sent whole
+            prompt, tokens = await asyncio.to_thread(self._prompt, request, m, False)
         heal = prompt.heal.decode("utf-8") if grammar is not None else ""
-        if prompt.heal and grammar is None:  # the cut text cannot be healed: sent whole
-            tokens = [*tokens, *tok.tokenize(prompt.heal.decode("utf-8", "replace"))]
+        gen = request.params
         body: dict[str, object] = {
             "prompt": tokens,
             "n_predict": gen.max_tokens + (_HEAL_TOKENS if heal else 0),
             "temperature": gen.temperature,
             "cache_prompt": True,
-            # The server gives a prompt the idle slot whose cache shares most of it: each
-            # developer's keystrokes find their own slot without any coordination between
-            # developers' daemons (a fixed slot per session would collide across them).
-            "id_slot": -1,
             "t_max_predict_ms": gen.time_budget_ms,
             "return_tokens": False,
         }
@@ -175,7 +166,14 @@ class SharedServer:
             cut = stop_point(answer, single_line=gen.single_line, min_indent=gen.min_indent)
             return cut is not None
 
-        reply: ServerAnswer = await self.client.complete(body, first_token_s, enough)
+        pinned = self._slot_for(request.key)
+        body["id_slot"] = pinned
+        try:
+            reply: ServerAnswer = await self.client.complete(body, first_token_s, enough)
+        finally:
+            # A request sent to a slot is in it, even one superseded or closed early.
+            self._note_slot(request.key, pinned)
+        self._note_slot(request.key, reply.slot)
         if not reply.text.startswith(heal):
             raise StreamFailed(f"{self.client.name}: the answer does not spell the healed text")
         t = reply.timings
@@ -193,6 +191,41 @@ class SharedServer:
             route=route.name,
             model=m.info.model,
             backend=Backend.LLAMA_SERVER,
+        )
+
+    def _slot_for(self, session: str) -> int:
+        """The slot for a session's next request. While the user types (the last answer
+        came less than PIN_S ago), the slot that holds their prompt: the request they
+        just superseded may still be ending there, and the server would otherwise send
+        this one to another slot, whose cache (another developer's) it would evict.
+        After a pause, -1: the server gives the prompt the idle slot whose cache shares
+        most of it, which finds each developer's own slot without any coordination
+        between developers' daemons (a fixed slot per session would collide across them)."""
+        seen = self._slots.get(session)
+        if seen is None or time.monotonic() - seen[1] > PIN_S:
+            return -1
+        return seen[0]
+
+    def _note_slot(self, session: str, slot: int) -> None:
+        if slot < 0:
+            return
+        self._slots[session] = (slot, time.monotonic())
+        self._slots.move_to_end(session)
+        while len(self._slots) > _SESSIONS_KEPT:
+            self._slots.popitem(last=False)
+
+    def _prompt(self, request: Request, m: _Model, heal: bool) -> tuple[FimPrompt, list[int]]:
+        """The embedded engine's prompt for `request`, in the server's tokens, fitted to
+        its slot's context; with `heal`, the cursor line's last token left to the answer."""
+        tok = self.tokenizer
+        return fitted_prompt(
+            request,
+            m.fim,
+            m.info.n_ctx,
+            tok.tokenize,
+            self.count,
+            token_text=tok.piece if heal else None,
+            tokenize_chunk=tok.tokenize,
         )
 
     async def chat(
