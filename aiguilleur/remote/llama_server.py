@@ -60,7 +60,6 @@ class ServerAnswer(msgspec.Struct, frozen=True):
     # Why it ended: the server's stop type ("eos", "limit", "word"), or "ours" when the
     # answer pipeline's stop rule ended it and the stream was closed.
     stop: str
-    slot: int = -1
 
 
 def server_root(base_url: str) -> str:
@@ -217,7 +216,6 @@ class LlamaServerClient:
         where = f"{self.name} /completion"
         parts: list[str] = []
         timings = ServerTimings()
-        slot = -1
         timeout = httpx.Timeout(first_token_s, connect=min(3.0, first_token_s))
         try:
             async with self.http.stream(
@@ -241,13 +239,11 @@ class LlamaServerClient:
                         raise StreamFailed(f"{where}: {message}")
                     parts.append(str(event.get("content") or ""))
                     timings = _timings(event.get("timings")) or timings
-                    # Only the last event says which slot answered (the others say -1).
-                    slot = max(slot, int(event.get("id_slot", -1)))
                     if event.get("stop"):
                         stop = str(event.get("stop_type") or "eos")
-                        return ServerAnswer("".join(parts), timings, stop, slot)
+                        return ServerAnswer("".join(parts), timings, stop)
                     if enough("".join(parts)):
-                        return ServerAnswer("".join(parts), timings, "ours", slot)
+                        return ServerAnswer("".join(parts), timings, "ours")
         except (StreamFailed, Transient):
             raise
         except httpx.TimeoutException as error:

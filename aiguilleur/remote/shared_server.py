@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 
 import msgspec
@@ -40,9 +39,6 @@ from aiguilleur.types import (
 
 log = logging.getLogger(__name__)
 
-# A session's requests go to the slot of its last answer for this long after it.
-PIN_S = 2.0
-_SESSIONS_KEPT = 256
 # Tokens beyond `max_tokens` for the answer to spell the healed text again first.
 _HEAL_TOKENS = 2
 _TOKENIZE_TIMEOUT_S = 10.0
@@ -91,7 +87,6 @@ class SharedServer:
         self._chat = OpenAICompatClient(self.client.root + "/v1", api_key, name=name)
         self._model: _Model | None = None
         self._learning = asyncio.Lock()
-        self._slots: OrderedDict[str, tuple[int, float]] = OrderedDict()  # session -> slot, when
 
     def __repr__(self) -> str:
         return f"SharedServer({self.client.root})"
@@ -154,6 +149,14 @@ class SharedServer:
             "n_predict": gen.max_tokens + (_HEAL_TOKENS if heal else 0),
             "temperature": gen.temperature,
             "cache_prompt": True,
+            # The server chooses the slot: an idle one whose cache shares most of the
+            # prompt, else one it restores the prompt's longest cached prefix into from
+            # its RAM cache (`--cache-ram`). A developer's keystrokes find their own
+            # cache with no coordination between developers' daemons. Pinning a session
+            # to its slot made a shared server's keystrokes 5.6x as slow (the server
+            # empties idle slots into its RAM cache, and restores from there only for a
+            # request it places itself: README, design notes).
+            "id_slot": -1,
             "t_max_predict_ms": gen.time_budget_ms,
             "return_tokens": False,
         }
@@ -166,14 +169,7 @@ class SharedServer:
             cut = stop_point(answer, single_line=gen.single_line, min_indent=gen.min_indent)
             return cut is not None
 
-        pinned = self._slot_for(request.key)
-        body["id_slot"] = pinned
-        try:
-            reply: ServerAnswer = await self.client.complete(body, first_token_s, enough)
-        finally:
-            # A request sent to a slot is in it, even one superseded or closed early.
-            self._note_slot(request.key, pinned)
-        self._note_slot(request.key, reply.slot)
+        reply: ServerAnswer = await self.client.complete(body, first_token_s, enough)
         if not reply.text.startswith(heal):
             raise StreamFailed(f"{self.client.name}: the answer does not spell the healed text")
         t = reply.timings
@@ -192,27 +188,6 @@ class SharedServer:
             model=m.info.model,
             backend=Backend.LLAMA_SERVER,
         )
-
-    def _slot_for(self, session: str) -> int:
-        """The slot for a session's next request. While the user types (the last answer
-        came less than PIN_S ago), the slot that holds their prompt: the request they
-        just superseded may still be ending there, and the server would otherwise send
-        this one to another slot, whose cache (another developer's) it would evict.
-        After a pause, -1: the server gives the prompt the idle slot whose cache shares
-        most of it, which finds each developer's own slot without any coordination
-        between developers' daemons (a fixed slot per session would collide across them)."""
-        seen = self._slots.get(session)
-        if seen is None or time.monotonic() - seen[1] > PIN_S:
-            return -1
-        return seen[0]
-
-    def _note_slot(self, session: str, slot: int) -> None:
-        if slot < 0:
-            return
-        self._slots[session] = (slot, time.monotonic())
-        self._slots.move_to_end(session)
-        while len(self._slots) > _SESSIONS_KEPT:
-            self._slots.popitem(last=False)
 
     def _prompt(self, request: Request, m: _Model, heal: bool) -> tuple[FimPrompt, list[int]]:
         """The embedded engine's prompt for `request`, in the server's tokens, fitted to

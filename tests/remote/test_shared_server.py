@@ -10,10 +10,9 @@ import pytest
 
 from aiguilleur.config.settings import Config
 from aiguilleur.errors import BackendUnavailable
-from aiguilleur.remote import shared_server
 from aiguilleur.remote.llama_server import server_root
 from aiguilleur.remote.routes import RemoteRoutes
-from aiguilleur.remote.shared_server import SharedServer, heal_grammar
+from aiguilleur.remote.shared_server import heal_grammar
 from aiguilleur.routing.router import Availability, select_routes
 from aiguilleur.routing.runtime import Runtime
 from aiguilleur.types import Backend, RequestKind
@@ -123,17 +122,3 @@ def test_no_model_is_loaded_when_no_route_is_local_until_one_is_asked_for(
     with pytest.raises(BackendUnavailable, match="loading"):
         rt.local_engine()
     assert not rt.deferred
-
-
-def test_a_typing_session_keeps_its_slot_and_a_pause_lets_the_server_choose(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    now = [1000.0]
-    monkeypatch.setattr(shared_server.time, "monotonic", lambda: now[0])
-    server = SharedServer("http://gpu.lan:8080", None, "gpu")
-    assert server._slot_for("alice") == -1  # first request: the server chooses
-    server._note_slot("alice", 2)
-    now[0] += 1.0
-    assert server._slot_for("alice") == 2 and server._slot_for("bob") == -1
-    now[0] += shared_server.PIN_S + 0.1
-    assert server._slot_for("alice") == -1

@@ -142,12 +142,14 @@ class LlamaServerProcess:
         api_key: str | None = None,
         log_dir: Path | None = None,
         port: int | None = None,
+        extra: tuple[str, ...] = (),
     ) -> None:
         self.binary = binary
         self.model = model
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.n_ctx, self.slots, self.threads, self.api_key = n_ctx, slots, threads, api_key
+        self.extra = extra
         self.log = (log_dir or Path(tempfile.gettempdir())) / f"llama-server-{self.port}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -158,6 +160,7 @@ class LlamaServerProcess:
         cmd += ["--no-webui", "--kv-unified"]
         if self.api_key:
             cmd += ["--api-key", self.api_key]
+        cmd += self.extra
         # The same workaround as the embedded engine's (SIGILL in llama.cpp's AMX code).
         if amx_build():
             cmd.append("--no-repack")
