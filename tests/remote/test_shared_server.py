@@ -3,19 +3,21 @@ it gets, and a runtime that loads no model when no route needs one. Milliseconds
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import msgspec
 import pytest
 
+from aiguilleur.backends.fim import FimPrompt
 from aiguilleur.config.settings import Config
-from aiguilleur.errors import BackendUnavailable
-from aiguilleur.remote.llama_server import server_root
+from aiguilleur.errors import BackendUnavailable, StreamFailed
+from aiguilleur.remote.llama_server import ServerAnswer, ServerInfo, ServerTimings, server_root
 from aiguilleur.remote.routes import RemoteRoutes
-from aiguilleur.remote.shared_server import heal_grammar
+from aiguilleur.remote.shared_server import SharedServer, _Model, heal_grammar
 from aiguilleur.routing.router import Availability, select_routes
 from aiguilleur.routing.runtime import Runtime
-from aiguilleur.types import Backend, RequestKind
+from aiguilleur.types import Backend, FimContext, FimTokens, Request, RequestKind, Route
 
 SERVER = {"name": "gpu", "backend": "llama-server", "base_url": "http://gpu.lan:8080"}
 
@@ -122,3 +124,31 @@ def test_no_model_is_loaded_when_no_route_is_local_until_one_is_asked_for(
     with pytest.raises(BackendUnavailable, match="loading"):
         rt.local_engine()
     assert not rt.deferred
+
+
+@pytest.mark.parametrize(
+    ("answered", "shown"), [(" ret", ""), (" r", ""), (" return x", "urn x"), (" x", None)]
+)
+def test_an_answer_is_the_text_after_the_healed_part_or_none(
+    monkeypatch: pytest.MonkeyPatch, answered: str, shown: str | None
+) -> None:
+    # The prompt left ` ret` out; the server's answer must spell it first. Stopped before
+    # it did (a limit): no suggestion. Anything else is a broken answer, never shown.
+    server = SharedServer("http://gpu.lan:8080", None, "gpu")
+    info = ServerInfo("qwen", "/m/qwen.gguf", 1, 4096)
+    server._model = _Model(info, FimTokens("qwen2.5-coder", 1, 2, 3))
+    prompt = FimPrompt([7, 1, 9, 2, 3], stable_tokens=1, prefix_end=2, heal=b" ret")
+    monkeypatch.setattr(server, "_prompt", lambda *_: (prompt, prompt.tokens))
+
+    async def reply(*_: object) -> ServerAnswer:
+        return ServerAnswer(answered, ServerTimings(prompt_n=1, cache_n=4), "limit")
+
+    monkeypatch.setattr(server.client, "complete", reply)
+    request = Request(RequestKind.COMPLETION, "k", FimContext("m.py", "    ret", ""))
+    route = Route("gpu", Backend.LLAMA_SERVER)
+    if shown is None:
+        with pytest.raises(StreamFailed):
+            asyncio.run(server.complete(route, request, 5.0))
+        return
+    done = asyncio.run(server.complete(route, request, 5.0))
+    assert done.text == shown and done.usage.evaluated_tokens == 1
