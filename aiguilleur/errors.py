@@ -88,11 +88,37 @@ class IncompleteAnswer(Exception):
 
 
 class BudgetRefused(Exception):
-    """A reservation that does not fit; the message says which limit and by how much."""
+    """A reservation that does not fit; the message says which limit and by how much.
 
-    def __init__(self, key: str, period: str, limit: float, spent: float, asked: float) -> None:
+    `in_flight` is the part of `spent` held by reservations of requests not yet settled:
+    when the request would fit without them, the budget is busy, not spent (`busy`), and
+    only this request goes elsewhere."""
+
+    def __init__(
+        self,
+        key: str,
+        period: str,
+        limit: float,
+        spent: float,
+        asked: float,
+        in_flight: float = 0.0,
+    ) -> None:
         self.key, self.period, self.limit, self.spent, self.asked = key, period, limit, spent, asked
-        super().__init__(
-            f"key '{key}' has spent ${spent:.4f} of its ${limit:.2f} {period} budget; this "
-            f"request could cost up to ${asked:.4f}"
-        )
+        self.in_flight = in_flight
+        if self.busy:
+            message = (
+                f"key '{key}': ${in_flight:.4f} of its ${limit:.2f} {period} budget is held "
+                f"by requests still in flight; this request could cost up to ${asked:.4f}"
+            )
+        else:
+            message = (
+                f"key '{key}' has spent ${spent:.4f} of its ${limit:.2f} {period} budget; "
+                f"this request could cost up to ${asked:.4f}"
+            )
+        super().__init__(message)
+
+    @property
+    def busy(self) -> bool:
+        """The request would fit once the requests in flight settle (at most at what they
+        reserved): the key is not spent."""
+        return self.in_flight > 0 and self.spent - self.in_flight + self.asked <= self.limit

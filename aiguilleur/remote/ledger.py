@@ -176,6 +176,16 @@ class SpendLedger:
         ).fetchone()
         return int(row[0])
 
+    def _in_flight_nano(self, db: sqlite3.Connection, key: str, since: float) -> int:
+        """What reservations of requests not yet settled hold (outcomes never learnt,
+        `unknown`, are spent for good and not counted here)."""
+        row = db.execute(
+            "SELECT COALESCE(SUM(reserved_nusd), 0) FROM requests "
+            "WHERE key_label = ? AND ts >= ? AND status = 'reserved'",
+            (key, since),
+        ).fetchone()
+        return int(row[0])
+
     def spent(self, key: str, period: str, now: float | None = None) -> float:
         now = time.time() if now is None else now
         return self._spent_nano(self._db(), key, period_start(period, now)) / NANO
@@ -200,9 +210,11 @@ class SpendLedger:
         asked = to_nano(worst_usd)
         with self._tx() as db:
             for period, limit in budget.limits():
-                spent = self._spent_nano(db, key, period_start(period, now))
+                since = period_start(period, now)
+                spent = self._spent_nano(db, key, since)
                 if spent + asked > limit_nano(limit):
-                    raise BudgetRefused(key, period, limit, spent / NANO, asked / NANO)
+                    held = self._in_flight_nano(db, key, since)
+                    raise BudgetRefused(key, period, limit, spent / NANO, asked / NANO, held / NANO)
             if remote_remaining_usd is not None:
                 pending = db.execute(
                     "SELECT COALESCE(SUM(reserved_nusd), 0) FROM requests "
@@ -216,6 +228,7 @@ class SpendLedger:
                         remote_remaining_usd,
                         pending / NANO,
                         asked / NANO,
+                        self._in_flight_nano(db, key, 0.0) / NANO,
                     )
             cur = db.execute(
                 "INSERT INTO requests (ts, key_label, route, model, feature, status, "

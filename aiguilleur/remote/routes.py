@@ -390,6 +390,14 @@ class RemoteRoutes:
                 f"in time or failed ({error}); using the next route, and trying it again "
                 f"in {route.retry_s:.0f} s"
             )
+        if isinstance(error, BudgetRefused) and error.busy:
+            # Only requests in flight fill the budget: this request goes elsewhere, the
+            # key stays usable (marking it spent sent every window to the fallback).
+            log.info("route.budget_busy route=%s key=%s", route.name, route.key)
+            return (
+                f"key '{route.key}': its {error.period} budget is held by requests still in "
+                "flight, so a request went to the next route; the key is not spent"
+            )
         if route.key and isinstance(error, BudgetRefused | OutOfCredit):
             self.exhausted[route.key] = now + EXHAUSTED_S
             return (

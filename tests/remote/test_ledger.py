@@ -202,3 +202,28 @@ def test_usage_rows_group_by_day_key_model_and_feature(tmp_path: Path) -> None:
     assert (row.key_label, row.model, row.feature) == ("k", "vendor/real", "completion")
     assert (row.requests, row.cache_hits, row.prompt_tokens) == (2, 1, 10)
     assert row.cost_usd == pytest.approx(0.02) and row.pending_usd == 0
+
+
+def test_a_budget_full_of_requests_in_flight_is_busy_not_spent(tmp_path: Path) -> None:
+    ledger = SpendLedger(tmp_path / "ledger.db")
+    budget = Budget(daily=1.0)
+    first = reserve(ledger, "work", 0.7, budget)
+    with pytest.raises(BudgetRefused) as refused:
+        reserve(ledger, "work", 0.5, budget)
+    # It fits once the first settles: busy, and said so.
+    assert refused.value.busy and refused.value.in_flight == pytest.approx(0.7)
+    assert "held by requests still in flight" in str(refused.value)
+    ledger.settle(first, 0.6)  # type: ignore[arg-type]
+    with pytest.raises(BudgetRefused) as refused:
+        reserve(ledger, "work", 0.5, budget)
+    assert not refused.value.busy and "has spent $0.6000" in str(refused.value)
+
+
+def test_an_outcome_never_learnt_is_spent_not_in_flight(tmp_path: Path) -> None:
+    ledger = SpendLedger(tmp_path / "ledger.db")
+    budget = Budget(daily=1.0)
+    lost = reserve(ledger, "work", 0.7, budget)
+    ledger.unknown(lost, "gen-1", "the stream was cut")  # type: ignore[arg-type]
+    with pytest.raises(BudgetRefused) as refused:
+        reserve(ledger, "work", 0.5, budget)
+    assert not refused.value.busy
