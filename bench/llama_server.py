@@ -10,9 +10,6 @@ sequence it evaluates is the one aiguilleur evaluates.
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -20,78 +17,21 @@ from typing import Any
 import httpx
 
 from aiguilleur.backends.fim import TokenCounter, trim_prefix, trim_suffix
-from aiguilleur.backends.llama_model import amx_build
 from aiguilleur.commands.replay import Keystroke, typing_states
 from aiguilleur.context.window import fim_context
+from tests.support.llama_server import LlamaServerProcess
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-class LlamaServer:
-    def __init__(
-        self,
-        binary: str,
-        model: Path,
-        n_ctx: int,
-        n_ubatch: int,
-        threads: tuple[int, int],
-    ) -> None:
-        self.port = _free_port()
-        self.log = Path(os.environ.get("TMPDIR", "/tmp")) / f"llama-server-{self.port}.log"
-        cmd = [
-            binary,
-            "-m",
-            str(model),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "-c",
-            str(n_ctx),
-            "-b",
-            str(n_ctx),
-            "-ub",
-            str(n_ubatch),
-            "-t",
-            str(threads[0]),
-            "-tb",
-            str(threads[1]),
-            "-np",
-            "1",
-            # As llama.vim's README starts it: reuse KV chunks that moved in the prompt.
-            "--cache-reuse",
-            "256",
-            # The same workaround as load_model's (SIGILL in llama.cpp's AMX code).
-            *(["--no-repack"] if amx_build() else []),
-        ]
-        with self.log.open("wb") as log:
-            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def wait_ready(self, timeout: float = 600) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise SystemExit(f"llama-server exited; see {self.log}")
-            try:
-                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise SystemExit(f"llama-server did not start; see {self.log}")
-
-    def close(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+def llama_vim_server(
+    binary: str, model: Path, n_ctx: int, n_ubatch: int, threads: int
+) -> LlamaServerProcess:
+    """A one-slot llama-server as llama.vim's README starts it, with a logical batch
+    large enough that its own 3:1 infill trimming keeps all of aiguilleur's windows, and
+    chunks of KV reused where they moved in the prompt (`--cache-reuse`)."""
+    extra = ("-b", str(n_ctx), "-ub", str(n_ubatch), "--cache-reuse", "256")
+    return LlamaServerProcess(
+        Path(binary), model, n_ctx=n_ctx, slots=1, threads=threads, extra=extra
+    )
 
 
 def run_llama_server_arm(
@@ -105,12 +45,12 @@ def run_llama_server_arm(
     keystrokes: int,
     threads: int,
 ) -> list[Keystroke]:
-    server = LlamaServer(binary, model, n_ctx, n_ubatch, (threads, threads))  # as arm (a)
+    server = llama_vim_server(binary, model, n_ctx, n_ubatch, threads)  # as arm (a)
+    server.start()
     try:
-        server.wait_ready()
         return llama_vim_keystrokes(server.url, model, source, function, completion, keystrokes)
     finally:
-        server.close()
+        server.stop()
 
 
 def llama_vim_keystrokes(

@@ -123,25 +123,25 @@ def server_binary() -> str:
 
 
 def route_arm(model: Path, tasks: list[Task], max_tokens: int, threads: int) -> list[Answer]:
-    from bench.llama_server import LlamaServer
+    from bench.llama_server import llama_vim_server
 
-    server = LlamaServer(server_binary(), model, 4096, 512, (threads, threads))
+    server = llama_vim_server(server_binary(), model, 4096, 512, threads)
+    server.start()
     try:
-        server.wait_ready()
         return asyncio.run(aiguilleur_arm(model, tasks, max_tokens, threads, server_url=server.url))
     finally:
-        server.close()
+        server.stop()
 
 
 def llama_server_arm(model: Path, tasks: list[Task], max_tokens: int, threads: int) -> list[Answer]:
     import httpx
 
-    from bench.llama_server import LlamaServer
+    from bench.llama_server import llama_vim_server
 
-    server = LlamaServer(server_binary(), model, 4096, 512, (threads, threads))
+    server = llama_vim_server(server_binary(), model, 4096, 512, threads)
+    server.start()
     out: list[Answer] = []
     try:
-        server.wait_ready()
         bar = progress(len(tasks), "(b) llama-server")
         with httpx.Client(base_url=server.url, timeout=httpx.Timeout(600.0)) as http:
             for task in tasks:
@@ -169,7 +169,7 @@ def llama_server_arm(model: Path, tasks: list[Task], max_tokens: int, threads: i
                 bar.update()
         bar.close()
     finally:
-        server.close()
+        server.stop()
     return out
 
 

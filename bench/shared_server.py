@@ -146,17 +146,21 @@ def main() -> int:
     print(f"model: {model.name}; server: {binary}; {args.threads} threads", flush=True)
     module, function = WORK[0]
 
-    if "keystrokes" in args.sections.split(","):
+    def start_server(slots: int) -> LlamaServerProcess:
         server = LlamaServerProcess(
             binary,
             model,
-            slots=1,
+            slots=slots,
             threads=args.threads,
             api_key=KEY,
             log_dir=logs,
             extra=tuple(args.server_args.split()),
         )
         server.start()
+        return server
+
+    if "keystrokes" in args.sections.split(","):
+        server = start_server(1)
         try:
             route = asyncio.run(
                 developer(server.url, module, function, completion, args.keystrokes)
@@ -189,16 +193,7 @@ def main() -> int:
         raw["llama_vim"] = [msgspec.to_builtins(k) for k in vim]
 
     if "sharing" in args.sections.split(","):
-        server = LlamaServerProcess(
-            binary,
-            model,
-            slots=len(WORK),
-            threads=args.threads,
-            api_key=KEY,
-            log_dir=logs,
-            extra=tuple(args.server_args.split()),
-        )
-        server.start()
+        server = start_server(len(WORK))
         try:
             alone = asyncio.run(
                 developer(server.url, module, function, completion, args.keystrokes)

@@ -131,6 +131,10 @@ class RoutesConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     code_action: list[RouteConfig] = msgspec.field(default_factory=_local_route)
     chat: list[RouteConfig] = msgspec.field(default_factory=_local_route)
 
+    def every(self) -> tuple[RouteConfig, ...]:
+        """Every feature's routes, in one list."""
+        return (*self.completion, *self.code_action, *self.chat)
+
 
 class PrivacyConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     private: list[str] = msgspec.field(default_factory=list)

@@ -20,7 +20,7 @@ from aiguilleur.backends.remote_fim import (
     raw_fim_prompt,
 )
 from aiguilleur.config.loading import cache_dir
-from aiguilleur.config.settings import Config, RouteConfig
+from aiguilleur.config.settings import Config
 from aiguilleur.context.window import fitted
 from aiguilleur.errors import (
     BackendUnavailable,
@@ -102,8 +102,9 @@ class RemoteRoutes:
         self._servers: dict[tuple[str, str], SharedServer] = {}
         # Keys of shared servers (their secret only says who may use the server).
         self.server_keys: dict[str, str] = {}
-        server_labels = {r.key for r in self._every_route() if r.backend.shared_server and r.key}
-        paid_labels = {r.key for r in self._every_route() if r.backend is Backend.OPENROUTER}
+        every = config.routes.every()
+        server_labels = {r.key for r in every if r.backend.shared_server and r.key}
+        paid_labels = {r.key for r in every if r.backend is Backend.OPENROUTER}
         for label in sorted(server_labels & paid_labels):
             self.tell(
                 f"key '{label}' is used by an OpenRouter route and by a shared server's: an "
@@ -124,12 +125,8 @@ class RemoteRoutes:
             budget = Budget(key.daily, key.weekly, key.monthly, key.total)
             self.spenders[label] = Spender(client, self.ledger, budget, self.price_book)
 
-    def _every_route(self) -> tuple[RouteConfig, ...]:
-        routes = self.config.routes
-        return (*routes.completion, *routes.code_action, *routes.chat)
-
     def _uses(self, label: str) -> bool:
-        return any(r.key == label for r in self._every_route())
+        return any(r.key == label for r in self.config.routes.every())
 
     def _server(self, route: Route) -> SharedServer:
         """The llama-server of `route`, shared by the routes that name it with one key."""

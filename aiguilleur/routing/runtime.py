@@ -70,15 +70,11 @@ def kv_store(
 
 
 def _has_remote_routes(config: Config) -> bool:
-    routes = config.routes
-    every = (*routes.completion, *routes.code_action, *routes.chat)
-    return any(r.backend.remote for r in every)
+    return any(r.backend.remote for r in config.routes.every())
 
 
 def _uses_local(config: Config) -> bool:
-    routes = config.routes
-    every = (*routes.completion, *routes.code_action, *routes.chat)
-    return any(r.backend is Backend.LOCAL for r in every)
+    return any(r.backend is Backend.LOCAL for r in config.routes.every())
 
 
 class Runtime:
