@@ -19,6 +19,7 @@ import datetime as dt
 import math
 import os
 import sqlite3
+import statistics
 import threading
 import time
 from collections.abc import Iterator
@@ -48,12 +49,21 @@ CREATE TABLE IF NOT EXISTS requests (
     cached_tokens INTEGER NOT NULL DEFAULT 0,
     generation_id TEXT NOT NULL DEFAULT '',
     pid INTEGER NOT NULL DEFAULT 0,
-    note TEXT NOT NULL DEFAULT ''
+    note TEXT NOT NULL DEFAULT '',
+    counted_tokens INTEGER NOT NULL DEFAULT 0,
+    estimated_nusd INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS requests_key_ts ON requests (key_label, ts);
 CREATE UNIQUE INDEX IF NOT EXISTS requests_generation
     ON requests (generation_id) WHERE generation_id != '';
 """
+# Columns added since the first schema, for a ledger written by an older version.
+_ADDED = {
+    "counted_tokens": "INTEGER NOT NULL DEFAULT 0",  # the prompt by estimate.count_tokens
+    "estimated_nusd": "INTEGER NOT NULL DEFAULT 0",  # what the user was told it would cost
+}
+# Learned figures come from this many of the latest settled requests of a model.
+LEARN_FROM = 50
 
 
 class Status(StrEnum):
@@ -91,6 +101,23 @@ class Reservation(msgspec.Struct, frozen=True):
     id: int
     key_label: str
     reserved_usd: float
+
+
+class Room(msgspec.Struct, frozen=True):
+    """What a key may still reserve, in USD, under its tightest limit: `now`, and once the
+    requests in flight have settled at no cost (`after_in_flight`). None: no limit."""
+
+    now: float | None
+    after_in_flight: float | None
+
+
+class Learned(msgspec.Struct, frozen=True):
+    """What past settles of a model say (None where there were none): the median of the
+    prompt tokens billed per token counted here, and the median length of an answer for
+    one feature."""
+
+    prompt_ratio: float | None
+    completion_tokens: int | None
 
 
 class UsageRow(msgspec.Struct, frozen=True):
@@ -136,7 +163,13 @@ class SpendLedger:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
-        self._db().executescript(_SCHEMA)  # idempotent; executescript commits by itself
+        db = self._db()
+        db.executescript(_SCHEMA)  # idempotent; executescript commits by itself
+        have = {row[1] for row in db.execute("PRAGMA table_info(requests)")}
+        for column, kind in _ADDED.items():
+            if column not in have:
+                with contextlib.suppress(sqlite3.OperationalError):  # another process did
+                    db.execute(f"ALTER TABLE requests ADD COLUMN {column} {kind}")
 
     # -- connections --------------------------------------------------------------------
 
@@ -201,6 +234,8 @@ class SpendLedger:
         feature: str,
         remote_remaining_usd: float | None = None,
         now: float | None = None,
+        counted_tokens: int = 0,
+        estimated_usd: float = 0.0,
     ) -> Reservation:
         """Reserve the worst case, or raise BudgetRefused if any limit would be passed.
 
@@ -232,12 +267,75 @@ class SpendLedger:
                     )
             cur = db.execute(
                 "INSERT INTO requests (ts, key_label, route, model, feature, status, "
-                "reserved_nusd, pid) VALUES (?, ?, ?, ?, ?, 'reserved', ?, ?)",
-                (now, key, route, model, feature, asked, os.getpid()),
+                "reserved_nusd, pid, counted_tokens, estimated_nusd) "
+                "VALUES (?, ?, ?, ?, ?, 'reserved', ?, ?, ?, ?)",
+                (
+                    now,
+                    key,
+                    route,
+                    model,
+                    feature,
+                    asked,
+                    os.getpid(),
+                    counted_tokens,
+                    to_nano(estimated_usd),
+                ),
             )
             rid = cur.lastrowid
         assert rid is not None
         return Reservation(rid, key, asked / NANO)
+
+    def room(
+        self,
+        key: str,
+        budget: Budget,
+        *,
+        remote_remaining_usd: float | None = None,
+        now: float | None = None,
+    ) -> Room:
+        """What `reserve` would grant `key` now, and once its requests in flight settle."""
+        now = time.time() if now is None else now
+        db = self._db()
+        free: list[tuple[int, int]] = []  # (now, after in flight), nano-dollars
+        for period, limit in budget.limits():
+            since = period_start(period, now)
+            left = limit_nano(limit) - self._spent_nano(db, key, since)
+            free.append((left, left + self._in_flight_nano(db, key, since)))
+        if remote_remaining_usd is not None:
+            pending = db.execute(
+                "SELECT COALESCE(SUM(reserved_nusd), 0) FROM requests "
+                "WHERE key_label = ? AND status IN ('reserved', 'unknown')",
+                (key,),
+            ).fetchone()[0]
+            left = limit_nano(remote_remaining_usd) - int(pending)
+            free.append((left, left + self._in_flight_nano(db, key, 0.0)))
+        if not free:
+            return Room(None, None)
+        return Room(max(0, min(n for n, _ in free)) / NANO, max(0, min(a for _, a in free)) / NANO)
+
+    def learned(self, model: str, feature: str) -> Learned:
+        db = self._db()
+        ratios = [
+            pt / counted
+            for pt, counted in db.execute(
+                "SELECT prompt_tokens, counted_tokens FROM requests WHERE model = ? AND "
+                "status = 'settled' AND counted_tokens > 0 AND prompt_tokens > 0 "
+                "ORDER BY id DESC LIMIT ?",
+                (model, LEARN_FROM),
+            )
+        ]
+        lengths = [
+            int(n)
+            for (n,) in db.execute(
+                "SELECT completion_tokens FROM requests WHERE model = ? AND feature = ? AND "
+                "status = 'settled' AND prompt_tokens > 0 ORDER BY id DESC LIMIT ?",
+                (model, feature, LEARN_FROM),
+            )
+        ]
+        return Learned(
+            statistics.median(ratios) if ratios else None,
+            math.ceil(statistics.median(lengths)) if lengths else None,
+        )
 
     def settle(
         self,

@@ -27,6 +27,7 @@ from aiguilleur.errors import (
     BudgetRefused,
     OutOfCredit,
     RateLimited,
+    Rejected,
     StreamFailed,
     Transient,
 )
@@ -64,6 +65,14 @@ FIRST_REFRESH_WAIT_S = 5.0
 SETTLE_WAIT_S = 10.0
 # A shared server's chat answer may take this long to start, by default.
 CHAT_FIRST_TOKEN_S = 30.0
+# A chat or code action waits this long for a budget held by requests in flight; a
+# completion, half its time budget.
+CHAT_BUSY_WAIT_S = 5.0
+# At a budget's end, a completion's prompt is cut to fit what is left, down to this many
+# tokens before the cursor (estimated; less is no longer worth paying for), in at most
+# _TRIM_TRIES steps.
+MIN_PREFIX_TOKENS = 64
+_TRIM_TRIES = 4
 
 
 def _fill(text: str, ctx: FimContext, raw: bool) -> str:
@@ -174,7 +183,7 @@ class RemoteRoutes:
         if route.backend is Backend.OPENROUTER:
             await self.price_book.ready(FIRST_REFRESH_WAIT_S)
 
-    async def complete(self, route: Route, request: Request) -> Completion:
+    async def complete(self, route: Route, request: Request, *, again: bool = False) -> Completion:
         if route.backend is Backend.LLAMA_SERVER:
             # The request as the embedded engine gets it, with the chunks of other files
             # the route loop let through (a shared server is the user's own machine).
@@ -190,15 +199,18 @@ class RemoteRoutes:
         gen = request.params
         max_tokens = route.max_tokens or gen.max_tokens
         temperature = route.temperature if route.temperature is not None else gen.temperature
-        # A model whose family's sentinels are known gets a raw FIM prompt (vLLM and
-        # others take no `suffix`); any other is sent a chat, whose answer is fitted.
-        raw = raw_fim_prompt(route.model, ctx.prefix, ctx.suffix) if route.raw_fim else None
-        messages = chat_fim_messages(ctx)
         started = time.perf_counter()
+        if route.backend is Backend.OPENROUTER:
+            # The budget's last cents buy a shorter prompt.
+            ctx = await self._within_budget(route, request, ctx, max_tokens) or ctx
+        raw = _raw_prompt(route, ctx)
+        messages = chat_fim_messages(ctx)
         key = None
         if self.responses is not None and (
             temperature == 0 or self.config.cache.responses_any_temperature
         ):
+            # (A prompt cut to the budget's last cents is kept under its own text: its
+            # answer never stands for the whole prompt's.)
             key = cache_key(
                 backend=route.backend,
                 server=route.base_url
@@ -228,7 +240,14 @@ class RemoteRoutes:
                 return Completion(
                     text, usage, route=route.name, model=hit.model_used, backend=route.backend
                 )
-        result = await self._answer(route, request, ctx, raw, messages, max_tokens, temperature)
+        try:
+            result = await self._answer(route, request, ctx, raw, messages, max_tokens, temperature)
+        except BudgetRefused as refused:
+            if refused.busy or again or route.backend is not Backend.OPENROUTER:
+                raise
+            # Another window's answer settled between the look at the budget and the
+            # reservation: what is left may still buy a shorter prompt.
+            return await self.complete(route, request, again=True)
         if key is not None and self.responses is not None:
             u = result.usage
             await asyncio.to_thread(
@@ -243,6 +262,47 @@ class RemoteRoutes:
                 ),
             )
         return self._completion(route, result, ctx, gen, started, raw=raw is not None)
+
+    async def _within_budget(
+        self, route: Route, request: Request, ctx: FimContext, max_tokens: int
+    ) -> FimContext | None:
+        """At the end of a budget, where the request's bound no longer fits what is left
+        even once the requests in flight have settled: the same context cut shorter (its
+        far ends first) until its bound fits, if it keeps at least MIN_PREFIX_TOKENS before
+        the cursor. None: sent as it is (it fits, or it is refused as it is)."""
+        spender = self.spenders[route.key]
+        room = (await spender.room()).after_in_flight
+        if room is None:
+            return None
+        prefix_tokens, suffix_tokens = request.prefix_tokens, request.suffix_tokens
+        current = ctx
+        for _ in range(_TRIM_TRIES):
+            texts = _texts(route, current)
+            try:
+                price = await spender.price(
+                    route.model,
+                    texts,
+                    max_tokens,
+                    feature=request.kind.value,
+                    max_price=route.max_price,
+                )
+            except Rejected:
+                return None  # unpriced: refused where it is sent
+            if price.bound_usd <= room:
+                return current if current is not ctx else None
+            if self.price_book.price(route.model) is None:
+                return None  # capped by `max_price`: no shorter prompt costs less
+            held = len((current.prefix + current.suffix).encode("utf-8"))
+            share = held / max(1, sum(len(t.encode("utf-8")) for t in texts))
+            cut = (price.bound_usd - room) / price.bound_usd  # the part to drop
+            keep = max(0.0, 1 - cut / max(share, 1e-9)) * 0.9
+            prefix_tokens = int(prefix_tokens * keep)
+            suffix_tokens = int(suffix_tokens * keep)
+            if prefix_tokens < MIN_PREFIX_TOKENS:
+                return None
+            current = fitted(request.context, prefix_tokens, suffix_tokens)
+            current = msgspec.structs.replace(current, extra=(), repository=())
+        return None
 
     async def _answer(
         self,
@@ -279,6 +339,7 @@ class RemoteRoutes:
                 temperature=temperature,
                 max_price=route.max_price,
                 extra=provider_preferences(route.allow_data_collection),
+                busy_wait_s=request.params.time_budget_ms / 2000,
             )
         )
 
@@ -324,6 +385,7 @@ class RemoteRoutes:
                 max_price=route.max_price,
                 extra=provider_preferences(route.allow_data_collection),
                 on_text=on_text,
+                busy_wait_s=CHAT_BUSY_WAIT_S,
             )
         )
 
@@ -424,6 +486,18 @@ def _first_token_s(route: Route, time_budget_ms: int | None) -> float:
     if route.first_token_ms is not None:
         return route.first_token_ms / 1000
     return time_budget_ms / 1000 if time_budget_ms is not None else CHAT_FIRST_TOKEN_S
+
+
+def _texts(route: Route, ctx: FimContext) -> list[str]:
+    """What a completion of `ctx` through `route` sends: a raw prompt, or chat messages."""
+    raw = _raw_prompt(route, ctx)
+    return [raw.prompt] if raw is not None else [m.content for m in chat_fim_messages(ctx)]
+
+
+def _raw_prompt(route: Route, ctx: FimContext) -> RawFimPrompt | None:
+    """A model whose family's sentinels are known gets a raw FIM prompt (vLLM and others
+    take no `suffix`); any other is sent a chat, whose answer is fitted."""
+    return raw_fim_prompt(route.model, ctx.prefix, ctx.suffix) if route.raw_fim else None
 
 
 def _usage(result: WireResult, started: float) -> Usage:

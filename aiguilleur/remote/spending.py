@@ -1,7 +1,9 @@
-"""Paid requests under a budget: reserve the worst case, send, settle the real cost.
+"""Paid requests under a budget: reserve the bound, send, settle the real cost.
 
-One `Spender` per OpenRouter key. It never sends a request whose worst-case price is
-unknown, and never lets a request through that the ledger refuses; after the answer it
+One `Spender` per OpenRouter key. It never sends a request whose price is unknown (see
+estimate.py for the bound it reserves and the estimate it shows), and never lets a
+request through that the ledger refuses; a budget held only by requests in flight is
+waited for, briefly, before the request is refused as busy. After the answer it
 settles with `usage.cost`, or, when the answer broke off, with what OpenRouter's
 generation endpoint says it cost (asked in the background); if that stays unknown, the
 reservation stays spent. A broken answer (see StreamFailed) is settled the same way and
@@ -16,13 +18,15 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiguilleur.errors import (
+    BudgetRefused,
     OutOfCredit,
     RateLimited,
     Rejected,
     StreamFailed,
     Transient,
 )
-from aiguilleur.remote.ledger import Budget, Reservation, SpendLedger
+from aiguilleur.remote.estimate import Price, counted_tokens, message_texts, price_request
+from aiguilleur.remote.ledger import Budget, Reservation, Room, SpendLedger
 from aiguilleur.remote.openai_compat import WireResult
 from aiguilleur.remote.openrouter import OpenRouterClient
 from aiguilleur.remote.prices import PriceBook
@@ -31,17 +35,12 @@ from aiguilleur.types import ChatMessage
 
 log = logging.getLogger(__name__)
 
-# Tokens a chat message costs beyond its text (role markers and the like), generously.
-_MESSAGE_OVERHEAD = 16
+# How often a request that waits for a busy budget looks at the ledger again.
+BUSY_POLL_S = 0.05
 
 
 class PriceUnknown(Rejected):
     """A budgeted key may not use a model whose price is unknown or variable."""
-
-
-def worst_prompt_tokens(messages: list[ChatMessage]) -> int:
-    # A token covers at least one byte of text: the byte count bounds the token count.
-    return sum(len(m.content.encode("utf-8")) + _MESSAGE_OVERHEAD for m in messages)
 
 
 class Spender:
@@ -57,23 +56,40 @@ class Spender:
         self.ledger = ledger
         self.budget = budget
         self._prices = prices
-        # Costs asked after the fact: OpenRouter may take seconds (or never) to know them,
-        # and neither the answer nor a fallback after a broken one waits for that.
+        # Costs asked after the fact, and completions finishing after their keystroke
+        # moved on: neither the answer nor a fallback waits for them.
         self._settling = TaskSet()
 
-    def worst_case(
-        self, model: str, prompt_tokens: int, max_tokens: int, max_price: float | None
-    ) -> float:
+    async def price(
+        self,
+        model: str,
+        texts: list[str],
+        max_tokens: int,
+        *,
+        feature: str,
+        max_price: float | None = None,
+    ) -> Price:
+        """The bound to reserve and the estimate to show for a request of `texts`."""
         price = self._prices.price(model)
-        worst = price.worst_case(prompt_tokens, max_tokens) if price is not None else None
-        if worst is None:
+        learned = await asyncio.to_thread(self.ledger.learned, model, feature)
+        priced = price_request(price, texts, max_tokens, learned) if price is not None else None
+        if priced is None:
             if max_price is None:
                 raise PriceUnknown(
                     f"the price of {model} is unknown or variable, so key '{self.label}' "
                     "cannot budget it; set `max_price` on the route to allow it"
                 )
-            return max_price
-        return worst
+            return Price(max_price, max_price, counted_tokens(texts), learned=False)
+        return priced
+
+    async def room(self) -> Room:
+        """What this key may still reserve (now, and once its requests in flight settle)."""
+        return await asyncio.to_thread(
+            self.ledger.room,
+            self.label,
+            self.budget,
+            remote_remaining_usd=self._prices.remaining(self.label),
+        )
 
     async def chat(
         self,
@@ -87,6 +103,7 @@ class Spender:
         max_price: float | None = None,
         extra: dict[str, Any] | None = None,
         on_text: Callable[[str], None] | None = None,
+        busy_wait_s: float = 0.0,
     ) -> WireResult:
         async def send() -> WireResult:
             return await self.client.chat(
@@ -98,8 +115,10 @@ class Spender:
                 on_text=on_text,
             )
 
-        worst = self.worst_case(model, worst_prompt_tokens(messages), max_tokens, max_price)
-        return await self._paid(send, worst, model=model, feature=feature, route=route)
+        texts = message_texts(messages)
+        price = await self.price(model, texts, max_tokens, feature=feature, max_price=max_price)
+        reservation = await self._reserve(price, model, feature, route, busy_wait_s)
+        return await self._send_and_settle(send, reservation, model)
 
     async def complete(
         self,
@@ -113,7 +132,12 @@ class Spender:
         temperature: float = 0.0,
         max_price: float | None = None,
         extra: dict[str, Any] | None = None,
+        busy_wait_s: float = 0.0,
     ) -> WireResult:
+        """A raw completion. Once sent it runs to its end even when the caller moves on (a
+        newer keystroke): it is short, and its cost is then settled exactly instead of
+        staying reserved at its bound for good."""
+
         async def send() -> WireResult:
             return await self.client.complete(
                 model,
@@ -124,29 +148,55 @@ class Spender:
                 extra=extra,
             )
 
-        tokens = len(prompt.encode("utf-8")) + _MESSAGE_OVERHEAD
-        worst = self.worst_case(model, tokens, max_tokens, max_price)
-        return await self._paid(send, worst, model=model, feature=feature, route=route)
+        price = await self.price(model, [prompt], max_tokens, feature=feature, max_price=max_price)
+        reservation = await self._reserve(price, model, feature, route, busy_wait_s)
+        answer: asyncio.Future[WireResult] = asyncio.get_running_loop().create_future()
 
-    async def _paid(
+        async def finish() -> None:
+            try:
+                result = await self._send_and_settle(send, reservation, model)
+            except Exception as error:  # handed to the caller, if it still waits
+                if not answer.done():
+                    answer.set_exception(error)
+                return
+            if not answer.done():
+                answer.set_result(result)
+
+        self._settling.spawn(finish(), f"completion {self.label}")
+        return await answer
+
+    async def _reserve(
+        self, price: Price, model: str, feature: str, route: str, busy_wait_s: float
+    ) -> Reservation:
+        """Reserve the bound. A budget held only by requests in flight is waited for, up to
+        `busy_wait_s`; then (or when it is spent) BudgetRefused says which it was."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + busy_wait_s
+        while True:
+            try:
+                return await asyncio.to_thread(
+                    self.ledger.reserve,
+                    self.label,
+                    price.bound_usd,
+                    self.budget,
+                    route=route,
+                    model=model,
+                    feature=feature,
+                    remote_remaining_usd=self._prices.remaining(self.label),
+                    counted_tokens=price.counted_tokens,
+                    estimated_usd=price.estimate_usd,
+                )
+            except BudgetRefused as refused:
+                if not refused.busy or loop.time() + BUSY_POLL_S > deadline:
+                    raise
+            await asyncio.sleep(BUSY_POLL_S)
+
+    async def _send_and_settle(
         self,
         send: Callable[[], Awaitable[WireResult]],
-        worst: float,
-        *,
+        reservation: Reservation,
         model: str,
-        feature: str,
-        route: str,
     ) -> WireResult:
-        reservation = await asyncio.to_thread(
-            self.ledger.reserve,
-            self.label,
-            worst,
-            self.budget,
-            route=route,
-            model=model,
-            feature=feature,
-            remote_remaining_usd=self._prices.remaining(self.label),
-        )
         try:
             result = await send()
         except (RateLimited, OutOfCredit, Rejected, Transient) as error:

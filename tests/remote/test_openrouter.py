@@ -201,7 +201,7 @@ async def test_unknown_cost_of_a_broken_answer_keeps_its_worst_case_spent(
     s.client.generation_cost = functools.partial(  # type: ignore[method-assign]
         s.client.generation_cost, attempts=2, delay=0.0
     )
-    worst = s.worst_case("vendor/coder", 16 + len("add two numbers"), 16, None)
+    worst = (await s.price("vendor/coder", [m.content for m in ASK], 16, feature="chat")).bound_usd
     with pytest.raises(StreamFailed):
         await s.chat("vendor/coder", ASK, max_tokens=16, feature="chat", route="strong")
     await s.drain(30)

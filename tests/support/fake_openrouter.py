@@ -38,6 +38,9 @@ class FakeModel:
     context_length: int = 32768
     # When the answer depends on the prompt (what the user typed last, say).
     reply_for: Callable[[str], str] | None = None
+    # How this model's tokenizer counts a prompt (default: 4 characters a token); the
+    # text of a chat is its messages' contents, each with 4 tokens of its own.
+    tokens: Callable[[str], int] | None = None
 
 
 @dataclass
@@ -245,12 +248,16 @@ class FakeOpenRouter:
         failure: Failure | None,
     ) -> None:
         chat = path.endswith("chat/completions")
-        prompt_text = (
-            " ".join(str(m.get("content", "")) for m in body.get("messages", []))
+        contents = (
+            [str(m.get("content", "")) for m in body.get("messages", [])]
             if chat
-            else str(body.get("prompt", ""))
+            else [str(body.get("prompt", ""))]
         )
-        prompt_tokens = max(1, len(prompt_text) // 4)
+        prompt_text = " ".join(contents)
+        if model.tokens is not None:
+            prompt_tokens = sum(model.tokens(c) + 4 * chat for c in contents)
+        else:
+            prompt_tokens = max(1, len(prompt_text) // 4)
         reply = model.reply_for(prompt_text) if model.reply_for else model.reply
         words = reply.split(" ")
         limit = int(body.get("max_tokens") or len(words))
