@@ -143,6 +143,22 @@ class Answer(msgspec.Struct, frozen=True):
     finish_reason: str = ""
 
 
+class Quote(msgspec.Struct, frozen=True):
+    """What a paid request would cost through the route that would take it, told before
+    it is sent: `label` is `~$0.0004` once the model's tokenizer and answers were learnt
+    from settles, `≤ $0.0021` (the most it can cost) before."""
+
+    route: str
+    model: str
+    label: str
+    estimate_usd: float
+    bound_usd: float
+
+    def title(self) -> str:
+        """`claude-sonnet-4 · ~$0.0004`: the model without its vendor, and the price."""
+        return f"{self.model.rsplit('/', 1)[-1]} · {self.label}"
+
+
 class Route(msgspec.Struct, frozen=True):
     """A route the router chose: which backend, model and key, with its parameters."""
 

@@ -207,12 +207,29 @@ class ActionsFeature:
                 found.append(Offer("Write tests", ActionKind.REFACTOR, data))
         return found
 
-    async def edit(
-        self, data: ActionData, text: str, current_version: Callable[[], int | None]
-    ) -> tuple[DocumentEdit, Answer]:
-        """The edit for `data`, computed against `text` (the version it was listed for)."""
-        if current_version() != data.version:
-            raise StaleEdit("the document changed since this action was offered; run it again")
+    async def quoted(self, offers: Sequence[Offer], text: str) -> Sequence[Offer]:
+        """`offers` with what each would cost in its title, where the route that would
+        answer it is a paid one: `Document this code · claude-sonnet-4 · ~$0.0004`."""
+        out = []
+        for offer in offers:
+            try:
+                request = self._request(offer.data, text)
+            except StaleEdit:
+                out.append(offer)
+                continue
+            quote = await self._routes.quote(
+                RequestKind.CODE_ACTION,
+                request.path,
+                self.messages(request),
+                self.settings.max_tokens,
+            )
+            if quote is not None:
+                offer = msgspec.structs.replace(offer, title=f"{offer.title} · {quote.title()}")
+            out.append(offer)
+        return out
+
+    def _request(self, data: ActionData, text: str) -> ActionRequest:
+        """The request of action `data` on `text` (the version it was listed for)."""
         lines = text.split("\n")
         if data.end_line >= len(lines):
             raise StaleEdit("the selection is no longer in the document; run it again")
@@ -223,7 +240,7 @@ class ActionsFeature:
             if data.action == "tests"
             else None
         )
-        request = ActionRequest(
+        return ActionRequest(
             action=data.action,
             path=path_of(data.uri),
             code=code,
@@ -243,6 +260,21 @@ class ActionsFeature:
             test_path=target.path if target else "",
             module=target.module if target else "",
             framework=target.framework if target else "",
+        )
+
+    async def edit(
+        self, data: ActionData, text: str, current_version: Callable[[], int | None]
+    ) -> tuple[DocumentEdit, Answer]:
+        """The edit for `data`, computed against `text` (the version it was listed for)."""
+        if current_version() != data.version:
+            raise StaleEdit("the document changed since this action was offered; run it again")
+        request = self._request(data, text)
+        lines = text.split("\n")
+        code = request.code
+        target = (
+            TestTarget(request.test_path, request.module, request.framework)
+            if request.test_path
+            else None
         )
         answer = await self._routes.ask(
             RequestKind.CODE_ACTION, request.path, self.messages(request), self.settings.max_tokens

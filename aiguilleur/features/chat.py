@@ -41,7 +41,7 @@ from aiguilleur.features.sources import Sources, sources_for
 from aiguilleur.features.uris import path_of
 from aiguilleur.languages import language_of
 from aiguilleur.sanitize import for_editor, has_bidi
-from aiguilleur.types import Answer, ChatMessage, RequestKind
+from aiguilleur.types import Answer, ChatMessage, Quote, RequestKind
 
 YOU = "## You"
 BOT = "## aiguilleur"
@@ -173,18 +173,37 @@ class ChatFeature:
             RequestKind.CHAT, path_of(about), messages, self.settings.max_tokens, on_text
         )
 
-    async def send(self, uri: str, text: str) -> Answer:
-        if not ready_for_answer(text):
-            raise ChatError(
-                f"nothing to send: write your question under the last '{YOU}' heading first"
-            )
+    def _prompt(self, text: str) -> tuple[ChatTurns, Sources, list[ChatMessage]]:
+        """The chat's turns, the sources found for it, and the messages sent."""
         turns = parse(text)
         sources = self._sources(turns)
         messages = turns.messages
         if sources.prompt:
             messages = [messages[0], ChatMessage("system", sources.prompt.strip()), *messages[1:]]
+        return turns, sources, messages
+
+    async def quote(self, uri: str, text: str) -> Quote | None:
+        """What sending the chat now would cost, where a paid route would answer it."""
+        if not ready_for_answer(text):
+            return None
+        turns, _, messages = self._prompt(text)
+        return await self._routes.quote(
+            RequestKind.CHAT, path_of(turns.about or uri), messages, self.settings.max_tokens
+        )
+
+    async def send(self, uri: str, text: str) -> Answer:
+        if not ready_for_answer(text):
+            raise ChatError(
+                f"nothing to send: write your question under the last '{YOU}' heading first"
+            )
+        turns, sources, messages = self._prompt(text)
+        quote = await self._routes.quote(
+            RequestKind.CHAT, path_of(turns.about or uri), messages, self.settings.max_tokens
+        )
         doc = _Doc(text, self._apply, uri)
-        await doc.append(f"\n{BOT} …\n\n")
+        # The price before paying, replaced by what was paid once the answer is in.
+        priced = f" · {for_editor(quote.title())}" if quote is not None else ""
+        await doc.append(f"\n{BOT}{priced} …\n\n")
         heading_line = doc.line_count() - 3
         if sources.stubs:
             await doc.append(f"{SENT} {for_editor(sources.listed())}*\n\n")

@@ -17,7 +17,7 @@ import msgspec
 
 from aiguilleur.config.settings import Config
 from aiguilleur.context.index import RepositoryIndex
-from aiguilleur.types import Answer, ChatMessage, Completion, Request, RequestKind
+from aiguilleur.types import Answer, ChatMessage, Completion, Quote, Request, RequestKind
 
 
 class Settings(Protocol):
@@ -51,6 +51,12 @@ class Routes(Protocol):
         max_tokens: int,
         on_text: Callable[[str], None] | None = None,
     ) -> Answer: ...
+
+    async def quote(
+        self, kind: RequestKind, path: str, messages: list[ChatMessage], max_tokens: int
+    ) -> Quote | None:
+        """What `messages` would cost, told before they are sent (None: nothing to pay)."""
+        ...
 
 
 class Documents(Protocol):

@@ -42,18 +42,28 @@ def register(server: LanguageServer, session: Session) -> None:
             resolve_provider=True,
         ),
     )
-    def code_action(ls: LanguageServer, params: lsp.CodeActionParams) -> list[lsp.CodeAction]:
+    async def code_action(ls: LanguageServer, params: lsp.CodeActionParams) -> list[lsp.CodeAction]:
         doc = ls_docs().get(params.text_document.uri)
         if doc is None:
             return []
+        await session.ready()  # the routes that would answer, to tell their price
         if is_chat(doc.source):
-            return chat_actions(doc.uri, doc.source, params)
+            listed = chat_actions(doc.uri, doc.source, params)
+            # Send, with what it would cost where a paid route would answer.
+            quote = await session.chat.quote(doc.uri, doc.source)
+            if quote is not None:
+                for action in listed:
+                    action.title = f"{action.title} · {quote.title()}"
+                    if action.command is not None:
+                        action.command.title = action.title
+            return listed
         start, end = selected_lines(params.range)
         problems = [
             Problem(d.message, d.range.start.line, d.range.end.line)
             for d in params.context.diagnostics
         ]
-        offers = session.actions.list(doc.uri, doc.source, doc.version, start, end, problems)
+        found = session.actions.list(doc.uri, doc.source, doc.version, start, end, problems)
+        offers = await session.actions.quoted(found, doc.source)
         listed = []
         with_command = not resolvable()
         for offer in offers:

@@ -31,6 +31,7 @@ from aiguilleur.errors import (
     StreamFailed,
     Transient,
 )
+from aiguilleur.remote.estimate import Price
 from aiguilleur.remote.keys import KeyProblem, read_key
 from aiguilleur.remote.ledger import Budget, SpendLedger
 from aiguilleur.remote.llama_server import server_root
@@ -405,6 +406,27 @@ class RemoteRoutes:
         result = await self._chat(route, kind, messages, max_tokens, temperature, on_text)
         model = result.model_used or route.model
         return Answer(result.text, route.name, model, _usage(result, started), result.finish_reason)
+
+    async def quote(
+        self, route: Route, feature: str, messages: list[ChatMessage], max_tokens: int
+    ) -> Price | None:
+        """What `messages` would cost through `route` (None: not a paid route, or a model
+        whose price is unknown). Just after start, waits for prices on their way as a
+        paid request would: a price is told before the first request too."""
+        spender = self.spenders.get(route.key) if route.backend is Backend.OPENROUTER else None
+        if spender is None:
+            return None
+        await self._prices_ready(route)
+        try:
+            return await spender.price(
+                route.model,
+                [m.content for m in messages],
+                route.max_tokens or max_tokens,
+                feature=feature,
+                max_price=route.max_price,
+            )
+        except Rejected:
+            return None
 
     async def _retry_once(self, send: Callable[[], Awaitable[WireResult]]) -> WireResult:
         """408/5xx/timeouts: one more try after a pause, then the caller falls back."""

@@ -31,6 +31,7 @@ from aiguilleur.types import (
     ChatMessage,
     Completion,
     ContextChunk,
+    Quote,
     Request,
     RequestKind,
     Route,
@@ -283,6 +284,22 @@ class SessionRoutes:
         if answer is None:
             raise NoRoute(kind, reasons)
         return answer
+
+    async def quote(
+        self, kind: RequestKind, path: str, messages: list[ChatMessage], max_tokens: int
+    ) -> Quote | None:
+        """What `messages` would cost through the route that would take them now, when it
+        is a paid one (None: local, a server, no route, or a price not known yet)."""
+        texts = (m.content for m in messages)
+        private = private_reason(path, texts, self.policy, "the code sent would contain a")
+        routes = self._routes(kind, private).routes
+        if not routes or self.runtime.remote is None:
+            return None
+        route = routes[0]
+        price = await self.runtime.remote.quote(route, kind.value, messages, max_tokens)
+        if price is None:
+            return None
+        return Quote(route.name, route.model, price.label(), price.estimate_usd, price.bound_usd)
 
     async def _local_ask(
         self,

@@ -4,6 +4,8 @@ call, resolve and command paths, stale edits, instructions, diagnostics, privacy
 from __future__ import annotations
 
 import ast
+import re
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -132,7 +134,7 @@ async def test_rewrite_takes_its_instruction_from_the_comment_above(
     async with session(action_home) as client:
         uri = open_doc(client, action_home.workspace / "m.py", text)
         rewrite = titled(await code_actions(client, uri, 1, 3), "Rewrite")
-        assert rewrite.title.endswith("use math.fsum for precision")
+        assert "Rewrite: use math.fsum for precision · strong · " in rewrite.title
         await client.code_action_resolve_async(rewrite)
     [body] = fake.bodies("/chat/completions")
     assert "Instruction: use math.fsum for precision" in body["messages"][-1]["content"]
@@ -211,3 +213,27 @@ async def test_each_action_has_a_kind_the_server_declares_and_light_bulbs_show(
             assert action.kind in kinds, action.title
             assert not action.kind.startswith("source"), action.title
     assert titled(found, "Write tests").kind == lsp.CodeActionKind.Refactor
+
+
+async def test_a_paid_action_tells_its_price_before_it_runs_and_the_ledger_keeps_it(
+    action_home: TestHome, fake: FakeOpenRouter
+) -> None:
+    async with session(action_home) as client:
+        uri = open_doc(client, action_home.workspace / "m.py", SOURCE)
+        before = titled(await code_actions(client, uri, 2, 4), "Document")
+        # Nothing was settled for this model yet: the most it can cost.
+        assert re.fullmatch(r"aiguilleur: Document this code · strong · ≤ \$0\.\d{4}", before.title)
+        await client.code_action_resolve_async(before)
+        after = titled(await code_actions(client, uri, 2, 4), "Document")
+        await client.code_action_resolve_async(after)
+    # Learnt from the first settle: what it will likely cost, and it did.
+    match = re.fullmatch(r"aiguilleur: Document this code · strong · ~\$(0\.\d{4})", after.title)
+    assert match is not None
+    billed = [g["total_cost"] for g in fake.generations.values()]
+    assert len(billed) == 2 and float(match.group(1)) == pytest.approx(billed[1], abs=5e-5)
+    bound = float(before.title.rsplit("$", 1)[1])
+    assert billed[0] <= bound
+    db = action_home.root / "data" / "aiguilleur" / "ledger.db"
+    with sqlite3.connect(db) as raw:
+        rows = raw.execute("SELECT estimated_nusd, cost_nusd FROM requests ORDER BY id").fetchall()
+    assert rows[1][0] == pytest.approx(rows[1][1], rel=0.05)  # the estimate beside the cost

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -284,3 +285,23 @@ async def test_a_chat_is_sent_the_definitions_its_code_uses_never_from_a_private
     assert "def rename(self, new_name: str)" in sent
     assert "def signing_key" not in sent and "salt" not in sent
     assert "*context sent: `app/models.py:1` User*" in editor.texts[uri]
+
+
+async def test_send_tells_its_price_before_it_runs_and_the_heading_while_it_streams(
+    chat_home: TestHome, fake: FakeOpenRouter
+) -> None:
+    chat = "# Chat: numbers\n<!-- aiguilleur chat; about: /w/m.py -->\n\n## You\n\nWhat is add?\n"
+    async with session(chat_home) as client:
+        editor = Editor(client)
+        uri = (chat_home.workspace / "c.md").as_uri()
+        editor.open(uri, chat)
+        [send] = await code_actions(client, uri, 5, 5)
+        await run_command(client, "aiguilleur.chat", uri)
+        shown_while_streaming = editor.history[uri][1]
+    title = send.title
+    assert re.fullmatch(r"aiguilleur: Send · chat · ≤ \$0\.\d{4}", title), title
+    # The heading tells the same price while the answer streams, then what was paid.
+    assert "## aiguilleur · chat · ≤ $" in shown_while_streaming
+    [gid] = list(fake.generations)
+    assert fake.generations[gid]["total_cost"] <= float(title.rsplit("$", 1)[1])
+    assert "## aiguilleur · vendor/chat · " in editor.texts[uri]

@@ -20,6 +20,8 @@ class Editor:
         self.texts: dict[str, str] = {}
         self.versions: dict[str, int] = {}
         self.edits = 0
+        # Each document's text after each edit, oldest first (its opening text first).
+        self.history: dict[str, list[str]] = {}
 
         @client.feature(lsp.WORKSPACE_APPLY_EDIT)
         def _apply(params: lsp.ApplyWorkspaceEditParams) -> lsp.ApplyWorkspaceEditResult:
@@ -34,6 +36,7 @@ class Editor:
 
     def open(self, uri: str, text: str) -> None:
         self.texts[uri], self.versions[uri] = text, 1
+        self.history[uri] = [text]
         self.client.text_document_did_open(
             lsp.DidOpenTextDocumentParams(lsp.TextDocumentItem(uri, "markdown", 1, text))
         )
@@ -47,6 +50,7 @@ class Editor:
         b = offset_at(text, e.range.end.line, e.range.end.character, self.encoding)
         assert a is not None and b is not None, (e, text)
         self.texts[uri] = text[:a] + e.new_text + text[b:]
+        self.history[uri].append(self.texts[uri])
         self.versions[uri] += 1
         self.client.text_document_did_change(
             lsp.DidChangeTextDocumentParams(

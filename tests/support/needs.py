@@ -9,7 +9,7 @@ from pathlib import Path
 from aiguilleur.config.settings import Config
 from aiguilleur.context.index import RepositoryIndex
 from aiguilleur.features.needs import FeatureNeeds, NoEditor, Routes
-from aiguilleur.types import Answer, ChatMessage, Completion, Request, RequestKind
+from aiguilleur.types import Answer, ChatMessage, Completion, Quote, Request, RequestKind
 
 
 class NoRoutes:
@@ -36,6 +36,11 @@ class NoRoutes:
         on_text: Callable[[str], None] | None = None,
     ) -> Answer:
         raise AssertionError(f"this fake answers no {kind}")
+
+    async def quote(
+        self, kind: RequestKind, path: str, messages: list[ChatMessage], max_tokens: int
+    ) -> Quote | None:
+        return None
 
 
 class Docs(dict[str, str]):
