@@ -65,6 +65,7 @@ def main(argv: list[str]) -> int:
             "context": "bench/context.py",
             "crossfile": "bench/crossfile.py",
             "shared": "bench/shared_server.py",
+            "budget": "bench/budget.py",
         }
         script = scripts.get(rest[0], "bench/run.py") if rest else "bench/run.py"
         if rest[:1] and (rest[0] in scripts or rest[0] == "replay"):

@@ -92,7 +92,9 @@ class BudgetRefused(Exception):
 
     `in_flight` is the part of `spent` held by reservations of requests not yet settled:
     when the request would fit without them, the budget is busy, not spent (`busy`), and
-    only this request goes elsewhere."""
+    only this request goes elsewhere. `smallest` is the most the smallest request worth
+    sending in its place could cost (a completion with a shorter prompt): while what is
+    left buys that, the key is not spent either (`exhausted`)."""
 
     def __init__(
         self,
@@ -102,13 +104,20 @@ class BudgetRefused(Exception):
         spent: float,
         asked: float,
         in_flight: float = 0.0,
+        smallest: float | None = None,
     ) -> None:
         self.key, self.period, self.limit, self.spent, self.asked = key, period, limit, spent, asked
         self.in_flight = in_flight
+        self.smallest = smallest
         if self.busy:
             message = (
                 f"key '{key}': ${in_flight:.4f} of its ${limit:.2f} {period} budget is held "
                 f"by requests still in flight; this request could cost up to ${asked:.4f}"
+            )
+        elif not self.exhausted:
+            message = (
+                f"key '{key}' has ${self.left:.4f} left of its ${limit:.2f} {period} budget, "
+                f"less than this request could cost (${asked:.4f}); a shorter one still fits"
             )
         else:
             message = (
@@ -117,8 +126,27 @@ class BudgetRefused(Exception):
             )
         super().__init__(message)
 
+    def with_smallest(self, smallest: float) -> BudgetRefused:
+        """The same refusal, knowing what the smallest request in its place would cost."""
+        return BudgetRefused(
+            self.key, self.period, self.limit, self.spent, self.asked, self.in_flight, smallest
+        )
+
+    @property
+    def left(self) -> float:
+        """What is left once the requests in flight settle (at no cost, at best)."""
+        return self.limit - (self.spent - self.in_flight)
+
     @property
     def busy(self) -> bool:
         """The request would fit once the requests in flight settle (at most at what they
         reserved): the key is not spent."""
         return self.in_flight > 0 and self.spent - self.in_flight + self.asked <= self.limit
+
+    @property
+    def exhausted(self) -> bool:
+        """Nothing worth sending fits any more, even once the requests in flight settle:
+        the key is spent (until the period ends or a settle frees some)."""
+        if self.busy:
+            return False
+        return self.smallest is None or self.left < self.smallest

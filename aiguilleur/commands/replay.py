@@ -55,8 +55,12 @@ class ServerProcess:
         init_options: dict[str, Any] | None = None,
         log_file: Path | None = None,
         serve_args: list[str] | None = None,
+        cwd: Path | None = None,
     ) -> None:
         self.workspace = workspace
+        # Where the server starts: `python -m aiguilleur` runs the package found there
+        # first (a bench runs an older checkout's side by side this way).
+        self.cwd = cwd
         # One process of its own by default: a tool's settings ([local] among them) are
         # its own, and nothing is left running after it. [] relays to the user's daemon.
         self.serve_args = ["--standalone"] if serve_args is None else serve_args
@@ -94,7 +98,7 @@ class ServerProcess:
     async def __aenter__(self) -> ServerProcess:
         cmd = [sys.executable, "-m", "aiguilleur", "serve", "--log-file", str(self.log_file)]
         cmd += self.serve_args
-        await self.client.start_io(*cmd, env=self.env or dict(os.environ))
+        await self.client.start_io(*cmd, env=self.env or dict(os.environ), cwd=self.cwd)
         caps = lsp.ClientCapabilities(
             general=lsp.GeneralClientCapabilities(position_encodings=["utf-8", "utf-16"]),
             window=lsp.WindowClientCapabilities(work_done_progress=True),

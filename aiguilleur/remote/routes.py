@@ -74,6 +74,9 @@ CHAT_BUSY_WAIT_S = 5.0
 # _TRIM_TRIES steps.
 MIN_PREFIX_TOKENS = 64
 _TRIM_TRIES = 4
+# A completion refused because other windows' answers settled meanwhile is asked again
+# (cut to what is left) this many times.
+_BUDGET_TRIES = 2
 
 
 def _fill(text: str, ctx: FimContext, raw: bool) -> str:
@@ -184,7 +187,7 @@ class RemoteRoutes:
         if route.backend is Backend.OPENROUTER:
             await self.price_book.ready(FIRST_REFRESH_WAIT_S)
 
-    async def complete(self, route: Route, request: Request, *, again: bool = False) -> Completion:
+    async def complete(self, route: Route, request: Request, *, tries: int = 0) -> Completion:
         if route.backend is Backend.LLAMA_SERVER:
             # The request as the embedded engine gets it, with the chunks of other files
             # the route loop let through (a shared server is the user's own machine).
@@ -192,11 +195,7 @@ class RemoteRoutes:
             return await self._server(route).complete(route, request, wait)
         await self._prices_ready(route)
         # The cursor's file only (never the chunks of other files), fitted to the route.
-        ctx = msgspec.structs.replace(
-            fitted(request.context, request.prefix_tokens, request.suffix_tokens),
-            extra=(),
-            repository=(),
-        )
+        ctx = _cut(request, request.prefix_tokens)
         gen = request.params
         max_tokens = route.max_tokens or gen.max_tokens
         temperature = route.temperature if route.temperature is not None else gen.temperature
@@ -244,11 +243,18 @@ class RemoteRoutes:
         try:
             result = await self._answer(route, request, ctx, raw, messages, max_tokens, temperature)
         except BudgetRefused as refused:
-            if refused.busy or again or route.backend is not Backend.OPENROUTER:
+            if refused.busy or route.backend is not Backend.OPENROUTER:
                 raise
-            # Another window's answer settled between the look at the budget and the
-            # reservation: what is left may still buy a shorter prompt.
-            return await self.complete(route, request, again=True)
+            if tries < _BUDGET_TRIES:
+                # Other windows' answers settled between the look at the budget and the
+                # reservation: what is left may still buy a shorter prompt.
+                return await self.complete(route, request, tries=tries + 1)
+            # Still too dear: this request goes elsewhere; the key is held for spent only
+            # when what is left does not buy even the shortest prompt worth sending.
+            shortest = _cut(request, MIN_PREFIX_TOKENS)
+            raise refused.with_smallest(
+                await self._bound(route, request, shortest, max_tokens)
+            ) from None
         if key is not None and self.responses is not None:
             u = result.usage
             await asyncio.to_thread(
@@ -271,39 +277,34 @@ class RemoteRoutes:
         even once the requests in flight have settled: the same context cut shorter (its
         far ends first) until its bound fits, if it keeps at least MIN_PREFIX_TOKENS before
         the cursor. None: sent as it is (it fits, or it is refused as it is)."""
-        spender = self.spenders[route.key]
-        room = (await spender.room()).after_in_flight
-        if room is None:
-            return None
-        prefix_tokens, suffix_tokens = request.prefix_tokens, request.suffix_tokens
-        current = ctx
+        room = (await self.spenders[route.key].room()).after_in_flight
+        if room is None or self.price_book.price(route.model) is None:
+            return None  # no limit, or capped by `max_price`: no shorter prompt costs less
+        bound = await self._bound(route, request, ctx, max_tokens)
+        prefix_tokens = request.prefix_tokens
         for _ in range(_TRIM_TRIES):
-            texts = _texts(route, current)
-            try:
-                price = await spender.price(
-                    route.model,
-                    texts,
-                    max_tokens,
-                    feature=request.kind.value,
-                    max_price=route.max_price,
-                )
-            except Rejected:
-                return None  # unpriced: refused where it is sent
-            if price.bound_usd <= room:
-                return current if current is not ctx else None
-            if self.price_book.price(route.model) is None:
-                return None  # capped by `max_price`: no shorter prompt costs less
-            held = len((current.prefix + current.suffix).encode("utf-8"))
-            share = held / max(1, sum(len(t.encode("utf-8")) for t in texts))
-            cut = (price.bound_usd - room) / price.bound_usd  # the part to drop
-            keep = max(0.0, 1 - cut / max(share, 1e-9)) * 0.9
-            prefix_tokens = int(prefix_tokens * keep)
-            suffix_tokens = int(suffix_tokens * keep)
-            if prefix_tokens < MIN_PREFIX_TOKENS:
+            if bound <= room:
+                return None if prefix_tokens == request.prefix_tokens else ctx
+            if prefix_tokens == MIN_PREFIX_TOKENS:
                 return None
-            current = fitted(request.context, prefix_tokens, suffix_tokens)
-            current = msgspec.structs.replace(current, extra=(), repository=())
-        return None
+            # The bound is about proportional to the text kept: aim a little under.
+            prefix_tokens = max(MIN_PREFIX_TOKENS, int(prefix_tokens * room / bound * 0.9))
+            ctx = _cut(request, prefix_tokens)
+            bound = await self._bound(route, request, ctx, max_tokens)
+        return ctx if bound <= room else None
+
+    async def _bound(
+        self, route: Route, request: Request, ctx: FimContext, max_tokens: int
+    ) -> float:
+        """The most a completion of `ctx` through `route` could cost."""
+        price = await self.spenders[route.key].price(
+            route.model,
+            _texts(route, ctx),
+            max_tokens,
+            feature=request.kind.value,
+            max_price=route.max_price,
+        )
+        return price.bound_usd
 
     async def _answer(
         self,
@@ -471,13 +472,15 @@ class RemoteRoutes:
                 f"in time or failed ({error}); using the next route, and trying it again "
                 f"in {route.retry_s:.0f} s"
             )
-        if isinstance(error, BudgetRefused) and error.busy:
-            # Only requests in flight fill the budget: this request goes elsewhere, the
-            # key stays usable (marking it spent sent every window to the fallback).
+        if isinstance(error, BudgetRefused) and not error.exhausted:
+            # Requests in flight fill the budget, or this request is dearer than what is
+            # left and a shorter one is not: this request goes elsewhere, the key stays
+            # usable (marking it spent sent every window to the fallback).
             log.info("route.budget_busy route=%s key=%s", route.name, route.key)
+            why = "is held by requests still in flight" if error.busy else "is almost spent"
             return (
-                f"key '{route.key}': its {error.period} budget is held by requests still in "
-                "flight, so a request went to the next route; the key is not spent"
+                f"key '{route.key}': its {error.period} budget {why}, so a request went to "
+                "the next route; the key is not spent"
             )
         if route.key and isinstance(error, BudgetRefused | OutOfCredit):
             self.exhausted[route.key] = now + EXHAUSTED_S
@@ -508,6 +511,14 @@ def _first_token_s(route: Route, time_budget_ms: int | None) -> float:
     if route.first_token_ms is not None:
         return route.first_token_ms / 1000
     return time_budget_ms / 1000 if time_budget_ms is not None else CHAT_FIRST_TOKEN_S
+
+
+def _cut(request: Request, prefix_tokens: int) -> FimContext:
+    """`request`'s context fitted to `prefix_tokens` before the cursor (and as much less
+    after it), the cursor's file only."""
+    share = prefix_tokens / max(1, request.prefix_tokens)
+    ctx = fitted(request.context, prefix_tokens, int(request.suffix_tokens * share))
+    return msgspec.structs.replace(ctx, extra=(), repository=())
 
 
 def _texts(route: Route, ctx: FimContext) -> list[str]:

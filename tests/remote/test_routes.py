@@ -28,7 +28,12 @@ def test_a_busy_budget_sends_one_request_elsewhere_and_keeps_the_key(
         told = remote.note_failure(route, busy, now=100.0)
         assert remote.exhausted_keys(100.0) == frozenset()
         assert told is not None and "not spent" in told
-        spent = BudgetRefused("work", "daily", 1.0, 0.9, 0.2, in_flight=0.05)
+        # Dearer than what is left, while a shorter prompt would fit: not spent either.
+        dear = BudgetRefused("work", "daily", 1.0, 0.9, 0.2, in_flight=0.05, smallest=0.1)
+        told = remote.note_failure(route, dear, now=100.0)
+        assert remote.exhausted_keys(100.0) == frozenset()
+        assert told is not None and "almost spent" in told and "not spent" in told
+        spent = BudgetRefused("work", "daily", 1.0, 0.9, 0.2, in_flight=0.05, smallest=0.2)
         remote.note_failure(route, spent, now=100.0)
         assert remote.exhausted_keys(100.0) == {"work"}
     finally:
