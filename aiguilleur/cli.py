@@ -101,6 +101,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     finally:
         # After `exit` (pygls leaves through SystemExit) or when the editor just went away:
         # let the engine finish saving its KV state and the store write it to disk.
+        session.completion.finish()
         session.runtime.close()
         log.info("serve.stopped")
     return 0

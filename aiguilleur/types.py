@@ -143,6 +143,23 @@ class Answer(msgspec.Struct, frozen=True):
     finish_reason: str = ""
 
 
+class Outcome(StrEnum):
+    """What became of a suggestion shown (features/acceptance.py)."""
+
+    ACCEPTED = "accepted"
+    PARTIAL = "partial"
+    DISMISSED = "dismissed"
+
+
+class SuggestionOutcome(msgspec.Struct, frozen=True):
+    ts: float  # when it was shown
+    route: str
+    model: str
+    outcome: Outcome
+    shown_chars: int
+    accepted_chars: int
+
+
 class Quote(msgspec.Struct, frozen=True):
     """What a paid request would cost through the route that would take it, told before
     it is sent: `label` is `~$0.0004` once the model's tokenizer and answers were learnt

@@ -124,47 +124,60 @@ class Race:
         return None
 
     async def window(self, n: int, limit: int, kill: str) -> None:
-        server = ServerProcess(self.home / "w", env=self.env, serve_args=[], cwd=self.cwd)
-        async with server:
-            text = self.files[n].read_text(encoding="utf-8")
-            lines = text.split("\n")
-            line = len(lines) // 2
-            indent = len(lines[line]) - len(lines[line].lstrip())
-            path = self.home / "w" / f"window{n}.py"
-            path.write_text(text)
-            uri = server.open(path, text)
-            server.insert(uri, line, len(lines[line]), "\n" + " " * indent)
-            row, col = line + 1, indent
-            after_spent = 0
-            for k in range(limit):
-                ch = TYPING[k % len(TYPING)]
-                server.insert(uri, row, col, ch)
-                row, col = (row + 1, indent) if ch == "\n" else (row, col + 1)
-                self.keystrokes += 1
-                try:
-                    await asyncio.wait_for(server.inline(uri, row, col), 60)
-                    last = await server.last(uri)
-                except Exception as error:  # a window whose daemon was killed asks again
-                    self.errors.append(f"window {n}: {type(error).__name__} {error}")
-                    continue
-                if last is not None and getattr(last, "route", "") == "cloud":
-                    self.paid += 1
-                self.told.update(server.messages)
-                if any("has spent" in m for m in server.messages):
-                    self.spent_seen.set()
-                if self.spent_seen.is_set():
-                    after_spent += 1
-                    if after_spent >= 3:
-                        return
-                if n == 0 and k == 2 and not self.killed:
-                    if kill == "window":
-                        self.killed = "window"
-                        os.kill(server.pid, signal.SIGKILL)
-                        return
-                    if (pid := self.daemon()) is not None:
-                        self.killed = "daemon"
-                        os.kill(pid, signal.SIGKILL)
-                await asyncio.sleep(random.uniform(0.02, 0.12))
+        for _ in range(3):  # a window that starts while the daemon is killed starts again
+            server = ServerProcess(self.home / "w", env=self.env, serve_args=[], cwd=self.cwd)
+            try:
+                await server.__aenter__()
+            except Exception as error:
+                self.errors.append(f"window {n} start: {type(error).__name__} {error}")
+                await server.client.stop()  # type: ignore[no-untyped-call]
+                continue
+            try:
+                await self.type_and_ask(server, n, limit, kill)
+            finally:
+                await server.__aexit__(None, None, None)
+            return
+
+    async def type_and_ask(self, server: ServerProcess, n: int, limit: int, kill: str) -> None:
+        text = self.files[n].read_text(encoding="utf-8")
+        lines = text.split("\n")
+        line = len(lines) // 2
+        indent = len(lines[line]) - len(lines[line].lstrip())
+        path = self.home / "w" / f"window{n}.py"
+        path.write_text(text)
+        uri = server.open(path, text)
+        server.insert(uri, line, len(lines[line]), "\n" + " " * indent)
+        row, col = line + 1, indent
+        after_spent = 0
+        for k in range(limit):
+            ch = TYPING[k % len(TYPING)]
+            server.insert(uri, row, col, ch)
+            row, col = (row + 1, indent) if ch == "\n" else (row, col + 1)
+            self.keystrokes += 1
+            try:
+                await asyncio.wait_for(server.inline(uri, row, col), 60)
+                last = await server.last(uri)
+            except Exception as error:  # a window whose daemon was killed asks again
+                self.errors.append(f"window {n}: {type(error).__name__} {error}")
+                continue
+            if last is not None and getattr(last, "route", "") == "cloud":
+                self.paid += 1
+            self.told.update(server.messages)
+            if any("has spent" in m for m in server.messages):
+                self.spent_seen.set()
+            if self.spent_seen.is_set():
+                after_spent += 1
+                if after_spent >= 3:
+                    return
+            if n == 0 and k == 2 and not self.killed:
+                if kill == "window":
+                    self.killed = "window"
+                    os.kill(server.pid, signal.SIGKILL)
+                    return
+                if (pid := self.daemon()) is not None:
+                    self.killed = "daemon"
+                    os.kill(pid, signal.SIGKILL)
+            await asyncio.sleep(random.uniform(0.02, 0.12))
 
 
 def run_arm(

@@ -1,4 +1,5 @@
-"""`aiguilleur usage`: the ledger's report (remote/usage.py) as a table and a bar chart."""
+"""`aiguilleur usage`: the ledger's report (remote/usage.py) as tables and bar charts: the
+spend, and what each route's suggestions bought."""
 
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ def render(r: UsageReport) -> str:
         for day, usd in sorted(per_day.items()):
             bar = "#" * max(1 if usd else 0, round(BAR * usd / top))
             lines.append(f"  {day} {bar:<{BAR}} ${usd:.4f}")
+    lines.extend(_suggestions(r))
     if r.budgets:
         lines.append("\nbudgets left")
         for b in r.budgets:
@@ -48,6 +50,36 @@ def render(r: UsageReport) -> str:
                 f"(spent ${b.spent_usd:.4f})"
             )
     return "\n".join(lines)
+
+
+def _suggestions(r: UsageReport) -> list[str]:
+    """What each route's suggestions bought: a table, then the share taken per day."""
+    if not r.acceptance:
+        return []
+    lines = [
+        "\nsuggestions (taken: accepted whole, or a part of them)",
+        f"  {'day':<10} {'route':<12} {'model':<32} {'shown':>6} {'taken':>6} {'part':>5} "
+        f"{'rate':>6} {'USD':>9} {'USD/taken':>10}",
+    ]
+    for a in r.acceptance:
+        per = f"{a.cost_per_accepted_usd:.5f}" if a.cost_per_accepted_usd is not None else "-"
+        lines.append(
+            f"  {a.day:<10} {a.route[:12]:<12} {a.model[:32]:<32} {a.shown:>6} "
+            f"{a.accepted + a.partial:>6} {a.partial:>5} {a.rate:>6.0%} {a.spend_usd:>9.4f} "
+            f"{per:>10}"
+        )
+    per_day: dict[str, tuple[int, int]] = {}
+    for a in r.acceptance:
+        shown, taken = per_day.get(a.day, (0, 0))
+        per_day[a.day] = (shown + a.shown, taken + a.accepted + a.partial)
+    lines.append("\ntaken per day (#: taken, .: shown and not taken)")
+    top = max(shown for shown, _ in per_day.values()) or 1
+    for day, (shown, taken) in sorted(per_day.items()):
+        width = max(1, round(BAR * shown / top))
+        hashes = round(width * taken / shown) if shown else 0
+        bar = "#" * hashes + "." * (width - hashes)
+        lines.append(f"  {day} {bar:<{BAR}} {taken} of {shown}")
+    return lines
 
 
 def run_usage(days: int, as_json: bool) -> int:

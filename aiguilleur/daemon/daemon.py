@@ -153,6 +153,8 @@ class Daemon:
         except (asyncio.IncompleteReadError, ConnectionError) as error:
             log.info("daemon.connection_cut error=%s", type(error).__name__)
         finally:
+            session.completion.finish()
+            await asyncio.to_thread(self.runtime.acceptance.flush)  # `aiguilleur usage` sees it
             self.sessions.pop(session, None)
             if not self.sessions:
                 self._idle_since = time.monotonic()

@@ -18,6 +18,7 @@ from aiguilleur.context.privacy import is_private
 from aiguilleur.context.ring import ContextRing
 from aiguilleur.context.window import fim_context
 from aiguilleur.errors import Superseded
+from aiguilleur.features.acceptance import Acceptance
 from aiguilleur.features.needs import FeatureNeeds
 from aiguilleur.features.text import line_at, line_bounds, line_end
 from aiguilleur.features.uris import path_of
@@ -60,6 +61,8 @@ class Suggestion(msgspec.Struct, frozen=True):
     typed_through: bool = False  # answered from what was shown or computed ahead
     ahead: bool = False  # computed ahead, while the suggestion before it was shown
     server_ms: float = 0.0
+    # Its id for the editor to report it accepted (features/acceptance.py); 0: none.
+    shown_id: int = 0
     # Why generation ended: eog (the model ended it), boundary (the line or block
     # ended), length (max_tokens), time (the time budget: cut after a whole word).
     stop_reason: StopReason = StopReason.NONE
@@ -96,6 +99,7 @@ class CompletionFeature:
         self._last_line: dict[str, int] = {}
         self.last: dict[str, Suggestion] = {}
         self._slot = f"completion:{id(self):x}"
+        self.acceptance = Acceptance(needs.outcomes)
 
     @property
     def settings(self) -> CompletionConfig:
@@ -124,10 +128,15 @@ class CompletionFeature:
         return self.ring
 
     def forget(self, uri: str) -> None:
+        self.acceptance.close(uri, self._documents.text(uri))
         self._shown.pop(uri, None)
         self._ahead.pop(uri, None)
         self._ahead_running.pop(uri, None)
         self.last.pop(uri, None)
+
+    def finish(self) -> None:
+        """The session ends: what became of the suggestions still shown is known now."""
+        self.acceptance.close_all(self._documents.text)
 
     def note_change(self, uri: str, line: int | None) -> None:
         """An edit is where the user is: editing another file than the last one moves the
@@ -191,7 +200,7 @@ class CompletionFeature:
         )
         if through is not None:
             s = make(through, True, through.usage)
-            return self._remember(uri, s, text[:offset], after, t0)
+            return self._remember(uri, s, text, after, t0, continued=True)
         running = self._ahead_running.get(uri)
         if running is not None and (text[:offset], after) == running[:2]:
             await asyncio.shield(running[2])
@@ -201,7 +210,7 @@ class CompletionFeature:
             self._ahead.pop(uri, None), text, offset, after, StopReason.AHEAD
         )
         if ahead is not None:
-            s = self._remember(uri, make(ahead, True, ahead.usage), text[:offset], after, t0)
+            s = self._remember(uri, make(ahead, True, ahead.usage), text, after, t0)
             if s.text:
                 self._look_ahead(uri, text, offset, s.text)
             return s
@@ -220,7 +229,7 @@ class CompletionFeature:
         if self._documents.version(uri) != version:
             return None  # the user typed meanwhile: this answer is for an old text
         s = make(completion, False, completion.usage)
-        s = self._remember(uri, s, text[:offset], after, t0)
+        s = self._remember(uri, s, text, after, t0)
         log.debug("completion.done uri=%s build_ms=%.2f", uri, build_ms)
         if s.text and completion.backend is Backend.LOCAL:
             self._look_ahead(uri, text, offset, completion.text)
@@ -383,14 +392,32 @@ class CompletionFeature:
         log.debug("prefill.request uri=%s line=%s offset=%d", uri, line, offset)
         return request
 
-    def _remember(self, uri: str, s: Suggestion, before: str, after: str, t0: float) -> Suggestion:
+    def _remember(
+        self,
+        uri: str,
+        s: Suggestion,
+        text: str,
+        after: str,
+        t0: float,
+        continued: bool = False,
+    ) -> Suggestion:
+        """`s` is shown in `text`: kept to be typed through, and followed until what
+        became of it is known (`continued`: the rest of the one shown before)."""
         u = s.usage
         engine_ms = u.queue_ms + u.prompt_ms + u.generation_ms
+        shown_id = 0
+        if s.text:
+            shown_id = self.acceptance.shown(
+                uri, text, s.offset, s.text, s.route, s.model, continued
+            )
         s = msgspec.structs.replace(
-            s, server_ms=max(0.0, (time.perf_counter() - t0) * 1000 - engine_ms)
+            s,
+            server_ms=max(0.0, (time.perf_counter() - t0) * 1000 - engine_ms),
+            shown_id=shown_id,
         )
         self.last[uri] = s
         if s.text:
+            before = text[: s.offset]
             _keep(self._shown, uri, _Shown(before, after, s.text, s.route, s.model))
         return s
 

@@ -17,7 +17,21 @@ import msgspec
 
 from aiguilleur.config.settings import Config
 from aiguilleur.context.index import RepositoryIndex
-from aiguilleur.types import Answer, ChatMessage, Completion, Quote, Request, RequestKind
+from aiguilleur.types import (
+    Answer,
+    ChatMessage,
+    Completion,
+    Quote,
+    Request,
+    RequestKind,
+    SuggestionOutcome,
+)
+
+
+class Outcomes(Protocol):
+    """Where what became of each suggestion shown goes (remote/acceptance.AcceptanceLog)."""
+
+    def record(self, outcome: SuggestionOutcome) -> None: ...
 
 
 class Settings(Protocol):
@@ -100,3 +114,5 @@ class FeatureNeeds(msgspec.Struct, frozen=True):
     routes: Routes
     documents: Documents
     editor: Editor
+    # Where what became of each suggestion goes (None: not kept).
+    outcomes: Outcomes | None = None

@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 from lsprotocol import types as lsp
-from pygls.exceptions import JsonRpcRequestCancelled
+from pygls.exceptions import JsonRpcInvalidParams, JsonRpcRequestCancelled
 from pygls.lsp.server import LanguageServer
 
 from aiguilleur.errors import Cancelled
@@ -18,6 +18,14 @@ from aiguilleur.lsp.positions import chars_to_units, offset_at, position_at
 from aiguilleur.lsp.session import Session
 
 LAST_COMPLETION = "aiguilleur/lastCompletion"
+# Run by the editor when the user accepts a suggestion (VS Code and Neovim run an item's
+# command); arguments: the suggestion's id, and how many of its characters were taken
+# when only a part was (Neovim's word and line keys).
+ACCEPTED_COMMAND = "aiguilleur.accepted"
+
+
+def accepted_command(s: Suggestion) -> lsp.Command:
+    return lsp.Command("aiguilleur: accepted", ACCEPTED_COMMAND, arguments=[s.shown_id])
 
 
 def register(server: LanguageServer, session: Session) -> None:
@@ -75,9 +83,8 @@ def register(server: LanguageServer, session: Session) -> None:
             return lsp.InlineCompletionList(items=[])
         s, word = found
         at = lsp.Range(word.end, word.end)
-        return lsp.InlineCompletionList(
-            items=[lsp.InlineCompletionItem(insert_text=s.text, range=at)]
-        )
+        item = lsp.InlineCompletionItem(insert_text=s.text, range=at, command=accepted_command(s))
+        return lsp.InlineCompletionList(items=[item])
 
     @server.feature(lsp.TEXT_DOCUMENT_COMPLETION, lsp.CompletionOptions(resolve_provider=False))
     async def completion(ls: LanguageServer, params: lsp.CompletionParams) -> lsp.CompletionList:
@@ -86,6 +93,14 @@ def register(server: LanguageServer, session: Session) -> None:
         # Incomplete: the client asks again as the user types, and typing through the
         # suggestion is answered without the model.
         return lsp.CompletionList(is_incomplete=True, items=items)
+
+    @server.command(ACCEPTED_COMMAND)
+    def accepted(ls: LanguageServer, *args: Any) -> Any:
+        shown_id = args[0] if args else None
+        chars = args[1] if len(args) > 1 else None
+        if not isinstance(shown_id, int) or not isinstance(chars, int | None):
+            raise JsonRpcInvalidParams(f"{ACCEPTED_COMMAND} takes a suggestion id [, chars]")
+        return {"known": session.completion.acceptance.reported(shown_id, chars)}
 
     @server.feature(LAST_COMPLETION)
     def last_completion(ls: LanguageServer, params: Any) -> Any:
@@ -113,4 +128,5 @@ def completion_item(s: Suggestion, word: lsp.Range) -> lsp.CompletionItem:
         preselect=True,
         insert_text_format=lsp.InsertTextFormat.PlainText,
         text_edit=lsp.TextEdit(range=word, new_text=full),
+        command=accepted_command(s),
     )

@@ -76,7 +76,11 @@ class Session:
         # Every feature is built the same way, from one object of what it may use.
         self.documents = OpenDocuments(server)
         needs = FeatureNeeds(
-            settings=self, routes=self.routes, documents=self.documents, editor=self
+            settings=self,
+            routes=self.routes,
+            documents=self.documents,
+            editor=self,
+            outcomes=self.runtime.acceptance,
         )
         self.completion = CompletionFeature(needs)
         self.actions = ActionsFeature(needs)

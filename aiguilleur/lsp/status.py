@@ -43,15 +43,23 @@ def register(server: LanguageServer, session: Session) -> None:
 
     @server.command(USAGE_COMMAND)
     async def usage_command(ls: LanguageServer, *args: Any) -> Any:
+        await asyncio.to_thread(session.runtime.acceptance.flush)  # counts up to now
         r = await asyncio.to_thread(report, session.runtime.config, data_dir() / "ledger.db", 30)
         today = time.strftime("%Y-%m-%d", time.gmtime())
         spent_today = sum(row.cost_usd for row in r.rows if row.day == today)
         left = "; ".join(f"{b.key} {b.period}: ${b.left_usd:.2f} left" for b in r.budgets)
         if args and isinstance(args[0], dict) and args[0].get("quiet"):
             return msgspec.to_builtins(r)  # a status bar polling: no message
+        taken = [
+            f"{a.route} {a.accepted + a.partial} of {a.shown} taken"
+            + (f" (${a.cost_per_accepted_usd:.4f} each)" if a.cost_per_accepted_usd else "")
+            for a in r.acceptance
+            if a.day == today
+        ]
         session.show(
             f"aiguilleur: ${spent_today:.4f} spent today, ${r.total_usd:.4f} in 30 days"
             + (f"; {left}" if left else "")
+            + (f"; suggestions today: {', '.join(taken)}" if taken else "")
             + " (`aiguilleur usage` for the details)",
             lsp.MessageType.Info,
         )

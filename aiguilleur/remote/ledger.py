@@ -456,6 +456,17 @@ class SpendLedger:
             for day, key, model, feature, n, hits, pt, ct, cached, cost, pending in rows
         ]
 
+    def completion_spend(self, since: float = 0.0) -> dict[tuple[str, str, str], float]:
+        """What completions cost per (UTC day, route, model that answered), settled or
+        still held."""
+        rows = self._db().execute(
+            f"SELECT date(ts, 'unixepoch'), route, "
+            f"CASE model_used WHEN '' THEN model ELSE model_used END, SUM({_CHARGE}) "
+            "FROM requests WHERE ts >= ? AND feature = 'completion' GROUP BY 1, 2, 3",
+            (since,),
+        )
+        return {(day, route, model): nusd / NANO for day, route, model, nusd in rows}
+
     def count(self, status: Status) -> int:
         row = (
             self._db()

@@ -28,6 +28,7 @@ from aiguilleur.context.index import ParserProcess, RepositoryIndex, store_dir
 from aiguilleur.errors import (
     BackendUnavailable,
 )
+from aiguilleur.remote.acceptance import AcceptanceLog
 from aiguilleur.remote.routes import RemoteRoutes
 from aiguilleur.routing.router import Availability
 from aiguilleur.types import (
@@ -98,6 +99,8 @@ class Runtime:
         self.on_problem = on_problem
         self.problems: list[str] = []
         self.remote: RemoteRoutes | None = None
+        # What became of the suggestions of every session (counted in the ledger's file).
+        self.acceptance = AcceptanceLog(data_dir() / "ledger.db")
         # start and reconfigure run in threads of their callers' (a window's `initialized`
         # and its settings can come together): one at a time, so that one engine at most
         # exists, and a restart waits for the engine it replaces to be gone.
@@ -277,6 +280,7 @@ class Runtime:
         Blocking: call it from a thread, not the event loop."""
         engine, store = self.engine, self.store
         self.store = None
+        self.acceptance.flush()
         with self._index_lock:
             indexes, self.indexes = list(self.indexes.values()), {}
         for index in indexes:
