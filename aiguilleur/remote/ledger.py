@@ -392,10 +392,32 @@ class SpendLedger:
         """The cost could not be learnt: the worst case stays spent."""
         with self._tx() as db:
             db.execute(
-                "UPDATE requests SET status = 'unknown', generation_id = ?, note = ? "
+                "UPDATE requests SET status = 'unknown', note = ?, generation_id = "
+                "CASE WHEN ? != '' THEN ? ELSE generation_id END "
                 "WHERE id = ? AND status = 'reserved'",
-                (generation_id, note[:200], reservation.id),
+                (note[:200], generation_id, generation_id, reservation.id),
             )
+
+    def note_generation(self, reservation: Reservation, generation_id: str) -> None:
+        """The request's generation id, as soon as the server names it: should this
+        process end before the answer does, the next one asks what it cost."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE requests SET generation_id = ? "
+                "WHERE id = ? AND status = 'reserved' AND generation_id = '' "
+                "AND NOT EXISTS (SELECT 1 FROM requests WHERE generation_id = ?)",
+                (generation_id, reservation.id, generation_id),
+            )
+
+    def orphaned_generations(self, key: str) -> list[tuple[Reservation, str]]:
+        """Requests of `key` whose process ended before their answer did, and whose
+        generation id is known: their cost can still be asked."""
+        rows = self._db().execute(
+            "SELECT id, reserved_nusd, generation_id FROM requests WHERE key_label = ? AND "
+            "status = 'unknown' AND note = 'process ended' AND generation_id != ''",
+            (key,),
+        )
+        return [(Reservation(rid, key, nusd / NANO), gid) for rid, nusd, gid in rows]
 
     def cache_hit(self, key: str, *, route: str, model: str, feature: str) -> None:
         with self._tx() as db:

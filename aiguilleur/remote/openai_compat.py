@@ -147,9 +147,11 @@ class OpenAICompatClient:
         extra: dict[str, Any] | None = None,
         on_text: Callable[[str], None] | None = None,
         timeout: float | None = None,
+        on_generation: Callable[[str], None] | None = None,
     ) -> WireResult:
         """`timeout`: the longest wait for any byte of the answer, the first included
-        (default: the client's)."""
+        (default: the client's). `on_generation` learns the answer's generation id as
+        soon as the server names it (before the answer ends)."""
         body: dict[str, Any] = {
             "model": model,
             "messages": [msgspec.to_builtins(m) for m in messages],
@@ -158,7 +160,12 @@ class OpenAICompatClient:
             **(extra or {}),
         }
         return await self._stream(
-            "/chat/completions", body, chat=True, on_text=on_text, timeout=timeout
+            "/chat/completions",
+            body,
+            chat=True,
+            on_text=on_text,
+            timeout=timeout,
+            on_generation=on_generation,
         )
 
     async def complete(
@@ -172,6 +179,7 @@ class OpenAICompatClient:
         extra: dict[str, Any] | None = None,
         on_text: Callable[[str], None] | None = None,
         timeout: float | None = None,
+        on_generation: Callable[[str], None] | None = None,
     ) -> WireResult:
         body: dict[str, Any] = {
             "model": model,
@@ -182,7 +190,12 @@ class OpenAICompatClient:
             **(extra or {}),
         }
         return await self._stream(
-            "/completions", body, chat=False, on_text=on_text, timeout=timeout
+            "/completions",
+            body,
+            chat=False,
+            on_text=on_text,
+            timeout=timeout,
+            on_generation=on_generation,
         )
 
     async def _stream(
@@ -193,6 +206,7 @@ class OpenAICompatClient:
         chat: bool,
         on_text: Callable[[str], None] | None,
         timeout: float | None = None,
+        on_generation: Callable[[str], None] | None = None,
     ) -> WireResult:
         body = {**body, "stream": True, "stream_options": {"include_usage": True}}
         wait = httpx.Timeout(timeout, connect=min(5.0, timeout)) if timeout is not None else None
@@ -222,6 +236,8 @@ class OpenAICompatClient:
             async with aconnect_sse(self.http, "POST", path, json=body, **options) as source:
                 response = source.response
                 generation_id = response.headers.get("X-Generation-Id", "")
+                if generation_id and on_generation is not None:
+                    on_generation(generation_id)
                 if response.status_code >= 400:
                     await response.aread()
                     raise_for_status(response, _json_or_none(response), where)
@@ -237,7 +253,10 @@ class OpenAICompatClient:
                         raise broken("a chunk of the answer is not JSON") from None
                     if not isinstance(chunk, dict):
                         raise broken("a chunk of the answer is not a JSON object")
-                    generation_id = generation_id or str(chunk.get("id") or "")
+                    if not generation_id and chunk.get("id"):
+                        generation_id = str(chunk["id"])
+                        if on_generation is not None:
+                            on_generation(generation_id)
                     model_used = str(chunk.get("model") or model_used)
                     if chunk.get("usage"):
                         usage = _usage(chunk["usage"])

@@ -171,6 +171,8 @@ class RemoteRoutes:
             self.price_book.refreshed.set()
             return
         await self.price_book.load_cached()
+        for spender in self.spenders.values():
+            await spender.settle_orphans()
         clients = {label: s.client for label, s in self.spenders.items()}
         self._tasks.spawn(self.price_book.keep_fresh(clients), "refresh prices and key limits")
 

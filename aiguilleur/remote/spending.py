@@ -105,7 +105,7 @@ class Spender:
         on_text: Callable[[str], None] | None = None,
         busy_wait_s: float = 0.0,
     ) -> WireResult:
-        async def send() -> WireResult:
+        async def send(on_generation: Callable[[str], None]) -> WireResult:
             return await self.client.chat(
                 model,
                 messages,
@@ -113,6 +113,7 @@ class Spender:
                 temperature=temperature,
                 extra=extra,
                 on_text=on_text,
+                on_generation=on_generation,
             )
 
         texts = message_texts(messages)
@@ -138,7 +139,7 @@ class Spender:
         newer keystroke): it is short, and its cost is then settled exactly instead of
         staying reserved at its bound for good."""
 
-        async def send() -> WireResult:
+        async def send(on_generation: Callable[[str], None]) -> WireResult:
             return await self.client.complete(
                 model,
                 prompt,
@@ -146,6 +147,7 @@ class Spender:
                 temperature=temperature,
                 stop=stop,
                 extra=extra,
+                on_generation=on_generation,
             )
 
         price = await self.price(model, [prompt], max_tokens, feature=feature, max_price=max_price)
@@ -193,12 +195,21 @@ class Spender:
 
     async def _send_and_settle(
         self,
-        send: Callable[[], Awaitable[WireResult]],
+        send: Callable[[Callable[[str], None]], Awaitable[WireResult]],
         reservation: Reservation,
         model: str,
     ) -> WireResult:
+        named: list[str] = []
+
+        def noted(generation_id: str) -> None:
+            # Kept with the reservation at once: a process killed before the answer ends
+            # leaves the next one a generation whose cost it can ask.
+            named.append(generation_id)
+            note = asyncio.to_thread(self.ledger.note_generation, reservation, generation_id)
+            self._settling.spawn(note, f"note generation {self.label}")
+
         try:
-            result = await send()
+            result = await send(noted)
         except (RateLimited, OutOfCredit, Rejected, Transient) as error:
             # Refused before generating: nothing was billed.
             await asyncio.to_thread(self.ledger.release, reservation, str(error))
@@ -223,6 +234,8 @@ class Spender:
             await asyncio.shield(
                 asyncio.to_thread(self.ledger.unknown, reservation, "", "cancelled")
             )
+            if named:
+                self._settle_later(reservation, named[0], "cancelled")
             raise
         if result.usage.cost_usd is None:
             self._settle_later(reservation, result.generation_id, "no usage.cost")
@@ -246,6 +259,15 @@ class Spender:
         counted at its worst case)."""
         work = self._settle_after_the_fact(reservation, generation_id, why)
         self._settling.spawn(work, f"settle {self.label}")
+
+    async def settle_orphans(self) -> int:
+        """Ask, in the background, what the requests of a process that ended mid-answer
+        cost (their worst case stays spent until then, and for good if it never says);
+        how many."""
+        orphans = await asyncio.to_thread(self.ledger.orphaned_generations, self.label)
+        for reservation, generation_id in orphans:
+            self._settle_later(reservation, generation_id, "process ended")
+        return len(orphans)
 
     async def drain(self, timeout: float) -> None:
         """Wait (bounded) for the costs still being asked after the fact."""
