@@ -31,6 +31,7 @@ class _Open(msgspec.Struct):
     id: int
     start: int  # str offset of the cursor it was shown at
     anchor: str  # the text just before it
+    after: str  # the text just after it, when it was shown
     text: str
     route: str
     model: str
@@ -68,7 +69,10 @@ class Acceptance:
         if before is not None:
             self._close(before, text)
         anchor = text[max(0, offset - _ANCHOR_CHARS) : offset]
-        opened = _Open(next(self._ids), offset, anchor, suggestion, route, model, time.time())
+        after = text[offset : offset + _ANCHOR_CHARS]
+        opened = _Open(
+            next(self._ids), offset, anchor, after, suggestion, route, model, time.time()
+        )
         self._open[uri] = opened
         return opened.id
 
@@ -97,8 +101,7 @@ class Acceptance:
         typed = 0
         start, n = opened.start, len(opened.text)
         if text is not None and text[max(0, start - len(opened.anchor)) : start] == opened.anchor:
-            there = text[start : start + n]
-            typed = n if there == opened.text else _common_prefix(there, opened.text)
+            typed = _typed(text[start : start + n + len(opened.after)], opened.text, opened.after)
         chars = max(typed, opened.reported)
         outcome = (
             Outcome.ACCEPTED if chars >= n else Outcome.PARTIAL if chars else Outcome.DISMISSED
@@ -107,6 +110,18 @@ class Acceptance:
             self._outcomes.record(
                 SuggestionOutcome(opened.ts, opened.route, opened.model, outcome, n, chars)
             )
+
+
+def _typed(there: str, suggestion: str, after: str) -> int:
+    """How much of `suggestion` stands typed at the start of `there` (the document from
+    where it was shown), `after` having followed that place then: the longest start of
+    the suggestion that the old text after it follows; else (the user typed on) its start
+    that the document has, unless the text that was already there explains it."""
+    k = _common_prefix(there, suggestion)
+    for taken in range(k, -1, -1):
+        if there[taken:].startswith(after):
+            return taken
+    return 0 if after.startswith(suggestion[:k]) else k
 
 
 def _common_prefix(a: str, b: str) -> int:

@@ -4,6 +4,7 @@ ring and the prefill), `textDocument/inlineCompletion` (ghost text), `textDocume
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import msgspec
@@ -16,6 +17,8 @@ from aiguilleur.features.completion import Suggestion
 from aiguilleur.lsp.chat import is_chat
 from aiguilleur.lsp.positions import chars_to_units, offset_at, position_at
 from aiguilleur.lsp.session import Session
+
+log = logging.getLogger(__name__)
 
 LAST_COMPLETION = "aiguilleur/lastCompletion"
 # Run by the editor when the user accepts a suggestion (VS Code and Neovim run an item's
@@ -100,7 +103,9 @@ def register(server: LanguageServer, session: Session) -> None:
         chars = args[1] if len(args) > 1 else None
         if not isinstance(shown_id, int) or not isinstance(chars, int | None):
             raise JsonRpcInvalidParams(f"{ACCEPTED_COMMAND} takes a suggestion id [, chars]")
-        return {"known": session.completion.acceptance.reported(shown_id, chars)}
+        known = session.completion.acceptance.reported(shown_id, chars)
+        log.info("suggestion.accepted id=%s chars=%s known=%s", shown_id, chars, known)
+        return {"known": known}
 
     @server.feature(LAST_COMPLETION)
     def last_completion(ls: LanguageServer, params: Any) -> Any:

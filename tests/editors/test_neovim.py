@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from aiguilleur.backends.remote_fim import HOLE
+from aiguilleur.remote.acceptance import acceptance_rows
 from tests.support.editor_packages import EditorBinary, EditorUnavailable, debian_editor
 from tests.support.fake_openrouter import FakeModel, FakeOpenRouter, compat_route
 from tests.support.home import TestHome
@@ -337,3 +338,47 @@ def test_the_ghost_text_goes_when_the_text_no_longer_matches_it(
         line = nv.current.line
     assert line == TYPED_LINE + "x"
     assert ghost == ""
+
+
+def test_a_word_and_a_line_taken_with_the_keys_are_counted_as_taken(
+    home: TestHome, tiny_model: Path, nvim_012: EditorBinary
+) -> None:
+    with known_suggestion(home, tiny_model) as (fake, src), neovim(home, src, nvim_012) as nv:
+        type_on_line_4(nv, "na")
+        wait_for("ghost text", lambda: nv.exec_lua(GHOST_TEXT))
+        nv.input("<M-Right>")  # the next word: "me"
+        wait_for("a word taken", lambda: nv.current.line == TYPED_LINE + "me")
+        # The rest stays shown (typed through: the same suggestion).
+        rest = wait_for("the rest", lambda: (g := nv.exec_lua(GHOST_TEXT)).startswith(".up") and g)
+        fake.models[0].reply = ""  # nothing new to suggest from here
+        nv.input("<M-Down>")  # the rest of its line, with its line break
+        wait_for("the line taken", lambda: nv.current.buffer[3] == TYPED_LINE + "me.upper() + '!'")
+        nv.input("<Esc>")  # and not the next line
+        lines = nv.current.buffer[:]
+    assert rest.startswith(".upper() + '!'")
+    assert lines[3:6] == ["s = 'é😋' + name.upper() + '!'", "", "print(add(1, 2))"]
+    rows = wait_for(
+        "the outcome in the ledger",
+        lambda: acceptance_rows(home.root / "data" / "aiguilleur" / "ledger.db"),
+    )
+    [row] = rows
+    assert (row.route, row.shown, row.accepted, row.partial) == ("team", 1, 0, 1)
+    assert row.accepted_chars == len("me.upper() + '!'\n")
+
+
+def test_tab_on_ghost_text_is_counted_as_accepted(
+    home: TestHome, tiny_model: Path, nvim_012: EditorBinary
+) -> None:
+    with known_suggestion(home, tiny_model) as (fake, src), neovim(home, src, nvim_012) as nv:
+        type_on_line_4(nv, "na")
+        wait_for("ghost text", lambda: nv.exec_lua(GHOST_TEXT))
+        fake.models[0].reply = ""
+        nv.input("<Tab>")
+        wait_for("the suggestion inserted", lambda: nv.current.buffer[4] == "print(s)")
+        nv.input("<Esc>")
+    [row] = wait_for(
+        "the outcome in the ledger",
+        lambda: acceptance_rows(home.root / "data" / "aiguilleur" / "ledger.db"),
+    )
+    assert (row.shown, row.accepted, row.partial) == (1, 1, 0)
+    assert row.accepted_chars == len("me.upper() + '!'\nprint(s)")

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from aiguilleur.remote.acceptance import acceptance_rows
 from tests.support.editor_packages import (
     EditorBinary,
     EditorUnavailable,
@@ -304,6 +305,13 @@ def test_ghost_text_appears_tab_accepts_it_and_the_status_bar_shows_model_and_sp
     assert "aiguilleur-tiny" in status and "$0.0000 today" in status
     assert "me.upper() + '!'" in ghost
     assert text == SOURCE.replace("+ \n", "+ name.upper() + '!'\nprint(s)\n")
+    # VS Code ran the item's command on accept, and the suggestion is counted as taken.
+    assert "suggestion.accepted" in home.daemon_log and "known=True" in home.daemon_log
+    [row] = wait_for(
+        "the outcome in the ledger",
+        lambda: acceptance_rows(home.root / "data" / "aiguilleur" / "ledger.db"),
+    )
+    assert (row.route, row.shown, row.accepted, row.partial) == ("team", 1, 1, 0)
 
 
 def test_the_light_bulb_lists_our_actions_and_document_applies_its_edit(

@@ -67,3 +67,18 @@ def test_without_a_sink_nothing_is_kept_and_nothing_fails() -> None:
     acc = Acceptance(None)
     shown(acc, BEFORE, len(BEFORE), SUGGESTION)
     acc.close(URI, BEFORE + SUGGESTION)
+
+
+def test_text_that_was_already_after_the_cursor_is_not_counted_as_taken() -> None:
+    sink = Sink()
+    acc = Acceptance(sink)
+    text = "s = 'x' + na\nprint(add(1, 2))\n"
+    at = text.index("\n")
+    shown(acc, text, at, "me.upper()\nprint(s)")
+    # Its first line taken with its line break; the next line was there before.
+    acc.close(URI, text[:at] + "me.upper()\n" + text[at:])
+    assert [(o.outcome, o.accepted_chars) for o in sink] == [(Outcome.PARTIAL, 11)]
+    sink.clear()
+    shown(acc, text, at, "\nprint(s)")  # the line break alone was already there
+    acc.close(URI, text)
+    assert [(o.outcome, o.accepted_chars) for o in sink] == [(Outcome.DISMISSED, 0)]

@@ -1,6 +1,42 @@
 -- aiguilleur for Neovim 0.11+: put editors/neovim on the runtimepath, then
 --   vim.lsp.enable('aiguilleur')
 -- Ghost text on Neovim 0.12+, the completion menu on 0.11; Tab accepts on both.
+-- On 0.12+, Alt-Right takes the suggestion's next word and Alt-Down its line.
+
+-- The start of `text` a key takes: its next word (with the spaces before it, or else
+-- its next run of punctuation), or its first line (with its line break).
+local function part_of(text, what)
+  if what == 'line' then
+    return text:match('^[^\n]*\n?')
+  end
+  return text:match('^%s*[%w_]+') or text:match('^%s*[^%w_%s]+') or text:match('^%s+') or text
+end
+
+-- Accept `what` ('word' or 'line') of the suggestion shown, telling the server how much
+-- was taken (the item's command); the key keeps its own meaning when none is shown.
+local function take(what, key)
+  return function()
+    local taken = vim.lsp.inline_completion.get({
+      on_accept = function(item)
+        if type(item.insert_text) ~= 'string' then
+          return item
+        end
+        local part = part_of(item.insert_text, what)
+        item.insert_text = part
+        local cmd = item.command
+        if cmd and cmd.command == 'aiguilleur.accepted' and cmd.arguments then
+          item.command = vim.tbl_extend('force', cmd, {
+            arguments = { cmd.arguments[1], vim.fn.strchars(part) },
+          })
+        end
+        return item
+      end,
+    })
+    if not taken then
+      return key
+    end
+  end
+end
 
 local function ours(item)
   return type(item) == 'table' and type(item.detail) == 'string' and item.detail:find('^aiguilleur') ~= nil
@@ -46,6 +82,13 @@ return {
           return '<Tab>'
         end
       end, { buffer = bufnr, expr = true, desc = 'aiguilleur: accept the suggestion' })
+      local opts = { buffer = bufnr, expr = true, replace_keycodes = true }
+      vim.keymap.set('i', '<M-Right>', take('word', '<M-Right>'), vim.tbl_extend('force', opts, {
+        desc = "aiguilleur: accept the suggestion's next word",
+      }))
+      vim.keymap.set('i', '<M-Down>', take('line', '<M-Down>'), vim.tbl_extend('force', opts, {
+        desc = "aiguilleur: accept the suggestion's line",
+      }))
     elseif client:supports_method('textDocument/completion') then
       -- 0.11 asks only on the server's trigger characters: ask on every printable key
       -- (`:help lsp-autocompletion`); the server answers only the latest request.
