@@ -41,7 +41,8 @@ def main(argv: list[str]) -> int:
     if not argv or argv[0] not in {"demo", "test", "bench"}:
         print(
             "usage: python3 dev.py demo|test|bench [replay|kv|openrouter|chat|quality|daemon|"
-            "load|soak|structure|index|context|crossfile|shared] [args...]"
+            "load|soak|structure|index|context|crossfile|shared|budget|acceptance|estimate] "
+            "[args...]"
         )
         return 2
     command, rest = argv[0], argv[1:]
@@ -66,6 +67,8 @@ def main(argv: list[str]) -> int:
             "crossfile": "bench/crossfile.py",
             "shared": "bench/shared_server.py",
             "budget": "bench/budget.py",
+            "acceptance": "bench/acceptance.py",
+            "estimate": "bench/estimate.py",
         }
         script = scripts.get(rest[0], "bench/run.py") if rest else "bench/run.py"
         if rest[:1] and (rest[0] in scripts or rest[0] == "replay"):

@@ -62,6 +62,10 @@ class Price(msgspec.Struct, frozen=True):
     estimate_usd: float
     counted_tokens: int
     learned: bool
+    # The estimate's parts: the prompt's tokens as the provider will likely bill them,
+    # and the answer's (None before anything was learnt).
+    prompt_tokens: int | None = None
+    answer_tokens: int | None = None
 
     def label(self) -> str:
         """`~$0.0004` once learned, `≤ $0.0021` before."""
@@ -82,4 +86,4 @@ def price_request(
     prompt = math.ceil(counted * learned.prompt_ratio)
     answer = min(max_tokens, learned.completion_tokens)
     estimate = prompt * price.prompt + answer * price.completion + price.request
-    return Price(bound, min(bound, estimate), counted, learned=True)
+    return Price(bound, min(bound, estimate), counted, True, prompt, answer)
