@@ -17,11 +17,9 @@ from aiguilleur.backends.remote_fim import (
     RawFimPrompt,
     chat_fim_messages,
     fill_from_chat,
-    raw_fim_prompt,
 )
 from aiguilleur.config.loading import cache_dir
 from aiguilleur.config.settings import Config
-from aiguilleur.context.window import fitted
 from aiguilleur.errors import (
     BackendUnavailable,
     BudgetRefused,
@@ -32,6 +30,7 @@ from aiguilleur.errors import (
     Transient,
 )
 from aiguilleur.remote.estimate import Price
+from aiguilleur.remote.fitting import MIN_PREFIX_TOKENS, bound, cut, raw_prompt, within_budget
 from aiguilleur.remote.keys import KeyProblem, read_key
 from aiguilleur.remote.ledger import Budget, SpendLedger
 from aiguilleur.remote.llama_server import server_root
@@ -69,11 +68,6 @@ CHAT_FIRST_TOKEN_S = 30.0
 # A chat or code action waits this long for a budget held by requests in flight; a
 # completion, half its time budget.
 CHAT_BUSY_WAIT_S = 5.0
-# At a budget's end, a completion's prompt is cut to fit what is left, down to this many
-# tokens before the cursor (estimated; less is no longer worth paying for), in at most
-# _TRIM_TRIES steps.
-MIN_PREFIX_TOKENS = 64
-_TRIM_TRIES = 4
 # A completion refused because other windows' answers settled meanwhile is asked again
 # (cut to what is left) this many times.
 _BUDGET_TRIES = 2
@@ -197,15 +191,16 @@ class RemoteRoutes:
             return await self._server(route).complete(route, request, wait)
         await self._prices_ready(route)
         # The cursor's file only (never the chunks of other files), fitted to the route.
-        ctx = _cut(request, request.prefix_tokens)
+        ctx = cut(request, request.prefix_tokens)
         gen = request.params
         max_tokens = route.max_tokens or gen.max_tokens
         temperature = route.temperature if route.temperature is not None else gen.temperature
         started = time.perf_counter()
         if route.backend is Backend.OPENROUTER:
             # The budget's last cents buy a shorter prompt.
-            ctx = await self._within_budget(route, request, ctx, max_tokens) or ctx
-        raw = _raw_prompt(route, ctx)
+            spender = self.spenders[route.key]
+            ctx = await within_budget(spender, route, request, ctx, max_tokens) or ctx
+        raw = raw_prompt(route, ctx)
         messages = chat_fim_messages(ctx)
         key = None
         if self.responses is not None and (
@@ -253,9 +248,9 @@ class RemoteRoutes:
                 return await self.complete(route, request, tries=tries + 1)
             # Still too dear: this request goes elsewhere; the key is held for spent only
             # when what is left does not buy even the shortest prompt worth sending.
-            shortest = _cut(request, MIN_PREFIX_TOKENS)
+            shortest = cut(request, MIN_PREFIX_TOKENS)
             raise refused.with_smallest(
-                await self._bound(route, request, shortest, max_tokens)
+                await bound(self.spenders[route.key], route, request, shortest, max_tokens)
             ) from None
         if key is not None and self.responses is not None:
             u = result.usage
@@ -271,42 +266,6 @@ class RemoteRoutes:
                 ),
             )
         return self._completion(route, result, ctx, gen, started, raw=raw is not None)
-
-    async def _within_budget(
-        self, route: Route, request: Request, ctx: FimContext, max_tokens: int
-    ) -> FimContext | None:
-        """At the end of a budget, where the request's bound no longer fits what is left
-        even once the requests in flight have settled: the same context cut shorter (its
-        far ends first) until its bound fits, if it keeps at least MIN_PREFIX_TOKENS before
-        the cursor. None: sent as it is (it fits, or it is refused as it is)."""
-        room = (await self.spenders[route.key].room()).after_in_flight
-        if room is None or self.price_book.price(route.model) is None:
-            return None  # no limit, or capped by `max_price`: no shorter prompt costs less
-        bound = await self._bound(route, request, ctx, max_tokens)
-        prefix_tokens = request.prefix_tokens
-        for _ in range(_TRIM_TRIES):
-            if bound <= room:
-                return None if prefix_tokens == request.prefix_tokens else ctx
-            if prefix_tokens == MIN_PREFIX_TOKENS:
-                return None
-            # The bound is about proportional to the text kept: aim a little under.
-            prefix_tokens = max(MIN_PREFIX_TOKENS, int(prefix_tokens * room / bound * 0.9))
-            ctx = _cut(request, prefix_tokens)
-            bound = await self._bound(route, request, ctx, max_tokens)
-        return ctx if bound <= room else None
-
-    async def _bound(
-        self, route: Route, request: Request, ctx: FimContext, max_tokens: int
-    ) -> float:
-        """The most a completion of `ctx` through `route` could cost."""
-        price = await self.spenders[route.key].price(
-            route.model,
-            _texts(route, ctx),
-            max_tokens,
-            feature=request.kind.value,
-            max_price=route.max_price,
-        )
-        return price.bound_usd
 
     async def _answer(
         self,
@@ -513,26 +472,6 @@ def _first_token_s(route: Route, time_budget_ms: int | None) -> float:
     if route.first_token_ms is not None:
         return route.first_token_ms / 1000
     return time_budget_ms / 1000 if time_budget_ms is not None else CHAT_FIRST_TOKEN_S
-
-
-def _cut(request: Request, prefix_tokens: int) -> FimContext:
-    """`request`'s context fitted to `prefix_tokens` before the cursor (and as much less
-    after it), the cursor's file only."""
-    share = prefix_tokens / max(1, request.prefix_tokens)
-    ctx = fitted(request.context, prefix_tokens, int(request.suffix_tokens * share))
-    return msgspec.structs.replace(ctx, extra=(), repository=())
-
-
-def _texts(route: Route, ctx: FimContext) -> list[str]:
-    """What a completion of `ctx` through `route` sends: a raw prompt, or chat messages."""
-    raw = _raw_prompt(route, ctx)
-    return [raw.prompt] if raw is not None else [m.content for m in chat_fim_messages(ctx)]
-
-
-def _raw_prompt(route: Route, ctx: FimContext) -> RawFimPrompt | None:
-    """A model whose family's sentinels are known gets a raw FIM prompt (vLLM and others
-    take no `suffix`); any other is sent a chat, whose answer is fitted."""
-    return raw_fim_prompt(route.model, ctx.prefix, ctx.suffix) if route.raw_fim else None
 
 
 def _usage(result: WireResult, started: float) -> Usage:

@@ -82,6 +82,10 @@ class Spender:
             return Price(max_price, max_price, counted_tokens(texts), learned=False)
         return priced
 
+    def priced(self, model: str) -> bool:
+        """Whether `model`'s price is known (a shorter prompt then costs less)."""
+        return self._prices.price(model) is not None
+
     async def room(self) -> Room:
         """What this key may still reserve (now, and once its requests in flight settle)."""
         return await asyncio.to_thread(
