@@ -210,6 +210,10 @@ class ActionsFeature:
     async def quoted(self, offers: Sequence[Offer], text: str) -> Sequence[Offer]:
         """`offers` with what each would cost in its title, where the route that would
         answer it is a paid one: `Document this code · claude-sonnet-4 · ~$0.0004`."""
+        if not offers or not self._routes.paid_first(
+            RequestKind.CODE_ACTION, path_of(offers[0].data.uri)
+        ):
+            return offers  # nothing to price: the prompts (and their sources) not built
         out = []
         for offer in offers:
             try:

@@ -186,6 +186,9 @@ class ChatFeature:
         """What sending the chat now would cost, where a paid route would answer it."""
         if not ready_for_answer(text):
             return None
+        about = parse(text).about or uri
+        if not self._routes.paid_first(RequestKind.CHAT, path_of(about)):
+            return None  # nothing to price: the sources not looked up
         turns, _, messages = self._prompt(text)
         return await self._routes.quote(
             RequestKind.CHAT, path_of(turns.about or uri), messages, self.settings.max_tokens

@@ -66,6 +66,10 @@ class Routes(Protocol):
         on_text: Callable[[str], None] | None = None,
     ) -> Answer: ...
 
+    def paid_first(self, kind: RequestKind, path: str) -> bool:
+        """Whether a request of `kind` about `path` would go to a paid route first."""
+        ...
+
     async def quote(
         self, kind: RequestKind, path: str, messages: list[ChatMessage], max_tokens: int
     ) -> Quote | None:

@@ -285,6 +285,13 @@ class SessionRoutes:
             raise NoRoute(kind, reasons)
         return answer
 
+    def paid_first(self, kind: RequestKind, path: str) -> bool:
+        """Whether the route that would take a request of `kind` about `path` is a paid
+        one (cheap: a feature asks before it builds what a quote needs)."""
+        private = private_reason(path, (), self.policy, "")
+        routes = self._routes(kind, private).routes
+        return bool(routes) and routes[0].backend is Backend.OPENROUTER
+
     async def quote(
         self, kind: RequestKind, path: str, messages: list[ChatMessage], max_tokens: int
     ) -> Quote | None:

@@ -22,6 +22,7 @@ import pytest
 from aiguilleur.lsp.actions import ACTION_COMMAND
 from aiguilleur.lsp.chat import CHAT_COMMAND, NEW_CHAT_COMMAND
 from aiguilleur.lsp.status import USAGE_COMMAND
+from aiguilleur.remote.acceptance import acceptance_rows
 from tests.support.editor_packages import EditorBinary, EditorUnavailable, debian_editor
 from tests.support.fake_openrouter import FakeModel, FakeOpenRouter, compat_route
 from tests.support.home import TestHome
@@ -285,6 +286,12 @@ def test_typing_opens_the_menu_and_enter_inserts_exactly_the_suggestion(
         ed.keys("Enter")  # takes it
         text = ed.saved()
     assert text == SOURCE.replace("+ \n", "+ name.upper() + '!'\nprint(s)\n")
+    # Counted as accepted: it stands typed where it was shown.
+    [row] = wait_for(
+        "the outcome in the ledger",
+        lambda: acceptance_rows(home.root / "data" / "aiguilleur" / "ledger.db"),
+    )
+    assert row.route == "team" and row.accepted == 1 and row.shown >= 1
 
 
 def test_a_suggestion_of_the_local_model_is_inserted_as_it_came(

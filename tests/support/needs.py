@@ -37,6 +37,9 @@ class NoRoutes:
     ) -> Answer:
         raise AssertionError(f"this fake answers no {kind}")
 
+    def paid_first(self, kind: RequestKind, path: str) -> bool:
+        return False
+
     async def quote(
         self, kind: RequestKind, path: str, messages: list[ChatMessage], max_tokens: int
     ) -> Quote | None:
