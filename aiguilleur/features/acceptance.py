@@ -37,6 +37,7 @@ class _Open(msgspec.Struct):
     model: str
     ts: float
     reported: int = 0  # characters the editor said were accepted
+    rest: int = 0  # characters of it still shown (the rest, as the user types it through)
 
 
 class Acceptance:
@@ -45,6 +46,9 @@ class Acceptance:
     def __init__(self, outcomes: Outcomes | None) -> None:
         self._outcomes = outcomes
         self._open: dict[str, _Open] = {}  # per document, the suggestion last shown
+        # Each such document's text as last changed: the editor may close it after the
+        # server's copy is gone.
+        self._last_text: dict[str, str] = {}
         # Ids are per process, so that one daemon's sessions never share one.
         self._ids = itertools.count(os.getpid() % 1000 * 1_000_000 + 1)
 
@@ -65,32 +69,44 @@ class Acceptance:
         if continued and before is not None and before.text.endswith(suggestion):
             typed = len(before.text) - len(suggestion)
             if offset - before.start == typed:
+                before.rest = len(suggestion)
                 return before.id
         if before is not None:
             self._close(before, text)
+            self._last_text.pop(uri, None)
         anchor = text[max(0, offset - _ANCHOR_CHARS) : offset]
         after = text[offset : offset + _ANCHOR_CHARS]
         opened = _Open(
             next(self._ids), offset, anchor, after, suggestion, route, model, time.time()
         )
+        opened.rest = len(suggestion)
         self._open[uri] = opened
         return opened.id
 
+    def changed(self, uri: str, text: str) -> None:
+        """The document as the editor changed it (kept only while a suggestion of it is
+        followed: a reference, no copy)."""
+        if uri in self._open:
+            self._last_text[uri] = text
+
     def reported(self, suggestion_id: int, chars: int | None) -> bool:
-        """The editor says suggestion `suggestion_id` was accepted (`chars` of it, or all);
-        whether it is one of this session's."""
+        """The editor says suggestion `suggestion_id` was accepted (`chars` of what it
+        showed last, or all); whether it is one of this session's."""
         for opened in self._open.values():
             if opened.id == suggestion_id:
-                n = len(opened.text) if chars is None else max(0, min(chars, len(opened.text)))
-                opened.reported = max(opened.reported, n)
+                typed = len(opened.text) - opened.rest  # before the part the editor showed
+                n = opened.rest if chars is None else max(0, min(chars, opened.rest))
+                opened.reported = max(opened.reported, typed + n)
                 return True
         return False
 
     def close(self, uri: str, text: str | None) -> None:
-        """The document is closed (`text`: as it was last, if known)."""
+        """The document is closed (`text`: as it is now, if known; else as it last
+        changed)."""
+        last = self._last_text.pop(uri, None)
         opened = self._open.pop(uri, None)
         if opened is not None:
-            self._close(opened, text)
+            self._close(opened, text if text is not None else last)
 
     def close_all(self, text_of: Callable[[str], str | None]) -> None:
         """The session ends: `text_of` gives each document as it is now."""

@@ -215,9 +215,10 @@ class ActionsFeature:
         ):
             return offers  # nothing to price: the prompts (and their sources) not built
         out = []
+        found: dict[str, str] = {}  # the sources, per instruction: the same code for all
         for offer in offers:
             try:
-                request = self._request(offer.data, text)
+                request = self._request(offer.data, text, found)
             except StaleEdit:
                 out.append(offer)
                 continue
@@ -232,8 +233,11 @@ class ActionsFeature:
             out.append(offer)
         return out
 
-    def _request(self, data: ActionData, text: str) -> ActionRequest:
-        """The request of action `data` on `text` (the version it was listed for)."""
+    def _request(
+        self, data: ActionData, text: str, found: dict[str, str] | None = None
+    ) -> ActionRequest:
+        """The request of action `data` on `text` (the version it was listed for);
+        `found` keeps the sources looked up for other actions on the same lines."""
         lines = text.split("\n")
         if data.end_line >= len(lines):
             raise StaleEdit("the selection is no longer in the document; run it again")
@@ -244,13 +248,9 @@ class ActionsFeature:
             if data.action == "tests"
             else None
         )
-        return ActionRequest(
-            action=data.action,
-            path=path_of(data.uri),
-            code=code,
-            before="\n".join(lines[max(0, data.start_line - n) : data.start_line]),
-            after="\n".join(lines[data.end_line + 1 : data.end_line + 1 + n]),
-            repository=sources_for(
+        found = {} if found is None else found
+        if data.instruction not in found:
+            found[data.instruction] = sources_for(
                 self._editor.index,
                 Path(path_of(data.uri)),
                 text,
@@ -258,7 +258,14 @@ class ActionsFeature:
                 data.instruction,
                 self.settings.repository_tokens,
                 tuple(self._settings.policy.privacy.private),
-            ).prompt,
+            ).prompt
+        return ActionRequest(
+            action=data.action,
+            path=path_of(data.uri),
+            code=code,
+            before="\n".join(lines[max(0, data.start_line - n) : data.start_line]),
+            after="\n".join(lines[data.end_line + 1 : data.end_line + 1 + n]),
+            repository=found[data.instruction],
             instruction=data.instruction,
             diagnostics=tuple(data.diagnostics),
             test_path=target.path if target else "",

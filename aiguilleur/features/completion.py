@@ -138,12 +138,15 @@ class CompletionFeature:
         """The session ends: what became of the suggestions still shown is known now."""
         self.acceptance.close_all(self._documents.text)
 
-    def note_change(self, uri: str, line: int | None) -> None:
+    def note_change(self, uri: str, line: int | None, text: str | None = None) -> None:
         """An edit is where the user is: editing another file than the last one moves the
         chunk around the last place in the file they left into the ring, and a later request
-        elsewhere brings this file's edited chunk along."""
+        elsewhere brings this file's edited chunk along. `text`: the document now (what
+        became of a suggestion shown in it is read from it, even after it is closed)."""
         if line is not None:
             self._last_line[uri] = line
+        if text is not None:
+            self.acceptance.changed(uri, text)
         self._switch(uri)
 
     def _switch(self, uri: str) -> None:

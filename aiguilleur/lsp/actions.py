@@ -46,7 +46,7 @@ def register(server: LanguageServer, session: Session) -> None:
         doc = ls_docs().get(params.text_document.uri)
         if doc is None:
             return []
-        await session.ready()  # the routes that would answer, to tell their price
+        await session.routes_ready()  # the routes that would answer, to tell their price
         if is_chat(doc.source):
             listed = chat_actions(doc.uri, doc.source, params)
             # Send, with what it would cost where a paid route would answer.

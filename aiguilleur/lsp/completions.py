@@ -47,7 +47,9 @@ def register(server: LanguageServer, session: Session) -> None:
         for change in params.content_changes:
             if isinstance(change, lsp.TextDocumentContentChangePartial):
                 line = change.range.start.line
-        session.completion.note_change(params.text_document.uri, line)
+        doc = server.workspace.text_documents.get(params.text_document.uri)
+        text = None if doc is None else doc.source
+        session.completion.note_change(params.text_document.uri, line, text)
 
     @server.feature(lsp.TEXT_DOCUMENT_DID_CLOSE)
     def did_close(ls: LanguageServer, params: lsp.DidCloseTextDocumentParams) -> None:

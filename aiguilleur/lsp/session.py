@@ -305,6 +305,13 @@ class Session:
         negotiated = self.server.workspace.position_encoding
         return str(getattr(negotiated, "value", negotiated) or "utf-16")
 
+    async def routes_ready(self, wait_s: float = 2.0) -> None:
+        """Wait briefly for the routes to be set up (a menu tells the price of a paid
+        route's action); never for a model to load."""
+        if not self.runtime_started.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.runtime_started.wait(), wait_s)
+
     async def ready(self) -> bool:
         """Wait (bounded) until discovery and the remote routes are set up, and apply
         settings files that changed since they were read."""

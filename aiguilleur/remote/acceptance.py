@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 
 FLUSH_EVERY_S = 10.0
 FLUSH_AT = 50
+# Kept while the database cannot be written, at most (the oldest go first).
+MAX_PENDING = 10_000
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS acceptance (
@@ -101,6 +103,7 @@ class AcceptanceLog:
                 log.warning("acceptance.flush_failed error=%s", error)
                 with self._lock:
                     self._pending[:0] = pending
+                    del self._pending[:-MAX_PENDING]
 
     def _write(self, counts: Counter[tuple[str, str, str, str]]) -> None:
         rows: dict[tuple[str, str, str], dict[str, int]] = {}

@@ -64,6 +64,8 @@ _ADDED = {
 }
 # Learned figures come from this many of the latest settled requests of a model.
 LEARN_FROM = 50
+# Requests left unsettled this recently are asked about again at each start.
+ORPHANS_DAYS = 7
 
 
 class Status(StrEnum):
@@ -168,8 +170,11 @@ class SpendLedger:
         have = {row[1] for row in db.execute("PRAGMA table_info(requests)")}
         for column, kind in _ADDED.items():
             if column not in have:
-                with contextlib.suppress(sqlite3.OperationalError):  # another process did
+                try:
                     db.execute(f"ALTER TABLE requests ADD COLUMN {column} {kind}")
+                except sqlite3.OperationalError as error:
+                    if "duplicate column" not in str(error):  # not another process's doing
+                        raise
 
     # -- connections --------------------------------------------------------------------
 
@@ -394,7 +399,7 @@ class SpendLedger:
             db.execute(
                 "UPDATE requests SET status = 'unknown', note = ?, generation_id = "
                 "CASE WHEN ? != '' THEN ? ELSE generation_id END "
-                "WHERE id = ? AND status = 'reserved'",
+                "WHERE id = ? AND status IN ('reserved', 'unknown')",
                 (note[:200], generation_id, generation_id, reservation.id),
             )
 
@@ -409,13 +414,18 @@ class SpendLedger:
                 (generation_id, reservation.id, generation_id),
             )
 
-    def orphaned_generations(self, key: str) -> list[tuple[Reservation, str]]:
-        """Requests of `key` whose process ended before their answer did, and whose
-        generation id is known: their cost can still be asked."""
+    def orphaned_generations(
+        self, key: str, now: float | None = None
+    ) -> list[tuple[Reservation, str]]:
+        """Requests of `key` of the last ORPHANS_DAYS days whose process ended (or whose
+        caller left) before their answer did, and whose generation id is known: their
+        cost can still be asked (a lookup that fails for good changes the note)."""
+        since = (time.time() if now is None else now) - ORPHANS_DAYS * 86_400
         rows = self._db().execute(
             "SELECT id, reserved_nusd, generation_id FROM requests WHERE key_label = ? AND "
-            "status = 'unknown' AND note = 'process ended' AND generation_id != ''",
-            (key,),
+            "status = 'unknown' AND note IN ('process ended', 'cancelled') AND "
+            "generation_id != '' AND ts >= ?",
+            (key, since),
         )
         return [(Reservation(rid, key, nusd / NANO), gid) for rid, nusd, gid in rows]
 

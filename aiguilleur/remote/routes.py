@@ -61,6 +61,8 @@ log = logging.getLogger(__name__)
 # A key refused for budget or credit is skipped this long before it is tried again.
 EXHAUSTED_S = 300.0
 FIRST_REFRESH_WAIT_S = 5.0
+# A menu waits at most this long for prices on their way (just after start).
+QUOTE_PRICES_WAIT_S = 1.0
 # Closing (new settings) waits this long for costs still being asked after the fact.
 SETTLE_WAIT_S = 10.0
 # A shared server's chat answer may take this long to start, by default.
@@ -277,8 +279,17 @@ class RemoteRoutes:
         max_tokens: int,
         temperature: float,
     ) -> WireResult:
+        wait = request.params.time_budget_ms / 2000  # for a budget held by others
         if raw is None:
-            return await self._chat(route, request.kind.value, messages, max_tokens, temperature)
+            return await self._chat(
+                route,
+                request.kind.value,
+                messages,
+                max_tokens,
+                temperature,
+                busy_wait_s=wait,
+                run_to_end=True,
+            )
         if route.backend is Backend.OPENAI_COMPATIBLE:
             client = self._compat_client(route)
             # No second try: a server too slow for this keystroke is passed over now.
@@ -302,7 +313,7 @@ class RemoteRoutes:
                 temperature=temperature,
                 max_price=route.max_price,
                 extra=provider_preferences(route.allow_data_collection),
-                busy_wait_s=request.params.time_budget_ms / 2000,
+                busy_wait_s=wait,
             )
         )
 
@@ -314,9 +325,12 @@ class RemoteRoutes:
         max_tokens: int,
         temperature: float,
         on_text: Callable[[str], None] | None = None,
+        busy_wait_s: float = CHAT_BUSY_WAIT_S,
+        run_to_end: bool = False,
     ) -> WireResult:
         """A chat request through `route`: an openai-compatible server's, or through the
-        route key's Spender (a budget reserved before, settled after)."""
+        route key's Spender (a budget reserved before, settled after; `run_to_end`: a
+        completion's, which a newer keystroke does not stop once sent)."""
         if route.backend is Backend.LLAMA_SERVER:
             server = self._server(route)
             return await server.chat(
@@ -348,7 +362,8 @@ class RemoteRoutes:
                 max_price=route.max_price,
                 extra=provider_preferences(route.allow_data_collection),
                 on_text=on_text,
-                busy_wait_s=CHAT_BUSY_WAIT_S,
+                busy_wait_s=busy_wait_s,
+                run_to_end=run_to_end,
             )
         )
 
@@ -373,12 +388,12 @@ class RemoteRoutes:
         self, route: Route, feature: str, messages: list[ChatMessage], max_tokens: int
     ) -> Price | None:
         """What `messages` would cost through `route` (None: not a paid route, or a model
-        whose price is unknown). Just after start, waits for prices on their way as a
-        paid request would: a price is told before the first request too."""
+        whose price is unknown). Just after start, waits briefly for prices on their way:
+        a price is told before the first request too."""
         spender = self.spenders.get(route.key) if route.backend is Backend.OPENROUTER else None
         if spender is None:
             return None
-        await self._prices_ready(route)
+        await self.price_book.ready(QUOTE_PRICES_WAIT_S)
         try:
             return await spender.price(
                 route.model,

@@ -108,7 +108,11 @@ class Spender:
         extra: dict[str, Any] | None = None,
         on_text: Callable[[str], None] | None = None,
         busy_wait_s: float = 0.0,
+        run_to_end: bool = False,
     ) -> WireResult:
+        """A chat. `run_to_end`: once sent, it runs to its end even when the caller moves
+        on (a completion asked through a chat model; see `complete`)."""
+
         async def send(on_generation: Callable[[str], None]) -> WireResult:
             return await self.client.chat(
                 model,
@@ -123,6 +127,8 @@ class Spender:
         texts = message_texts(messages)
         price = await self.price(model, texts, max_tokens, feature=feature, max_price=max_price)
         reservation = await self._reserve(price, model, feature, route, busy_wait_s)
+        if run_to_end:
+            return await self._to_the_end(send, reservation, model)
         return await self._send_and_settle(send, reservation, model)
 
     async def complete(
@@ -156,6 +162,15 @@ class Spender:
 
         price = await self.price(model, [prompt], max_tokens, feature=feature, max_price=max_price)
         reservation = await self._reserve(price, model, feature, route, busy_wait_s)
+        return await self._to_the_end(send, reservation, model)
+
+    async def _to_the_end(
+        self,
+        send: Callable[[Callable[[str], None]], Awaitable[WireResult]],
+        reservation: Reservation,
+        model: str,
+    ) -> WireResult:
+        """Send and settle in a task of its own, which a cancelled caller leaves running."""
         answer: asyncio.Future[WireResult] = asyncio.get_running_loop().create_future()
 
         async def finish() -> None:
@@ -168,7 +183,7 @@ class Spender:
             if not answer.done():
                 answer.set_result(result)
 
-        self._settling.spawn(finish(), f"completion {self.label}")
+        self._settling.spawn(finish(), f"answer {self.label}")
         return await answer
 
     async def _reserve(
@@ -179,8 +194,8 @@ class Spender:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + busy_wait_s
         while True:
-            try:
-                return await asyncio.to_thread(
+            taking = asyncio.ensure_future(
+                asyncio.to_thread(
                     self.ledger.reserve,
                     self.label,
                     price.bound_usd,
@@ -192,10 +207,24 @@ class Spender:
                     counted_tokens=price.counted_tokens,
                     estimated_usd=price.estimate_usd,
                 )
+            )
+            try:
+                return await asyncio.shield(taking)
             except BudgetRefused as refused:
                 if not refused.busy or loop.time() + BUSY_POLL_S > deadline:
                     raise
+            except asyncio.CancelledError:
+                # The caller moved on while the row was being written: free it once it is.
+                self._settling.spawn(self._release_when_taken(taking), "release")
+                raise
             await asyncio.sleep(BUSY_POLL_S)
+
+    async def _release_when_taken(self, taking: asyncio.Future[Reservation]) -> None:
+        try:
+            reservation = await taking
+        except BudgetRefused:
+            return
+        await asyncio.to_thread(self.ledger.release, reservation, "cancelled before sending")
 
     async def _send_and_settle(
         self,
@@ -235,11 +264,11 @@ class Spender:
                 )
             raise
         except BaseException:  # cancelled mid-answer: what it cost is learnt later, or never
+            if named:  # asked first: a second cancel below must not skip it
+                self._settle_later(reservation, named[0], "cancelled")
             await asyncio.shield(
                 asyncio.to_thread(self.ledger.unknown, reservation, "", "cancelled")
             )
-            if named:
-                self._settle_later(reservation, named[0], "cancelled")
             raise
         if result.usage.cost_usd is None:
             self._settle_later(reservation, result.generation_id, "no usage.cost")
@@ -283,7 +312,8 @@ class Spender:
         cost = await self.client.generation_cost(generation_id) if generation_id else None
         if cost is None:
             log.warning("spend.cost_unknown key=%s why=%s", self.label, why)
-            await asyncio.to_thread(self.ledger.unknown, reservation, generation_id, why)
+            never = f"cost never learnt ({why})"  # not asked again at the next start
+            await asyncio.to_thread(self.ledger.unknown, reservation, generation_id, never)
             return
         await asyncio.to_thread(
             self.ledger.settle,

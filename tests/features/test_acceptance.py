@@ -82,3 +82,23 @@ def test_text_that_was_already_after_the_cursor_is_not_counted_as_taken() -> Non
     shown(acc, text, at, "\nprint(s)")  # the line break alone was already there
     acc.close(URI, text)
     assert [(o.outcome, o.accepted_chars) for o in sink] == [(Outcome.DISMISSED, 0)]
+
+
+def test_a_document_closed_after_the_servers_copy_is_gone_is_read_as_it_last_changed() -> None:
+    sink = Sink()
+    acc = Acceptance(sink)
+    shown(acc, BEFORE, len(BEFORE), SUGGESTION)
+    acc.changed(URI, BEFORE + SUGGESTION)  # Tab in the editor
+    acc.close(URI, None)  # pygls dropped its copy before telling the server
+    assert [o.outcome for o in sink] == [Outcome.ACCEPTED]
+
+
+def test_a_part_reported_after_typing_through_counts_from_where_it_was_shown() -> None:
+    sink = Sink()
+    acc = Acceptance(sink)
+    first = shown(acc, BEFORE, len(BEFORE), SUGGESTION)
+    typed = BEFORE + "3.14"
+    shown(acc, typed, len(typed), SUGGESTION[4:], continued=True)
+    acc.reported(first, 5)  # "159 *" of the rest shown: 9 characters of the suggestion
+    acc.close(URI, "import math\n" + typed)  # moved: only the report tells
+    assert [(o.outcome, o.accepted_chars) for o in sink] == [(Outcome.PARTIAL, 9)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -150,3 +151,29 @@ async def test_a_completion_the_user_typed_past_is_still_settled_at_its_real_cos
     # Settled at what it cost, not held at its bound for good.
     assert s.ledger.count(Status.SETTLED) == 1 and s.ledger.count(Status.UNKNOWN) == 0
     assert s.ledger.spent("work", "daily") == pytest.approx(billed)
+
+
+async def test_a_request_cancelled_while_its_reservation_is_written_frees_it(
+    tmp_path: Path,
+) -> None:
+    with FakeOpenRouter(keys=[FakeKey(KEY, label="work")]) as fake:
+        s = spender(fake, tmp_path, Budget(daily=1.0))
+        reserve = s.ledger.reserve
+
+        def slow_reserve(*args: object, **kwargs: object) -> object:
+            time.sleep(0.3)  # a commit that takes its time (synchronous=FULL on a slow disk)
+            return reserve(*args, **kwargs)  # type: ignore[arg-type]
+
+        s.ledger.reserve = slow_reserve  # type: ignore[method-assign]
+        asked = asyncio.create_task(
+            s.complete("vendor/coder", "def f(", max_tokens=8, feature="completion", route="r")
+        )
+        await asyncio.sleep(0.1)
+        asked.cancel()  # a newer keystroke, while the row is being written
+        with pytest.raises(asyncio.CancelledError):
+            await asked
+        await s.drain(10)
+        await s.client.aclose()
+    assert not fake.bodies("/completions")  # never sent
+    assert s.ledger.count(Status.RESERVED) == 0 and s.ledger.count(Status.FAILED) == 1
+    assert s.ledger.spent("work", "daily") == 0
