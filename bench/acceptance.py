@@ -27,15 +27,11 @@ sys.path.insert(0, str(ROOT))
 
 from aiguilleur.features.acceptance import Acceptance  # noqa: E402
 from aiguilleur.remote.acceptance import AcceptanceLog, acceptance_rows  # noqa: E402
+from bench.common import installed_modules  # noqa: E402
 
 
 def files(n: int, seed: int) -> list[Path]:
-    site = Path(sys.prefix) / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}"
-    found = [
-        p
-        for p in sorted((site / "site-packages").glob("*/*.py"))
-        if 20_000 < p.stat().st_size < 200_000 and "aiguilleur" not in str(p)
-    ]
+    found = [p for p in installed_modules() if 20_000 < p.stat().st_size < 200_000]
     return random.Random(seed).sample(found, n)
 
 

@@ -48,7 +48,7 @@ from aiguilleur.backends.synthetic import TINY, ensure_model  # noqa: E402
 from aiguilleur.commands.replay import ServerProcess  # noqa: E402
 from aiguilleur.daemon.identity import daemon_pid  # noqa: E402
 from aiguilleur.remote.estimate import count_tokens  # noqa: E402
-from bench.common import isolated_env, write_user_file  # noqa: E402
+from bench.common import installed_modules, isolated_env, write_user_file  # noqa: E402
 from tests.support.fake_openrouter import FakeKey, FakeModel, FakeOpenRouter  # noqa: E402
 
 KEY = "sk-or-v1-budget-race"
@@ -80,11 +80,8 @@ def twice_ours(text: str) -> int:
 
 def real_code(seed: int) -> list[Path]:
     """WINDOWS modules of 300 to 1500 lines from the packages installed here."""
-    site = Path(sys.prefix) / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}"
     found = []
-    for path in sorted((site / "site-packages").glob("*/*.py")):
-        if "aiguilleur" in str(path):
-            continue
+    for path in installed_modules():
         try:
             lines = path.read_text(encoding="utf-8").count("\n")
         except (OSError, UnicodeDecodeError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 
@@ -25,3 +26,11 @@ def write_user_file(home: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     return path
+
+
+def installed_modules() -> list[Path]:
+    """The top-level modules of the packages installed beside this interpreter (real code
+    nobody here wrote), ours left out, in a stable order."""
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    site = Path(sys.prefix) / "lib" / version / "site-packages"
+    return [p for p in sorted(site.glob("*/*.py")) if "aiguilleur" not in str(p)]

@@ -41,6 +41,7 @@ from aiguilleur.features.prompts import render  # noqa: E402
 from aiguilleur.remote.routes import RemoteRoutes  # noqa: E402
 from aiguilleur.types import Backend, Route  # noqa: E402
 from bench.budget import gguf_counter, twice_ours  # noqa: E402
+from bench.common import installed_modules  # noqa: E402
 from tests.support.fake_openrouter import FakeKey, FakeModel, FakeOpenRouter  # noqa: E402
 
 KEY = "sk-or-v1-estimate-bench"
@@ -50,14 +51,11 @@ MAX_TOKENS = 1024
 
 def functions(count: int, seed: int) -> list[tuple[str, str]]:
     """(path, source) of functions of 5 to 80 lines from the installed packages."""
-    site = Path(sys.prefix) / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}"
     found: list[tuple[str, str]] = []
-    paths = sorted((site / "site-packages").glob("*/*.py"))
+    paths = installed_modules()
     rng = random.Random(seed)
     rng.shuffle(paths)
     for path in paths:
-        if "aiguilleur" in str(path):
-            continue
         try:
             text = path.read_text(encoding="utf-8")
             tree = ast.parse(text)

@@ -9,14 +9,7 @@ from tests.support.home import TestHome
 
 
 def aiguilleur(home: TestHome, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "aiguilleur", *args],
-        capture_output=True,
-        text=True,
-        env=home.env(),
-        cwd=home.workspace,
-        timeout=300,
-    )
+    return home.cli(*args)
 
 
 def test_complete_prints_a_suggestion(model_home: TestHome) -> None:

@@ -173,33 +173,32 @@ class ChatFeature:
             RequestKind.CHAT, path_of(about), messages, self.settings.max_tokens, on_text
         )
 
-    def _prompt(self, text: str) -> tuple[ChatTurns, Sources, list[ChatMessage]]:
-        """The chat's turns, the sources found for it, and the messages sent."""
-        turns = parse(text)
+    def _prompt(self, turns: ChatTurns) -> tuple[Sources, list[ChatMessage]]:
+        """The sources found for the chat's turns, and the messages sent."""
         sources = self._sources(turns)
         messages = turns.messages
         if sources.prompt:
             messages = [messages[0], ChatMessage("system", sources.prompt.strip()), *messages[1:]]
-        return turns, sources, messages
+        return sources, messages
 
     async def quote(self, uri: str, text: str) -> Quote | None:
         """What sending the chat now would cost, where a paid route would answer it."""
         if not ready_for_answer(text):
             return None
-        about = parse(text).about or uri
-        if not self._routes.paid_first(RequestKind.CHAT, path_of(about)):
+        turns = parse(text)
+        about = path_of(turns.about or uri)
+        if not self._routes.paid_first(RequestKind.CHAT, about):
             return None  # nothing to price: the sources not looked up
-        turns, _, messages = self._prompt(text)
-        return await self._routes.quote(
-            RequestKind.CHAT, path_of(turns.about or uri), messages, self.settings.max_tokens
-        )
+        _, messages = self._prompt(turns)
+        return await self._routes.quote(RequestKind.CHAT, about, messages, self.settings.max_tokens)
 
     async def send(self, uri: str, text: str) -> Answer:
         if not ready_for_answer(text):
             raise ChatError(
                 f"nothing to send: write your question under the last '{YOU}' heading first"
             )
-        turns, sources, messages = self._prompt(text)
+        turns = parse(text)
+        sources, messages = self._prompt(turns)
         quote = await self._routes.quote(
             RequestKind.CHAT, path_of(turns.about or uri), messages, self.settings.max_tokens
         )

@@ -224,6 +224,16 @@ class SpendLedger:
         ).fetchone()
         return int(row[0])
 
+    def _pending_nano(self, db: sqlite3.Connection, key: str) -> int:
+        """What is reserved and not yet known to be settled, of any period: what
+        OpenRouter's remaining limit must cover besides a new request."""
+        row = db.execute(
+            "SELECT COALESCE(SUM(reserved_nusd), 0) FROM requests "
+            "WHERE key_label = ? AND status IN ('reserved', 'unknown')",
+            (key,),
+        ).fetchone()
+        return int(row[0])
+
     def spent(self, key: str, period: str, now: float | None = None) -> float:
         now = time.time() if now is None else now
         return self._spent_nano(self._db(), key, period_start(period, now)) / NANO
@@ -256,11 +266,7 @@ class SpendLedger:
                     held = self._in_flight_nano(db, key, since)
                     raise BudgetRefused(key, period, limit, spent / NANO, asked / NANO, held / NANO)
             if remote_remaining_usd is not None:
-                pending = db.execute(
-                    "SELECT COALESCE(SUM(reserved_nusd), 0) FROM requests "
-                    "WHERE key_label = ? AND status IN ('reserved', 'unknown')",
-                    (key,),
-                ).fetchone()[0]
+                pending = self._pending_nano(db, key)
                 if pending + asked > limit_nano(remote_remaining_usd):
                     raise BudgetRefused(
                         key,
@@ -307,12 +313,8 @@ class SpendLedger:
             left = limit_nano(limit) - self._spent_nano(db, key, since)
             free.append((left, left + self._in_flight_nano(db, key, since)))
         if remote_remaining_usd is not None:
-            pending = db.execute(
-                "SELECT COALESCE(SUM(reserved_nusd), 0) FROM requests "
-                "WHERE key_label = ? AND status IN ('reserved', 'unknown')",
-                (key,),
-            ).fetchone()[0]
-            left = limit_nano(remote_remaining_usd) - int(pending)
+            pending = self._pending_nano(db, key)
+            left = limit_nano(remote_remaining_usd) - pending
             free.append((left, left + self._in_flight_nano(db, key, 0.0)))
         if not free:
             return Room(None, None)

@@ -51,14 +51,7 @@ def test_pull_downloads_verifies_and_the_server_finds_the_model(
     assert f"downloaded {target}" in result.stdout
     assert any(r.method == "POST" and "paths-info" in r.path for r in hub.requests)
 
-    doctor = subprocess.run(
-        [sys.executable, "-m", "aiguilleur", "doctor"],
-        capture_output=True,
-        text=True,
-        env=home.env(),
-        cwd=home.workspace,
-        timeout=300,
-    )
+    doctor = home.cli("doctor")
     assert str(target) in doctor.stdout, doctor.stdout
 
 

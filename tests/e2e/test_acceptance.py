@@ -6,8 +6,6 @@ what each suggestion taken cost."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 from lsprotocol import types as lsp
@@ -35,14 +33,7 @@ async def ask(client: object, uri: str, line: int, char: int) -> lsp.InlineCompl
 
 
 def usage(home: TestHome) -> dict[str, object]:
-    out = subprocess.run(
-        [sys.executable, "-m", "aiguilleur", "usage", "--json"],
-        capture_output=True,
-        text=True,
-        env=home.env(),
-        cwd=home.workspace,
-        timeout=300,
-    )
+    out = home.cli("usage", "--json")
     assert out.returncode == 0, out.stderr
     data: dict[str, object] = json.loads(out.stdout)
     return data
@@ -92,12 +83,5 @@ async def test_accepted_typed_through_and_dismissed_suggestions_are_counted_per_
     assert cloud["model"] == "vendor/coder" and cloud["rate"] == 0.5
     assert abs(cloud["spend_usd"] - billed) < 1e-9
     assert abs(cloud["cost_per_accepted_usd"] - billed / 2) < 1e-9
-    text = subprocess.run(
-        [sys.executable, "-m", "aiguilleur", "usage"],
-        capture_output=True,
-        text=True,
-        env=home.env(),
-        cwd=home.workspace,
-        timeout=300,
-    ).stdout
+    text = home.cli("usage").stdout
     assert "suggestions (taken" in text and "2 of 4" in text

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -92,6 +94,17 @@ class TestHome:
 
     def write_config(self, text: str) -> None:
         self.config_file.write_text(text, encoding="utf-8")
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """`aiguilleur ARGS` run as the user of this home, in its workspace."""
+        return subprocess.run(
+            [sys.executable, "-m", "aiguilleur", *args],
+            capture_output=True,
+            text=True,
+            env=self.env(),
+            cwd=self.workspace,
+            timeout=300,
+        )
 
     def env(self, **extra: str) -> dict[str, str]:
         env = {
